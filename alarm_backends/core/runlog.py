@@ -1,0 +1,62 @@
+"""The cron run log: one stream entry per job run in the log DB (7), read by the report and trim jobs.
+
+Writing it is best-effort: a log DB that is down must not fail the job it describes, so errors are logged and
+the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import redis
+
+from alarm_backends.core.storage.redis import LOG, get_client, key
+
+logger = logging.getLogger("cron")
+
+# An upper bound between trims: the stream never grows past this even if the trim job stops running.
+MAX_LEN = 100_000
+
+
+def stream_key() -> str:
+    return key("cron", "runs")
+
+
+@dataclass(frozen=True)
+class Run:
+    task: str
+    queue: str
+    status: str  # success | failed
+    cost: float
+    exception: str
+    ts: float
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Run:
+        return cls(
+            task=fields["task"],
+            queue=fields.get("queue", ""),
+            status=fields["status"],
+            cost=float(fields.get("cost", 0)),
+            exception=fields.get("exception", ""),
+            ts=float(fields.get("ts", 0)),
+        )
+
+
+def record_run(task: str, queue: str, status: str, cost: float, exception: str = "") -> None:
+    fields = {
+        "task": task,
+        "queue": queue,
+        "status": status,
+        "cost": f"{cost:.6f}",
+        "exception": exception,
+        "host": socket.gethostname(),
+        "ts": f"{time.time():.6f}",
+    }
+    try:
+        get_client(LOG).xadd(stream_key(), fields, maxlen=MAX_LEN, approximate=True)
+    except redis.RedisError as exc:
+        logger.warning("cron run log not written for %s: %s", task, exc)

@@ -1,0 +1,93 @@
+"""One Redis client per DB role of the plan: ``log`` (7), ``cache`` (8), ``queue`` (9), ``service`` (10).
+
+``cache`` lives on the cache Redis (``BK_MONITOR_CACHE_REDIS_*``), the others on the main one; each works in
+standalone and Sentinel mode. Clients are created once per process (per role) and reused; after a fork the
+connection pool reconnects by itself (redis-py checks the pid).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis
+from django.conf import settings
+from redis.sentinel import Sentinel
+
+from config.tools.celery import cache_redis, main_redis
+from config.tools.redis import RedisSettings, shuffled_sentinels
+
+LOG = "log"
+CACHE = "cache"
+QUEUE = "queue"
+SERVICE = "service"
+ROLES = (LOG, CACHE, QUEUE, SERVICE)
+
+# The service DB holds locks and dedupe marks: a call must not hang a worker forever on a dead server.
+SOCKET_TIMEOUT = {SERVICE: 10.0}
+CONNECT_TIMEOUT = 5.0
+
+_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def server_settings(role: str) -> RedisSettings:
+    if role not in ROLES:
+        raise ValueError(f"unknown Redis DB role {role!r}: expected one of {', '.join(ROLES)}")
+    return cache_redis(settings) if role == CACHE else main_redis(settings)
+
+
+def db_of(role: str) -> int:
+    server_settings(role)  # validates the role
+    return int(settings.REDIS_DB_PLAN[role])
+
+
+def build_client(conf: RedisSettings, db: int, *, socket_timeout: float | None = None) -> redis.Redis:
+    """A client for ``db`` on ``conf``'s server: a direct connection, or the current master via Sentinel."""
+    options: dict[str, Any] = {
+        "db": db,
+        "password": conf.password or None,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "health_check_interval": 30,
+        "decode_responses": True,
+    }
+    if conf.is_sentinel:
+        sentinel_kwargs = {"password": conf.sentinel_password} if conf.sentinel_password else {}
+        sentinel = Sentinel(
+            shuffled_sentinels(conf), sentinel_kwargs=sentinel_kwargs, socket_connect_timeout=CONNECT_TIMEOUT
+        )
+        return sentinel.master_for(conf.master_name, **options)
+    return redis.Redis(host=conf.host, port=conf.port, **options)
+
+
+def get_client(role: str) -> redis.Redis:
+    """The shared client of a DB role."""
+    with _lock:
+        client = _clients.get(role)
+        if client is None:
+            client = build_client(server_settings(role), db_of(role), socket_timeout=SOCKET_TIMEOUT.get(role))
+            _clients[role] = client
+        return client
+
+
+def describe(role: str) -> str:
+    """Where a role's DB lives, password left out — for error messages and logs."""
+    conf = server_settings(role)
+    where = f"sentinel {conf.master_name}@{conf.host}:{conf.port}" if conf.is_sentinel else f"{conf.host}:{conf.port}"
+    return f"redis {role} db {db_of(role)} at {where}"
+
+
+def close_all() -> None:
+    """Drop every client (tests, and after settings change)."""
+    with _lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+def key(*parts: str) -> str:
+    """A key scoped by app code and cluster: ``<APP_CODE>.<cluster>.<part>.<part>``."""
+    from alarm_backends.core.cluster import get_cluster
+
+    return ".".join((settings.APP_CODE, get_cluster().name, *parts))

@@ -1,0 +1,1 @@
+"""The backend Celery app and its periodic-task loaders."""

@@ -1,0 +1,83 @@
+"""The backend app's Celery configuration, computed from Django settings (pure: no I/O).
+
+Faithful to the original's ``rabbitmq_conf()`` except where a comment says why not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from config.tools.celery import (
+    broker_settings,
+    main_redis,
+    result_backend_settings,
+    serializer_settings,
+    worker_concurrency,
+)
+from config.tools.redis import redis_url, shuffled_sentinels
+
+DEFAULT_QUEUE = "monitor"
+LLM_QUEUE = "celery_llm_task"
+# LLM jobs are only worth running while someone waits for them, and must not pile up.
+LLM_QUEUE_ARGUMENTS = {"x-message-ttl": 600_000, "x-max-length": 1000}
+
+
+def task_queues(queue_name: Any = str) -> tuple[Queue, ...]:
+    """The declared queues; every other queue is created on first use. ``queue_name`` scopes a name by cluster."""
+    monitor, llm = queue_name(DEFAULT_QUEUE), queue_name(LLM_QUEUE)
+    return (
+        Queue(monitor, Exchange(monitor), routing_key=monitor),
+        Queue(llm, Exchange(llm), routing_key=llm, queue_arguments=LLM_QUEUE_ARGUMENTS),
+    )
+
+
+def redbeat_settings(conf: Any) -> dict[str, Any]:
+    redis = main_redis(conf)
+    settings: dict[str, Any] = {
+        "redbeat_key_prefix": conf.REDBEAT_KEY_PREFIX,
+        "redbeat_lock_timeout": conf.REDBEAT_LOCK_TIMEOUT,
+    }
+    if not redis.is_sentinel:
+        settings["redbeat_redis_url"] = redis_url(redis, conf.REDBEAT_REDIS_DB)
+        return settings
+    options: dict[str, Any] = {
+        "sentinels": shuffled_sentinels(redis),
+        "password": redis.password,
+        "service_name": redis.master_name,
+        "socket_timeout": 10,
+        "retry_period": 60,
+    }
+    if redis.sentinel_password:
+        options["sentinel_kwargs"] = {"password": redis.sentinel_password}
+    settings["redbeat_redis_url"] = f"redis-sentinel://redis-sentinel:26379/{conf.REDBEAT_REDIS_DB}"
+    settings["redbeat_redis_options"] = options
+    return settings
+
+
+def backend_config(conf: Any, cpu_count: int, queue_name: Any = str) -> dict[str, Any]:
+    queues = task_queues(queue_name)
+    config: dict[str, Any] = {
+        "worker_max_tasks_per_child": 1000,
+        "worker_concurrency": worker_concurrency(cpu_count, int(conf.CELERY_WORKERS)),
+        "task_acks_late": True,
+        "task_default_exchange": queues[0].exchange.name,
+        "task_default_queue": queues[0].name,
+        "task_default_routing_key": queues[0].routing_key,
+        "task_queues": queues,
+        "task_create_missing_queues": True,
+        "beat_max_loop_interval": 60,
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "broker_connection_retry_on_startup": True,
+        # The platform's logging comes from Django's LOGGING (setup_logging handler in app.py).
+        "worker_hijack_root_logger": False,
+        # Crontabs are evaluated in UTC, as the original (which never set a timezone) did.
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+    config.update(serializer_settings(conf))
+    config.update(broker_settings(conf))
+    config.update(result_backend_settings(conf))
+    config.update(redbeat_settings(conf))
+    return config

@@ -1,0 +1,150 @@
+"""Crontab entries: validation, Celery's crontab semantics, task names and expires (pure: no I/O).
+
+An entry is ``(dotted path, cron, run_type)``. The cron string is split into Celery's positional order
+``crontab(minute, hour, day_of_week, day_of_month, month_of_year)``; Celery's parser gives the quirks the original
+has and that deployments rely on: ``*/260`` → minute 0 (hourly), ``*/24`` → 0, 24, 48, ``* */1 * * *`` → every
+minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celery.schedules import crontab
+
+RUN_TYPES = ("global", "cluster")
+CRON_MODULE = "alarm_backends.service.scheduler.tasks.cron"
+DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+MIN_EXPIRES, MAX_EXPIRES = 300, 3600
+# Four years of days covers every weekday/leap-day combination a 5-field cron can express.
+_SPAN_DAYS = 4 * 366
+_EPOCH = dt.date(2024, 1, 1)
+
+
+class CronConfigError(ValueError):
+    """A crontab list holds an entry that cannot be scheduled; the message names the list and the entry."""
+
+
+@dataclass(frozen=True)
+class CronEntry:
+    path: str
+    cron: str
+    run_type: str
+    queue: str
+    source: str  # the setting the entry came from, for error messages
+
+    @property
+    def task_name(self) -> str:
+        return task_name(self.path)
+
+
+def task_name(path: str) -> str:
+    """``a.b.c`` → ``alarm_backends.service.scheduler.tasks.cron.a_b_c``."""
+    return f"{CRON_MODULE}.{path.replace('.', '_')}"
+
+
+def make_crontab(cron: str) -> crontab:
+    """Five fields in Celery's order (m h dow dom moy); raises ValueError on anything else."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day_of_week day_of_month month_of_year), got {len(fields)}")
+    schedule = crontab(*fields)
+    if min_gap_minutes(schedule) is None:
+        raise ValueError("it never fires")
+    return schedule
+
+
+def min_gap_minutes(schedule: crontab) -> int | None:
+    """The shortest time between two consecutive fire times, in minutes; None if it never fires.
+
+    Celery fires when minute, hour, weekday, day of month and month all match (weekday AND day of month, unlike
+    cron's OR).
+    """
+    times = sorted(h * 60 + m for h in schedule.hour for m in schedule.minute)
+    if not times:
+        return None
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    previous: int | None = None
+    for offset in range(_SPAN_DAYS):
+        day = _EPOCH + dt.timedelta(days=offset)
+        if (
+            day.isoweekday() % 7 in schedule.day_of_week
+            and day.day in schedule.day_of_month
+            and day.month in schedule.month_of_year
+        ):
+            if previous is not None:
+                gaps.append((offset - previous) * 1440 + times[0] - times[-1])
+            previous = offset
+    if previous is None:
+        return None
+    # One fire time in four years (a leap day on one weekday): longer than any clamp cares about.
+    return min(gaps) if gaps else _SPAN_DAYS * 1440
+
+
+def expires_for(cron: str) -> int:
+    """Seconds a published run stays valid: the gap to the next run less one second, clamped to 300-3600.
+
+    Matches the original's table (``* * * * *``→300, ``*/6``→359, ``*/10``→599, hourly→3599, daily→3600). Fixed:
+    the original sampled the gap after the next fire time at import, so irregular steps such as ``*/25`` got a
+    value that depended on the minute the process started, and it dropped whole days (``timedelta.seconds``);
+    here it is the *shortest* gap over the whole schedule, the same on every host and at every start.
+    """
+    gap = min_gap_minutes(make_crontab(cron))
+    assert gap is not None  # make_crontab rejects schedules that never fire
+    return min(MAX_EXPIRES, max(gap * 60 - 1, MIN_EXPIRES))
+
+
+def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
+    where = f"{source}[{index}]"
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) != 3:
+        raise CronConfigError(f"{where} = {raw!r}: expected (dotted path, cron, run_type)")
+    path, cron, run_type = raw
+    if not isinstance(path, str) or not DOTTED_PATH.match(path):
+        raise CronConfigError(f"{where} = {raw!r}: {path!r} is not a dotted module or function path")
+    if run_type not in RUN_TYPES:
+        raise CronConfigError(f"{where} = {raw!r}: run_type {run_type!r} must be one of {', '.join(RUN_TYPES)}")
+    if not isinstance(cron, str):
+        raise CronConfigError(f"{where} = {raw!r}: cron must be a string")
+    try:
+        make_crontab(cron)
+    except ValueError as exc:
+        raise CronConfigError(f"{where} = {raw!r}: bad cron {cron!r}: {exc}") from None
+    return CronEntry(path=path, cron=cron, run_type=run_type, queue=queue, source=source)
+
+
+def parse_entries(lists: Iterable[tuple[str, str, Any]]) -> list[CronEntry]:
+    """``(queue, setting name, entries)`` triples → validated entries; one error for the first bad entry.
+
+    The same path twice would register one task name twice (the second silently replacing the first), so it is
+    an error too.
+    """
+    entries: list[CronEntry] = []
+    seen: dict[str, str] = {}
+    for queue, source, raw_entries in lists:
+        if not isinstance(raw_entries, list | tuple):
+            raise CronConfigError(f"{source} must be a list of (dotted path, cron, run_type), got {raw_entries!r}")
+        for index, raw in enumerate(raw_entries):
+            entry = _entry(raw, queue, source, index)
+            where = f"{source}[{index}]"
+            if entry.path in seen:
+                raise CronConfigError(f"{where}: {entry.path!r} is already scheduled by {seen[entry.path]}")
+            seen[entry.path] = where
+            entries.append(entry)
+    return entries
+
+
+def select(entries: Iterable[CronEntry], exclude: Iterable[str], is_default_cluster: bool) -> list[CronEntry]:
+    """Drop excluded paths, and ``global`` entries outside the default cluster."""
+    excluded = set(exclude)
+    return [
+        e for e in entries if e.path not in excluded and (e.run_type == "cluster" or is_default_cluster)
+    ]
+
+
+def queue_lists(conf: Any, mapping: Mapping[str, str]) -> list[tuple[str, str, Any]]:
+    """``{queue: setting name}`` → the ``(queue, setting name, entries)`` triples of :func:`parse_entries`."""
+    return [(queue, name, getattr(conf, name)) for queue, name in mapping.items()]

@@ -1,0 +1,66 @@
+"""Settings shared by every role and environment (loaded first)."""
+
+import os
+from pathlib import Path
+
+from config.tools.consul import get_consul_settings
+from config.tools.env import first, first_int
+from config.tools.environment import (
+    APP_CODE,
+    DJANGO_CONF_MODULE,
+    ENVIRONMENT,
+    IS_CONTAINER_MODE,
+    NEW_ENV,
+    PLATFORM,
+    ROLE,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Everything a running platform writes on a host (sockets, pid files, logs, the SQLite DB) lives here.
+RUN_DIR = os.environ.get("BKM_RUN_DIR") or str(BASE_DIR / "run")
+LOG_PATH = os.environ.get("BK_LOG_DIR") or os.path.join(RUN_DIR, "logs")
+LOG_FILE_PREFIX = ""
+LOG_LEVEL = os.environ.get("BKAPP_LOG_LEVEL") or "INFO"
+
+SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default="bkmonitor-development-only-secret-key")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "alarm_backends"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(RUN_DIR, "db.sqlite3")}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "Asia/Shanghai"
+
+# The business whose owner on the hash ring is the leader host.
+DEFAULT_BK_BIZ_ID = first_int(os.environ, "BKAPP_DEFAULT_BK_BIZ_ID", default=2)
+
+# Celery worker processes per worker program; 0 means int(cpu ** 0.6 * 1.85).
+CELERY_WORKERS = 0
+# "json" (default) or "pickle". The original used pickle, which lets anyone who can publish to the broker run
+# arbitrary code in every worker; periodic jobs take no arguments, so JSON loses nothing.
+CELERY_SERIALIZER = "json"
+# When True a cron job's exception fails the Celery task (visible in events and worker logs) after it has been
+# logged and counted; False keeps the original's behaviour of swallowing it.
+CRON_TASK_RAISE_ERRORS = True
+
+# Cluster (alarm_backends.core.cluster): name, code and the ordered routing rules.
+ALARM_BACKEND_CLUSTER_NAME = os.environ.get("BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME") or "default"
+ALARM_BACKEND_CLUSTER_CODE = os.environ.get("BK_MONITOR_ALARM_BACKEND_CLUSTER_CODE") or "0"
+ALARM_BACKEND_CLUSTER_ROUTING_RULES = [{"target_type": "biz", "cluster_name": "default", "matcher_type": "true"}]
+
+# Optional product integrations that add crontab entries when configured.
+BCS_API_GATEWAY_HOST = first(os.environ, "BKAPP_BCS_API_GATEWAY_HOST", "BK_BCS_API_GATEWAY_HOST")
+MAIL_REPORT_BIZ = first_int(os.environ, "MAIL_REPORT_BIZ", default=0)
+API_CACHE_BASE_INTERVAL = first_int(os.environ, "API_CACHE_BASE_INTERVAL", default=10)
+
+# Consul (registration, hash ring, leader check). Not configured means single-node.
+_consul = get_consul_settings(os.environ)
+CONSUL_ENABLED = _consul.enabled
+CONSUL_CLIENT_HOST = _consul.host
+CONSUL_CLIENT_PORT = _consul.port
+CONSUL_HTTPS_PORT = _consul.https_port or 0
+CONSUL_CLIENT_CA_FILE = _consul.ca_file
+CONSUL_CLIENT_CERT_FILE = _consul.cert_file
+CONSUL_CLIENT_KEY_FILE = _consul.key_file
+CONSUL_ACL_TOKEN = _consul.token
+del _consul

@@ -1,0 +1,106 @@
+"""The worker role: the crontab lists, the Redis DB plan, the broker, supervisor and logging.
+
+Crontab entries are ``(dotted path, cron, run_type)``:
+
+* the path names a module (run through its ``main()``) or a function (called directly), resolved when the task
+  runs, so a broken job fails only its own task;
+* the cron string has five fields in **Celery's** positional order — minute, hour, day_of_week, day_of_month,
+  month_of_year — not standard cron's (minute, hour, day_of_month, month, day_of_week); times are UTC;
+* run_type ``global`` entries run only in the default cluster, ``cluster`` entries in every cluster.
+
+Add entries here, or replace a whole list with ``BKAPP_SETTINGS_DEFAULT_CRONTAB='[["pkg.job", "*/5 * * * *",
+"global"]]'``.
+"""
+
+import os
+
+from config.default import RUN_DIR
+from config.tools.environment import APP_CODE, IS_CONTAINER_MODE, NEW_ENV
+from config.tools.rabbitmq import get_rabbitmq_settings
+from config.tools.redis import default_redis_mode, get_cache_redis_settings, get_redis_settings
+
+# Queue celery_cron.
+DEFAULT_CRONTAB = [
+    # scheduler self-monitoring: beat/worker liveness in the service DB
+    ("alarm_backends.jobs.heartbeat", "* * * * *", "global"),
+    # depth of every crontab queue on the broker, into the cache DB
+    ("alarm_backends.jobs.queue_depth", "* * * * *", "global"),
+    # per-task run/failure counts from the run log, into the cache DB
+    ("alarm_backends.jobs.cron_report", "*/5 * * * *", "global"),
+    # result-backend hygiene in the queue DB
+    ("alarm_backends.jobs.result_cleanup", "*/10 * * * *", "global"),
+]
+
+# Queue celery_action_cron.
+ACTION_TASK_CRONTAB = [
+    # each cluster's own liveness record
+    ("alarm_backends.jobs.heartbeat.cluster_heartbeat", "* * * * *", "cluster"),
+]
+
+# Queue celery_long_task_cron.
+LONG_TASK_CRONTAB = [
+    # trim the run log in the log DB to its retention
+    ("alarm_backends.jobs.log_trim", "0 * * * *", "global"),
+]
+
+# Queue celery_api_cron (fixed expires 300; the task keeps the job's own name).
+API_CRONTAB = [
+    ("alarm_backends.jobs.cluster_cache.cache_cluster_info", "*/1 * * * *", "global"),
+]
+
+# Queue celery_report_cron (fixed expires 300; the task keeps the job's own name).
+REPORT_CRONTAB = [
+    ("alarm_backends.jobs.redis_metrics.collect_redis_metric", "* * * * *", "cluster"),
+]
+
+# Dotted paths to leave out of every list on this host (read once, at process start).
+EXCLUDE_WORKER_TASKS: list[str] = []
+# Extra business ids the dispatcher always considers.
+BKMONITOR_WORKER_INCLUDE_LIST: list[int] = []
+MIN_DATA_ACCESS_CHECKPOINT = 30 * 60
+
+# Redis: one server (or sentinel group) holds the log, queue and service DBs; the cache DB may live elsewhere.
+_redis = get_redis_settings(os.environ, default_mode=default_redis_mode(NEW_ENV, os.environ))
+_cache = get_cache_redis_settings(os.environ, _redis)
+REDIS_MODE = _redis.mode
+REDIS_HOST = _redis.host
+REDIS_PORT = _redis.port
+REDIS_PASSWORD = _redis.password
+REDIS_SENTINEL_HOSTS = [list(s) for s in _redis.sentinels]
+REDIS_SENTINEL_MASTER_NAME = _redis.master_name
+REDIS_SENTINEL_PASSWORD = _redis.sentinel_password
+CACHE_REDIS_MODE = _cache.mode
+CACHE_REDIS_HOST = _cache.host
+CACHE_REDIS_PORT = _cache.port
+CACHE_REDIS_PASSWORD = _cache.password
+CACHE_REDIS_SENTINEL_HOSTS = [list(s) for s in _cache.sentinels]
+CACHE_REDIS_SENTINEL_MASTER_NAME = _cache.master_name
+CACHE_REDIS_SENTINEL_PASSWORD = _cache.sentinel_password
+del _redis, _cache
+
+# The DB plan: 7 log (flushable), 8 cache (on the cache Redis), 9 queue (Celery results; also the broker when
+# Redis is the broker), 10 service (locks, heartbeats, dedupe).
+REDIS_DB_PLAN = {"log": 7, "cache": 8, "queue": 9, "service": 10}
+# The scheduler store. db 0 as in the original, so an existing deployment's schedule carries over.
+REDBEAT_REDIS_DB = 0
+REDBEAT_KEY_PREFIX = "redbeat:"
+REDBEAT_LOCK_TIMEOUT = 300
+
+# RabbitMQ (used when CELERY_BROKER_BACKEND is "rabbitmq").
+_rabbitmq = get_rabbitmq_settings(os.environ, app_code=APP_CODE)
+RABBITMQ_HOST = _rabbitmq.host
+RABBITMQ_PORT = _rabbitmq.port
+RABBITMQ_VHOST = _rabbitmq.vhost
+RABBITMQ_USER = _rabbitmq.username
+RABBITMQ_PASS = _rabbitmq.password
+del _rabbitmq
+
+# Supervisor: a unix socket only, never TCP.
+SUPERVISOR_SERVER = (
+    "unix:///var/run/bkmonitorv3/monitor-supervisor.sock"
+    if NEW_ENV != "dev"
+    else "unix://" + os.path.join(RUN_DIR, "supervisor.sock")
+)
+
+# Logging: console in containers and development, plus a watched file on hosts.
+LOG_HANDLERS = ["console"] if IS_CONTAINER_MODE or NEW_ENV == "dev" else ["console", "file"]

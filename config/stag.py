@@ -1,0 +1,3 @@
+"""Testing (staging): the production settings."""
+
+from config.prod import *

@@ -1,0 +1,1 @@
+"""Pure helpers that turn environment variables into typed settings (no I/O)."""

@@ -1,0 +1,61 @@
+"""``BKAPP_SETTINGS_<NAME>`` environment overrides, applied after every settings module.
+
+The original assigned the raw string whatever the setting's type, so ``BKAPP_SETTINGS_CELERY_WORKERS=4`` became
+the string ``"4"``. Here the value is parsed as JSON when the setting it replaces is a list, tuple, dict, int,
+float or bool, and a value of the wrong shape stops start-up with an error naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+PREFIX = "BKAPP_SETTINGS_"
+
+
+class OverrideError(ValueError):
+    """An override variable holds a value that does not fit its setting."""
+
+
+def _parse(var: str, raw: str, current: Any) -> Any:
+    if current is None or isinstance(current, str):
+        return raw
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise OverrideError(f"{var}: {raw!r} is not valid JSON ({exc.msg})") from None
+    expected: tuple[type, ...]
+    if isinstance(current, bool):
+        expected = (bool,)
+    elif isinstance(current, int):
+        expected = (int,)
+    elif isinstance(current, float):
+        expected = (int, float)
+    elif isinstance(current, list | tuple):
+        expected = (list,)
+    elif isinstance(current, dict):
+        expected = (dict,)
+    else:
+        raise OverrideError(f"{var}: the setting holds a {type(current).__name__}, which cannot be overridden")
+    # bool is a subclass of int: `true` must not pass for an int setting.
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise OverrideError(f"{var}: expected a JSON {names} for this setting, got {raw!r}")
+    if isinstance(current, tuple):
+        return tuple(value)
+    if isinstance(current, float):
+        return float(value)
+    return value
+
+
+def apply_overrides(namespace: MutableMapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Apply every ``BKAPP_SETTINGS_<NAME>`` in ``environ`` to ``namespace``; return the names changed."""
+    changed = []
+    for var in sorted(environ):
+        if not var.startswith(PREFIX) or len(var) == len(PREFIX):
+            continue
+        name = var[len(PREFIX) :]
+        namespace[name] = _parse(var, environ[var], namespace.get(name))
+        changed.append(name)
+    return changed

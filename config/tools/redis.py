@@ -1,0 +1,130 @@
+"""Redis connection settings from the environment, and the URLs built from them.
+
+Names and fallbacks follow the original: ``BK_MONITOR_REDIS_*`` first, then ``REDIS_*``; the cache Redis reads
+``BK_MONITOR_CACHE_REDIS_*`` and falls back to the main Redis. The original's cache fallbacks for the password and
+the sentinel password were inverted (``X if X is None else REDIS_*``, so a set value was thrown away); here a set
+value wins and an unset one falls back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from config.tools.env import EnvError, first, first_int
+
+STANDALONE = "standalone"
+SENTINEL = "sentinel"
+MODES = (STANDALONE, SENTINEL)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    mode: str = STANDALONE
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str = ""
+    master_name: str = "mymaster"
+    sentinel_password: str = ""
+    sentinels: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+    @property
+    def is_sentinel(self) -> bool:
+        return self.mode == SENTINEL
+
+
+def _hosts(raw: str, port: int, var: str) -> tuple[tuple[str, int], ...]:
+    """``a,b:26380`` → ``(("a", port), ("b", 26380))``: several sentinels may share one port variable."""
+    hosts = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, item_port = item.partition(":")
+        try:
+            hosts.append((host, int(item_port) if item_port else port))
+        except ValueError:
+            raise EnvError(f"{var}: {item!r} is not host or host:port") from None
+    return tuple(hosts)
+
+
+def get_redis_settings(environ: Mapping[str, str], *, default_mode: str) -> RedisSettings:
+    """The main Redis (log, queue and service DBs, and the scheduler store)."""
+    mode = environ.get("BK_MONITOR_REDIS_MODE") or default_mode
+    if mode not in MODES:
+        raise EnvError(f"BK_MONITOR_REDIS_MODE={mode!r} must be one of {', '.join(MODES)}")
+    password = first(environ, "BK_MONITOR_REDIS_PASSWORD", "REDIS_PASSWORD")
+    if mode == SENTINEL:
+        port = first_int(environ, "BK_MONITOR_REDIS_SENTINEL_PORT", "REDIS_SENTINEL_PORT", default=26379)
+        var = "BK_MONITOR_REDIS_SENTINEL_HOST"
+        sentinels = _hosts(first(environ, var, "REDIS_SENTINEL_HOST", default="127.0.0.1"), port, var)
+        return RedisSettings(
+            mode=mode,
+            host=sentinels[0][0],
+            port=sentinels[0][1],
+            password=password,
+            master_name=environ.get("BK_MONITOR_REDIS_SENTINEL_MASTER_NAME") or "mymaster",
+            sentinel_password=environ.get("BK_MONITOR_REDIS_SENTINEL_PASSWORD", ""),
+            sentinels=sentinels,
+        )
+    return RedisSettings(
+        mode=mode,
+        host=first(environ, "BK_MONITOR_REDIS_HOST", "REDIS_HOST", default="127.0.0.1"),
+        port=first_int(environ, "BK_MONITOR_REDIS_PORT", "REDIS_PORT", default=6379),
+        password=password,
+    )
+
+
+def get_cache_redis_settings(environ: Mapping[str, str], main: RedisSettings) -> RedisSettings:
+    """The cache Redis (DB 8): its own host when ``BK_MONITOR_CACHE_REDIS_*`` is set, else the main one."""
+    password = environ.get("BK_MONITOR_CACHE_REDIS_PASSWORD") or main.password
+    if main.is_sentinel:
+        var = "BK_MONITOR_CACHE_REDIS_SENTINEL_HOST"
+        if not environ.get(var):
+            return RedisSettings(**{**main.__dict__, "password": password})
+        port = first_int(environ, "BK_MONITOR_CACHE_REDIS_SENTINEL_PORT", default=main.sentinels[0][1])
+        sentinels = _hosts(environ[var], port, var)
+        return RedisSettings(
+            mode=SENTINEL,
+            host=sentinels[0][0],
+            port=sentinels[0][1],
+            password=password,
+            master_name=environ.get("BK_MONITOR_CACHE_REDIS_SENTINEL_MASTER_NAME") or main.master_name,
+            sentinel_password=environ.get("BK_MONITOR_CACHE_REDIS_SENTINEL_PASSWORD") or main.sentinel_password,
+            sentinels=sentinels,
+        )
+    return RedisSettings(
+        mode=STANDALONE,
+        host=environ.get("BK_MONITOR_CACHE_REDIS_HOST") or main.host,
+        port=first_int(environ, "BK_MONITOR_CACHE_REDIS_PORT", default=main.port),
+        password=password,
+    )
+
+
+def redis_url(conf: RedisSettings, db: int) -> str:
+    """A standalone URL; the password is URL-quoted (the original left it raw in the redbeat URL)."""
+    auth = f":{quote(conf.password, safe='')}@" if conf.password else ""
+    return f"redis://{auth}{conf.host}:{conf.port}/{db}"
+
+
+def sentinel_result_backend(conf: RedisSettings, db: int) -> tuple[str, dict[str, object]]:
+    """Celery's sentinel result backend: ``;``-joined URLs plus transport options, as the original builds them."""
+    auth = f":{quote(conf.password, safe='')}@" if conf.password else ""
+    urls = ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in conf.sentinels)
+    options: dict[str, object] = {"master_name": conf.master_name}
+    if conf.sentinel_password:
+        options["sentinel_kwargs"] = {"password": conf.sentinel_password}
+    return urls, options
+
+
+def shuffled_sentinels(conf: RedisSettings, rng: random.Random | None = None) -> list[tuple[str, int]]:
+    """Sentinels in random order, so a fleet does not hammer the first one listed."""
+    sentinels = list(conf.sentinels)
+    (rng or random).shuffle(sentinels)
+    return sentinels
+
+
+def default_redis_mode(new_env: str, environ: Mapping[str, str]) -> str:
+    """Standalone in development and on PaaS V3, sentinel elsewhere, as the original decides."""
+    if new_env == "dev" or environ.get("BKPAAS_MAJOR_VERSION") == "3":
+        return STANDALONE
+    return SENTINEL
