@@ -28,7 +28,10 @@ from alarm_backends.core.cluster import get_cluster  # noqa: E402
 from alarm_backends.service.scheduler.config import backend_config  # noqa: E402
 
 app = Celery("backend")
-app.conf.update(backend_config(settings, billiard.cpu_count(), get_cluster().queue_name))
+try:
+    app.conf.update(backend_config(settings, billiard.cpu_count(), get_cluster().queue_name))
+except ValueError as exc:  # a bad cluster name, serializer or broker backend: the message names it
+    sys.exit(f"bkmonitor: {exc}")
 
 
 class PeriodicTask(Task):

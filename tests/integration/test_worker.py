@@ -1,0 +1,122 @@
+"""A real worker consumes a crontab queue and runs the jobs: effects, logs, metrics and the run log.
+
+Runs against the embedded default's Redis broker and against RabbitMQ (in a vhost the test creates).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from alarm_backends.core.runlog import Run, stream_key
+from alarm_backends.core.storage.redis import LOG, SERVICE, get_client
+from config.tools.rabbitmq import RabbitMQSettings
+from tests.integration.conftest import Worker, wait_for
+from tests.integration.jobs import EFFECT_KEY
+
+PREFIX = "alarm_backends.service.scheduler.tasks.cron.tests_integration_"
+RECORD, MODULE, BOOM, MISSING = (PREFIX + n for n in ("jobs_record_effect", "jobmodule", "jobs_boom", "nothere"))
+
+
+def metric_samples(metrics_dir: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+    }
+
+
+def count(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], task: str, status: str, exception: str) -> float:
+    labels = (("exception", exception), ("queue", "celery_cron"), ("status", status), ("task_name", task))
+    return samples.get(("bkmonitor_cron_task_execute_count_total", labels), 0.0)
+
+
+def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
+    service = get_client(SERVICE)
+    for name in (RECORD, MODULE, BOOM, MISSING):
+        sender.send_task(name, queue="celery_cron", expires=300)
+    wait_for(lambda: service.llen(EFFECT_KEY) >= 2, 60, "both record_effect jobs to run")
+    wait_for(lambda: "cannot be imported" in worker.log(), 30, "the missing job to fail")
+
+    log = worker.log()
+    assert f"^[Cron Task]({RECORD})" in log
+    assert f"$[Cron Task]({RECORD}) cost:" in log
+    assert f"![Cron Task]({BOOM}) error: this job always fails" in log
+    assert f"![Cron Task]({MISSING}) error: cron job 'tests.integration.nothere' cannot be imported" in log
+    # Failures are visible to Celery too (the original swallowed them).
+    assert f"Task {BOOM}[" in log and "raised unexpected: JobFailed" in log
+
+    samples = wait_for(
+        lambda: (s := metric_samples(metrics_dir)) and count(s, MISSING, "failed", "CronJobImportError") and s,
+        30,
+        "the metrics of all four runs",
+    )
+    assert count(samples, RECORD, "success", "") == 1
+    assert count(samples, MODULE, "success", "") == 1
+    assert count(samples, BOOM, "failed", "JobFailed") == 1
+    assert count(samples, MISSING, "failed", "CronJobImportError") == 1
+    histogram = ("bkmonitor_cron_task_execute_time_count", (("queue", "celery_cron"), ("task_name", RECORD)))
+    assert samples[histogram] == 1
+
+    runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key())]
+    assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(
+        [(RECORD, "success", ""), (MODULE, "success", ""), (BOOM, "failed", "JobFailed"), (MISSING, "failed", "CronJobImportError")]
+    )
+
+
+@pytest.mark.redis
+def test_worker_on_the_redis_broker(redis_dbs: None, start_worker: Callable[..., Worker], tmp_path: Path) -> None:
+    from alarm_backends.service.scheduler.app import app
+
+    assert app.conf.broker_url.startswith("redis://") and app.conf.broker_url.endswith("/13")
+    worker = start_worker()
+    exercise(app, worker, tmp_path / "metrics")
+
+
+@pytest.fixture
+def rabbitmq_vhost(rabbitmq_service: None) -> Iterator[str]:
+    """A vhost of the test's own on the machine's RabbitMQ, deleted afterwards."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.skip("rabbitmqctl is not installed: cannot create a vhost for the test")
+    vhost = f"bkm-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
+    try:
+        subprocess.run(
+            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True, timeout=60
+        )
+        yield vhost
+    finally:
+        subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+@pytest.mark.rabbitmq
+def test_worker_on_rabbitmq(
+    redis_dbs: None, rabbitmq_vhost: str, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    env = {
+        "BK_MONITOR_RABBITMQ_HOST": "127.0.0.1",
+        "BK_MONITOR_RABBITMQ_PORT": "5672",
+        "BK_MONITOR_RABBITMQ_VHOST": rabbitmq_vhost,
+        "BK_MONITOR_RABBITMQ_USERNAME": "guest",
+        "BK_MONITOR_RABBITMQ_PASSWORD": "guest",
+    }
+    worker = start_worker(**env)
+    assert "transport:   amqp://guest:**@127.0.0.1:5672/" + rabbitmq_vhost in worker.log()
+    broker = RabbitMQSettings("127.0.0.1", 5672, rabbitmq_vhost, "guest", "guest").broker_url()
+    sender = Celery("sender", broker=broker)
+    sender.conf.task_serializer = "json"
+    try:
+        exercise(sender, worker, tmp_path / "metrics")
+    finally:
+        sender.close()

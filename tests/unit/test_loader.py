@@ -1,0 +1,110 @@
+"""The loader on the real backend app: names, queues, expires, filters and start-up errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from celery.schedules import crontab
+
+REPO = Path(__file__).resolve().parents[2]
+PREFIX = "alarm_backends.service.scheduler.tasks.cron."
+
+DUMP = """
+import json
+from alarm_backends.service.scheduler.app import app
+out = {}
+for name, entry in app.conf.beat_schedule.items():
+    task = app.tasks[name]
+    out[name] = {"queue": task.queue, "expires": task.expires, "options": entry["options"], "cron": str(entry["schedule"])}
+print(json.dumps(out))
+"""
+
+
+def registrations(**env: str) -> dict[str, Any]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("BK_MONITOR_ALARM")} | env
+    done = subprocess.run(
+        [sys.executable, "-c", DUMP], cwd=REPO, env=full, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def failure(**env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", DUMP], cwd=REPO, env=os.environ | env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stdout
+    return done.stderr.strip()
+
+
+def test_shipped_lists_register_on_their_queues() -> None:
+    from django.conf import settings
+
+    from alarm_backends.service.scheduler.app import app
+
+    lists = {
+        "celery_cron": settings.DEFAULT_CRONTAB,
+        "celery_action_cron": settings.ACTION_TASK_CRONTAB,
+        "celery_long_task_cron": settings.LONG_TASK_CRONTAB,
+    }
+    for queue, entries in lists.items():
+        assert entries, f"{queue} has no shipped entries"
+        for path, cron, _ in entries:
+            name = PREFIX + path.replace(".", "_")
+            task = app.tasks[name]
+            assert task.queue == queue
+            assert isinstance(app.conf.beat_schedule[name]["schedule"], crontab)
+            # queue and expires travel with the task, not the entry (as in the original)
+            assert app.conf.beat_schedule[name]["options"] == {}
+            assert task.ignore_result is True
+            assert 300 <= task.expires <= 3600
+    for setting, queue in (("API_CRONTAB", "celery_api_cron"), ("REPORT_CRONTAB", "celery_report_cron")):
+        for path, _, _ in getattr(settings, setting):
+            assert (app.tasks[path].queue, app.tasks[path].expires) == (queue, 300)
+
+
+def test_override_exclude_and_expires() -> None:
+    crontab_json = json.dumps(
+        [["tests.integration.jobs.record_effect", "*/6 * * * *", "global"], ["tests.integration.jobs.boom", "0 * * * *", "global"]]
+    )
+    regs = registrations(
+        BKAPP_SETTINGS_DEFAULT_CRONTAB=crontab_json,
+        BKAPP_SETTINGS_EXCLUDE_WORKER_TASKS='["tests.integration.jobs.boom"]',
+    )
+    name = PREFIX + "tests_integration_jobs_record_effect"
+    assert regs[name] == {"queue": "celery_cron", "expires": 359, "options": {}, "cron": "<crontab: */6 * * * * (m/h/dM/MY/d)>"}
+    assert PREFIX + "tests_integration_jobs_boom" not in regs
+
+
+def test_global_entries_only_in_the_default_cluster() -> None:
+    regs = registrations(BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME="Blue")
+    names = set(regs)
+    assert PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat" in names  # run_type cluster
+    assert PREFIX + "alarm_backends_jobs_heartbeat" not in names  # run_type global
+    assert regs[PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat"]["queue"] == "blue-celery_action_cron"
+    assert regs["alarm_backends.jobs.redis_metrics.collect_redis_metric"]["queue"] == "blue-celery_report_cron"
+
+
+def test_bad_entry_stops_start_up_with_one_line_naming_it() -> None:
+    message = failure(BKAPP_SETTINGS_ACTION_TASK_CRONTAB='[["a.job", "* * *", "cluster"]]')
+    assert message == "bkmonitor: ACTION_TASK_CRONTAB[0] = ['a.job', '* * *', 'cluster']: bad cron '* * *': " + (
+        "expected 5 fields (minute hour day_of_week day_of_month month_of_year), got 3"
+    )
+    assert "run_type 'sometimes'" in failure(BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["a.job", "* * * * *", "sometimes"]]')
+    assert "already scheduled" in failure(
+        BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["alarm_backends.jobs.heartbeat", "0 * * * *", "global"]]'
+    )
+
+
+def test_bad_cluster_name_stops_start_up() -> None:
+    assert failure(BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME="a.b") == (
+        "bkmonitor: invalid cluster name 'a.b': use 1-64 characters from a-z, 0-9, '-' and '_'"
+    )
+    assert failure(BKAPP_SETTINGS_CELERY_SERIALIZER="yaml") == (
+        "bkmonitor: CELERY_SERIALIZER='yaml' must be one of json, pickle"
+    )
