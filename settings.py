@@ -24,7 +24,9 @@ try:
         except ModuleNotFoundError as _exc:
             if _exc.name != _name:
                 raise
-            raise ImproperlyConfigured(f"DJANGO_CONF_MODULE names a role or environment with no module {_name}") from None
+            raise ImproperlyConfigured(
+                f"DJANGO_CONF_MODULE names a role or environment with no module {_name}"
+            ) from None
         globals().update({_key: getattr(_module, _key) for _key in dir(_module) if _key.isupper()})
 
     apply_overrides(globals(), os.environ)

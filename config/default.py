@@ -21,6 +21,8 @@ RUN_DIR = os.environ.get("BKM_RUN_DIR") or str(BASE_DIR / "run")
 LOG_PATH = os.environ.get("BK_LOG_DIR") or os.path.join(RUN_DIR, "logs")
 LOG_FILE_PREFIX = ""
 LOG_LEVEL = os.environ.get("BKAPP_LOG_LEVEL") or "INFO"
+# "console" and/or "file" (LOG_PATH/<LOG_FILE_PREFIX>kernel.log); the role decides by deploy mode.
+LOG_HANDLERS = ["console"]
 
 SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default="bkmonitor-development-only-secret-key")
 DEBUG = False

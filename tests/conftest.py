@@ -28,6 +28,10 @@ os.environ.setdefault("BKM_RUN_DIR", tempfile.mkdtemp(prefix="bkm-test-run-"))
 for _var in ("DJANGO_CONF_MODULE", "BK_MONITOR_RABBITMQ_HOST", "BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME"):
     os.environ.pop(_var, None)
 
+import django  # noqa: E402
+
+django.setup()
+
 
 def _answers(host: str, port: int) -> bool:
     try:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from alarm_backends.core.storage.redis import LOG, get_client, key
 
@@ -47,7 +48,7 @@ class Run:
 
 
 def record_run(task: str, queue: str, status: str, cost: float, exception: str = "") -> None:
-    fields = {
+    fields: dict[FieldT, EncodableT] = {
         "task": task,
         "queue": queue,
         "status": status,

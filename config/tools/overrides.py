@@ -22,7 +22,7 @@ def _parse(var: str, raw: str, current: Any) -> Any:
     if current is None or isinstance(current, str):
         return raw
     try:
-        value = json.loads(raw)
+        value: Any = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise OverrideError(f"{var}: {raw!r} is not valid JSON ({exc.msg})") from None
     expected: tuple[type, ...]
@@ -43,9 +43,9 @@ def _parse(var: str, raw: str, current: Any) -> Any:
         names = " or ".join(t.__name__ for t in expected)
         raise OverrideError(f"{var}: expected a JSON {names} for this setting, got {raw!r}")
     if isinstance(current, tuple):
-        return tuple(value)
+        return tuple(value)  # type: ignore[arg-type]  # checked above: a list
     if isinstance(current, float):
-        return float(value)
+        return float(value)  # type: ignore[arg-type]  # checked above: an int or a float
     return value
 
 

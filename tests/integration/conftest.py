@@ -61,15 +61,32 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         metrics_dir = tmp_path / "metrics"
         metrics_dir.mkdir(exist_ok=True)
         log_path = tmp_path / f"worker-{len(workers)}.log"
-        full_env = os.environ | {
-            "BKAPP_SETTINGS_DEFAULT_CRONTAB": json.dumps(TEST_CRONTAB),
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            "PYTHONUNBUFFERED": "1",
-        } | env
+        full_env = (
+            os.environ
+            | {
+                "BKAPP_SETTINGS_DEFAULT_CRONTAB": json.dumps(TEST_CRONTAB),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+            | env
+        )
         cmd = [sys.executable, "-m", "celery", "-A", "alarm_backends.service.scheduler.app", "worker"]
-        cmd += ["-Q", queue, "-c", "1", "-l", "info", "-n", f"test{len(workers)}@%h", "--without-gossip", "--without-mingle"]
+        cmd += [
+            "-Q",
+            queue,
+            "-c",
+            "1",
+            "-l",
+            "info",
+            "-n",
+            f"test{len(workers)}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         worker = Worker(log_path, proc)
         workers.append(worker)
         wait_for(lambda: "ready." in worker.log() or proc.poll() is not None, 60, "the worker to be ready")

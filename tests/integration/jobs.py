@@ -14,9 +14,9 @@ def record_effect() -> None:
     get_client(SERVICE).rpush(EFFECT_KEY, f"{os.getpid()}:{time.time()}")
 
 
-class JobFailed(RuntimeError):
+class JobFailedError(RuntimeError):
     pass
 
 
 def boom() -> None:
-    raise JobFailed("this job always fails")
+    raise JobFailedError("this job always fails")

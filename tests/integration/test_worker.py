@@ -36,7 +36,9 @@ def metric_samples(metrics_dir: Path) -> dict[tuple[str, tuple[tuple[str, str], 
     }
 
 
-def count(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], task: str, status: str, exception: str) -> float:
+def count(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], task: str, status: str, exception: str
+) -> float:
     labels = (("exception", exception), ("queue", "celery_cron"), ("status", status), ("task_name", task))
     return samples.get(("bkmonitor_cron_task_execute_count_total", labels), 0.0)
 
@@ -54,7 +56,7 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     assert f"![Cron Task]({BOOM}) error: this job always fails" in log
     assert f"![Cron Task]({MISSING}) error: cron job 'tests.integration.nothere' cannot be imported" in log
     # Failures are visible to Celery too (the original swallowed them).
-    assert f"Task {BOOM}[" in log and "raised unexpected: JobFailed" in log
+    assert f"Task {BOOM}[" in log and "raised unexpected: JobFailedError" in log
 
     samples = wait_for(
         lambda: (s := metric_samples(metrics_dir)) and count(s, MISSING, "failed", "CronJobImportError") and s,
@@ -63,14 +65,19 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     )
     assert count(samples, RECORD, "success", "") == 1
     assert count(samples, MODULE, "success", "") == 1
-    assert count(samples, BOOM, "failed", "JobFailed") == 1
+    assert count(samples, BOOM, "failed", "JobFailedError") == 1
     assert count(samples, MISSING, "failed", "CronJobImportError") == 1
     histogram = ("bkmonitor_cron_task_execute_time_count", (("queue", "celery_cron"), ("task_name", RECORD)))
     assert samples[histogram] == 1
 
     runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key())]
     assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(
-        [(RECORD, "success", ""), (MODULE, "success", ""), (BOOM, "failed", "JobFailed"), (MISSING, "failed", "CronJobImportError")]
+        [
+            (RECORD, "success", ""),
+            (MODULE, "success", ""),
+            (BOOM, "failed", "JobFailedError"),
+            (MISSING, "failed", "CronJobImportError"),
+        ]
     )
 
 
@@ -93,7 +100,10 @@ def rabbitmq_vhost(rabbitmq_service: None) -> Iterator[str]:
     subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
     try:
         subprocess.run(
-            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True, capture_output=True, timeout=60
+            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
         yield vhost
     finally:

@@ -98,7 +98,10 @@ def test_sentinel_result_backend_and_redbeat_options() -> None:
         cpu_count=2,
     )
     assert config["result_backend"] == "sentinel://:pw%2F1@s1:26379/9;sentinel://:pw%2F1@s2:26380/9"
-    assert config["result_backend_transport_options"] == {"master_name": "mymaster", "sentinel_kwargs": {"password": "spw"}}
+    assert config["result_backend_transport_options"] == {
+        "master_name": "mymaster",
+        "sentinel_kwargs": {"password": "spw"},
+    }
     options = config["redbeat_redis_options"]
     assert sorted(options["sentinels"]) == [("s1", 26379), ("s2", 26380)]
     assert (options["service_name"], options["socket_timeout"], options["retry_period"]) == ("mymaster", 10, 60)

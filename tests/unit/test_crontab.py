@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -143,7 +144,9 @@ def test_duplicate_paths_are_rejected_across_lists() -> None:
 
 
 def test_select_drops_excluded_and_global_outside_default_cluster() -> None:
-    entries = _parse([("a.job", "* * * * *", "global"), ("b.job", "* * * * *", "cluster"), ("c.job", "0 * * * *", "global")])
+    entries = _parse(
+        [("a.job", "* * * * *", "global"), ("b.job", "* * * * *", "cluster"), ("c.job", "0 * * * *", "global")]
+    )
     assert [e.path for e in select(entries, exclude=["c.job"], is_default_cluster=True)] == ["a.job", "b.job"]
     assert [e.path for e in select(entries, exclude=[], is_default_cluster=False)] == ["b.job"]
 
@@ -157,7 +160,7 @@ def _brute_force_gap(cron: str) -> int:
         for i in range(8 * 1440)
         if (t := start + dt.timedelta(minutes=i)).minute in schedule.minute and t.hour in schedule.hour
     ]
-    return min(b - a for a, b in zip(fires, fires[1:], strict=False))
+    return min(b - a for a, b in itertools.pairwise(fires))
 
 
 @settings(max_examples=60, deadline=None)

@@ -20,16 +20,15 @@ from alarm_backends.service.scheduler.app import app
 out = {}
 for name, entry in app.conf.beat_schedule.items():
     task = app.tasks[name]
-    out[name] = {"queue": task.queue, "expires": task.expires, "options": entry["options"], "cron": str(entry["schedule"])}
+    schedule = str(entry["schedule"])
+    out[name] = {"queue": task.queue, "expires": task.expires, "options": entry["options"], "cron": schedule}
 print(json.dumps(out))
 """
 
 
 def registrations(**env: str) -> dict[str, Any]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("BK_MONITOR_ALARM")} | env
-    done = subprocess.run(
-        [sys.executable, "-c", DUMP], cwd=REPO, env=full, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", DUMP], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -54,7 +53,7 @@ def test_shipped_lists_register_on_their_queues() -> None:
     }
     for queue, entries in lists.items():
         assert entries, f"{queue} has no shipped entries"
-        for path, cron, _ in entries:
+        for path, _, _ in entries:
             name = PREFIX + path.replace(".", "_")
             task = app.tasks[name]
             assert task.queue == queue
@@ -70,14 +69,22 @@ def test_shipped_lists_register_on_their_queues() -> None:
 
 def test_override_exclude_and_expires() -> None:
     crontab_json = json.dumps(
-        [["tests.integration.jobs.record_effect", "*/6 * * * *", "global"], ["tests.integration.jobs.boom", "0 * * * *", "global"]]
+        [
+            ["tests.integration.jobs.record_effect", "*/6 * * * *", "global"],
+            ["tests.integration.jobs.boom", "0 * * * *", "global"],
+        ]
     )
     regs = registrations(
         BKAPP_SETTINGS_DEFAULT_CRONTAB=crontab_json,
         BKAPP_SETTINGS_EXCLUDE_WORKER_TASKS='["tests.integration.jobs.boom"]',
     )
     name = PREFIX + "tests_integration_jobs_record_effect"
-    assert regs[name] == {"queue": "celery_cron", "expires": 359, "options": {}, "cron": "<crontab: */6 * * * * (m/h/dM/MY/d)>"}
+    assert regs[name] == {
+        "queue": "celery_cron",
+        "expires": 359,
+        "options": {},
+        "cron": "<crontab: */6 * * * * (m/h/dM/MY/d)>",
+    }
     assert PREFIX + "tests_integration_jobs_boom" not in regs
 
 

@@ -118,7 +118,9 @@ def test_bad_value_fails_start_up_naming_the_variable(var: str, value: str) -> N
 
 
 def test_redis_standalone_from_env_with_fallbacks() -> None:
-    conf = get_redis_settings({"REDIS_HOST": "r1", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss"}, default_mode=STANDALONE)
+    conf = get_redis_settings(
+        {"REDIS_HOST": "r1", "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss"}, default_mode=STANDALONE
+    )
     assert (conf.mode, conf.host, conf.port, conf.password) == (STANDALONE, "r1", 6380, "p@ss")
     conf = get_redis_settings({"BK_MONITOR_REDIS_HOST": "r2", "REDIS_HOST": "r1"}, default_mode=STANDALONE)
     assert conf.host == "r2"
@@ -199,7 +201,9 @@ def test_rabbitmq_settings_and_url() -> None:
 def test_consul_settings() -> None:
     off = get_consul_settings({})
     assert (off.enabled, off.address) == (False, "http://localhost:8500")
-    on = get_consul_settings({"BK_MONITOR_CONSUL_HOST": "c", "BK_MONITOR_CONSUL_PORT": "8501", "CONSUL_HTTP_TOKEN": "t"})
+    on = get_consul_settings(
+        {"BK_MONITOR_CONSUL_HOST": "c", "BK_MONITOR_CONSUL_PORT": "8501", "CONSUL_HTTP_TOKEN": "t"}
+    )
     assert (on.enabled, on.address, on.token) == (True, "http://c:8501", "t")
     addr = get_consul_settings({"CONSUL_HTTP_ADDR": "127.0.0.1:18500"})
     assert (addr.enabled, addr.host, addr.port) == (True, "127.0.0.1", 18500)

@@ -21,11 +21,11 @@ try:
 except Exception as exc:  # settings errors already name the variable: say it in one line and stop
     sys.exit(f"bkmonitor: settings failed to load: {exc}")
 
-import billiard  # noqa: E402
-from django.conf import settings  # noqa: E402
+import billiard
+from django.conf import settings
 
-from alarm_backends.core.cluster import get_cluster  # noqa: E402
-from alarm_backends.service.scheduler.config import backend_config  # noqa: E402
+from alarm_backends.core.cluster import get_cluster
+from alarm_backends.service.scheduler.config import backend_config
 
 app = Celery("backend")
 try:
@@ -87,6 +87,6 @@ def _close_old_connections(**_: object) -> None:
 from alarm_backends.service.scheduler.crontab import CronConfigError  # noqa: E402
 
 try:
-    from alarm_backends.service.scheduler import tasks  # noqa: E402, F401
+    from alarm_backends.service.scheduler import tasks  # noqa: F401
 except CronConfigError as exc:
     sys.exit(f"bkmonitor: {exc}")

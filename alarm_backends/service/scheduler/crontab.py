@@ -9,6 +9,8 @@ minute.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,7 +69,11 @@ def min_gap_minutes(schedule: crontab) -> int | None:
     times = sorted(h * 60 + m for h in schedule.hour for m in schedule.minute)
     if not times:
         return None
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    wrap = times[0] - times[-1]  # from the last fire time of a day to the first of the next fire day
+    if _every_day(schedule):
+        # The common case (all shipped entries): every day fires, so the next day's first run closes the cycle.
+        return min([*gaps, 1440 + wrap])
     previous: int | None = None
     for offset in range(_SPAN_DAYS):
         day = _EPOCH + dt.timedelta(days=offset)
@@ -77,7 +83,7 @@ def min_gap_minutes(schedule: crontab) -> int | None:
             and day.month in schedule.month_of_year
         ):
             if previous is not None:
-                gaps.append((offset - previous) * 1440 + times[0] - times[-1])
+                gaps.append((offset - previous) * 1440 + wrap)
             previous = offset
     if previous is None:
         return None
@@ -85,6 +91,11 @@ def min_gap_minutes(schedule: crontab) -> int | None:
     return min(gaps) if gaps else _SPAN_DAYS * 1440
 
 
+def _every_day(schedule: crontab) -> bool:
+    return len(schedule.day_of_week) == 7 and len(schedule.day_of_month) == 31 and len(schedule.month_of_year) == 12
+
+
+@functools.lru_cache(maxsize=4096)
 def expires_for(cron: str) -> int:
     """Seconds a published run stays valid: the gap to the next run less one second, clamped to 300-3600.
 
@@ -140,9 +151,7 @@ def parse_entries(lists: Iterable[tuple[str, str, Any]]) -> list[CronEntry]:
 def select(entries: Iterable[CronEntry], exclude: Iterable[str], is_default_cluster: bool) -> list[CronEntry]:
     """Drop excluded paths, and ``global`` entries outside the default cluster."""
     excluded = set(exclude)
-    return [
-        e for e in entries if e.path not in excluded and (e.run_type == "cluster" or is_default_cluster)
-    ]
+    return [e for e in entries if e.path not in excluded and (e.run_type == "cluster" or is_default_cluster)]
 
 
 def queue_lists(conf: Any, mapping: Mapping[str, str]) -> list[tuple[str, str, Any]]:

@@ -38,7 +38,7 @@ def resolve(path: str) -> Callable[[], Any]:
     func = getattr(target, "main", target)
     if not callable(func):
         raise CronJobImportError(f"cron job {path!r} is neither a function nor a module with main()")
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 def run_job(path: str, queue: str, task_name: str | None = None) -> Any:
