@@ -27,7 +27,7 @@ LOG_HANDLERS = ["console"]
 SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default="bkmonitor-development-only-secret-key")
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "alarm_backends"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "alarm_backends.apps.AlarmBackendsConfig"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(RUN_DIR, "db.sqlite3")}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

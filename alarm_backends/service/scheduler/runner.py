@@ -30,11 +30,14 @@ def resolve(path: str) -> Callable[[], Any]:
     """A function path → the function; a module path → its ``main`` (the original's ``_get_func`` rule)."""
     try:
         target = import_string(path)
-    except ImportError:
+    except ImportError as as_attribute:
         try:
             target = importlib.import_module(path)
-        except ImportError as exc:
-            raise CronJobImportError(f"cron job {path!r} cannot be imported: {exc}") from exc
+        except ImportError as as_module:
+            # Say what is really wrong: a path that names nothing, or a module that exists but fails to import.
+            missing = isinstance(as_module, ModuleNotFoundError) and path.startswith(as_module.name or "\0")
+            cause = as_attribute if missing else as_module
+            raise CronJobImportError(f"cron job {path!r} cannot be imported: {cause}") from as_module
     func = getattr(target, "main", target)
     if not callable(func):
         raise CronJobImportError(f"cron job {path!r} is neither a function nor a module with main()")

@@ -1,0 +1,60 @@
+"""``manage.py check`` reports crontab entries that would fail, naming each one."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from alarm_backends.checks import check_crontab_entries
+
+
+def test_shipped_lists_pass() -> None:
+    assert check_crontab_entries() == []
+    call_command("check", "--tag", "bkmonitor")
+
+
+def test_unimportable_paths_are_errors_naming_the_entry() -> None:
+    with override_settings(
+        LONG_TASK_CRONTAB=[
+            ("alarm_backends.jobs.log_trim", "0 * * * *", "global"),
+            ("no.such.job", "0 * * * *", "global"),
+        ],
+        API_CRONTAB=[
+            ("alarm_backends.jobs.cluster_cache.nothing_here", "* * * * *", "global"),
+            ("tests.integration.brokenjob", "* * * * *", "global"),
+        ],
+    ):
+        messages = [(m.id, m.msg) for m in check_crontab_entries()]
+    assert messages == [
+        ("bkmonitor.E002", "LONG_TASK_CRONTAB[1]: cron job 'no.such.job' cannot be imported: No module named 'no'"),
+        (
+            "bkmonitor.E002",
+            "API_CRONTAB[0]: cron job 'alarm_backends.jobs.cluster_cache.nothing_here' cannot be imported: "
+            'Module "alarm_backends.jobs.cluster_cache" does not define a "nothing_here" attribute/class',
+        ),
+        (
+            "bkmonitor.E002",
+            "API_CRONTAB[1]: cron job 'tests.integration.brokenjob' cannot be imported: "
+            "No module named 'bkm_no_such_dependency'",
+        ),
+    ]
+
+
+def test_malformed_entries_and_excluded_paths() -> None:
+    with override_settings(
+        DEFAULT_CRONTAB=[("a.b", "* *", "global")],
+        ACTION_TASK_CRONTAB=[("no.such.job", "* * * * *", "cluster")],
+        EXCLUDE_WORKER_TASKS=["no.such.job"],
+    ):
+        messages = [(m.id, m.msg) for m in check_crontab_entries()]
+        with pytest.raises(SystemCheckError, match="DEFAULT_CRONTAB"):
+            call_command("check", "--tag", "bkmonitor")
+    assert messages == [
+        (
+            "bkmonitor.E001",
+            "DEFAULT_CRONTAB[0] = ('a.b', '* *', 'global'): bad cron '* *': "
+            "expected 5 fields (minute hour day_of_week day_of_month month_of_year), got 2",
+        )
+    ]
