@@ -69,6 +69,10 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     assert count(samples, MISSING, "failed", "CronJobImportError") == 1
     histogram = ("bkmonitor_cron_task_execute_time_count", (("queue", "celery_cron"), ("task_name", RECORD)))
     assert samples[histogram] == 1
+    # Every task is timed too, with the exception that ended it.
+    celery_time = "bkmonitor_celery_task_execute_time_count"
+    assert samples[(celery_time, (("exception", ""), ("queue", "celery_cron"), ("task_name", RECORD)))] == 1
+    assert samples[(celery_time, (("exception", "JobFailedError"), ("queue", "celery_cron"), ("task_name", BOOM)))] == 1
 
     runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key())]
     assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(

@@ -25,6 +25,7 @@ import billiard
 from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
+from alarm_backends.core.prometheus import celery_timer
 from alarm_backends.service.scheduler.config import backend_config
 
 app = Celery("backend")
@@ -32,6 +33,7 @@ try:
     app.conf.update(backend_config(settings, billiard.cpu_count(), get_cluster().queue_name))
 except ValueError as exc:  # a bad cluster name, serializer or broker backend: the message names it
     sys.exit(f"bkmonitor: {exc}")
+celery_timer.install(app)
 
 
 class PeriodicTask(Task):
