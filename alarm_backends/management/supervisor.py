@@ -1,0 +1,318 @@
+"""The supervisord config of the ``scheduler`` group (beat and the crontab workers), rendered for one host.
+
+Pure: no I/O. The caller reads the template, probes Redis and writes the result (``supervisor_rpc``).
+
+The worker table is the original's process topology for the crontab queues; ``production`` keeps its concurrency,
+``small`` fits one developer machine (every queue still has a consumer, and every worker keeps its pool type and
+``--maxtasksperchild``, so behaviour differs only in parallelism).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+APP = "alarm_backends.service.scheduler.app"
+GROUP = "scheduler"
+BEAT = "celery_beat"
+REDIS = "redis"
+SMALL, PRODUCTION = "small", "production"
+PROFILES = (SMALL, PRODUCTION)
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
+CONFIG_NAME = "supervisord.conf"
+# Gossip, mingle and the worker heartbeat only feed `celery inspect`/events between workers; the original turns
+# them off on the busy queues to spare the broker.
+NOGMH = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+# sun_path is 108 bytes on Linux and 104 on macOS; supervisord fails obscurely past it.
+MAX_SOCKET_PATH = 100
+# kombu's Redis transport restores unacked messages with ZRANGE ... BYSCORE REV, which Redis has since 6.2: an
+# older server makes every prefork worker die at start-up.
+MIN_REDIS_VERSION = (6, 2, 0)
+# Redis is started first (lower priority number) so the others find it listening.
+REDIS_PRIORITY = 10
+PROGRAM_PRIORITY = 100
+
+# Variables the settings read; passed to every program so the rendered file also works when supervisord is started
+# by something else (systemd, an init script). Secrets stay out of the file: programs inherit them from
+# supervisord's own environment.
+PASSTHROUGH_PREFIXES = ("BKAPP_", "BKM_", "BK_", "BKPAAS_", "REDIS_", "CONSUL_")
+PASSTHROUGH_NAMES = frozenset(
+    {"APP_ID", "APP_CODE", "DEPLOY_MODE", "DJANGO_CONF_MODULE", "MAIL_REPORT_BIZ", "API_CACHE_BASE_INTERVAL"}
+)
+SECRET_MARKERS = ("PASS", "TOKEN", "SECRET")
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+# supervisor's config parser ends a value at whitespace followed by ";" or "#" (an inline comment).
+_INLINE_COMMENT = re.compile(r"\s[;#]")
+
+PROGRAM_SECTION = Template(
+    """\
+[program:${name}]
+command=${command}
+directory=${repo_dir}
+numprocs=1
+priority=${priority}
+autostart=true
+autorestart=true
+startsecs=5
+startretries=10
+stopwaitsecs=30
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile=${logfile}
+stdout_logfile_maxbytes=50MB
+stdout_logfile_backups=5
+environment=${environment}
+"""
+)
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One ``celery worker`` program: the original's row, plus the concurrency of the small profile."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    small_concurrency: int
+    max_tasks_per_child: int | None = None
+    nogmh: bool = False
+    pool: str | None = None
+
+    def concurrency_for(self, profile: str) -> int:
+        check_profile(profile)
+        return self.concurrency if profile == PRODUCTION else self.small_concurrency
+
+    def argv(self, python: str, profile: str, queue_name: Callable[[str], str] = str) -> list[str]:
+        # %%h: supervisor turns it into %h, which Celery expands to the host name; names differ per program.
+        args = [python, "-m", "celery", "-A", APP, "worker", "-l", "info", "-n", f"{self.name}@%%h"]
+        args += ["-Q", ",".join(queue_name(q) for q in self.queues), "-c", str(self.concurrency_for(profile))]
+        if self.max_tasks_per_child is not None:
+            # The original's --maxtasksperchild is Celery 3/4 spelling; Celery 5 accepts only this one.
+            args.append(f"--max-tasks-per-child={self.max_tasks_per_child}")
+        if self.pool:
+            args += ["-P", self.pool]
+        if self.nogmh:
+            args += NOGMH
+        return [*args, "-O", "fair"]
+
+
+WORKERS = (
+    Worker("celery_worker_cron", ("celery_cron",), 8, 2, max_tasks_per_child=1, nogmh=True),
+    Worker("celery_worker_action_cron", ("celery_action_cron",), 8, 1, max_tasks_per_child=1000),
+    Worker("celery_worker_long_task_cron", ("celery_long_task_cron",), 2, 1, max_tasks_per_child=1000, nogmh=True),
+    # A gevent pool is one process whatever -c says: the small profile only lowers the number of greenlets.
+    Worker("celery_worker_api_cron", ("celery_api_cron",), 5, 2, pool="gevent", nogmh=True),
+    Worker("celery_worker_report_cron", ("celery_report_cron",), 4, 1, nogmh=True),
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where the programs run on this host."""
+
+    repo_dir: str
+    python: str
+    run_dir: str
+    log_dir: str
+    socket_path: str
+
+    @classmethod
+    def from_settings(cls, conf: Any, python: str) -> Host:
+        url = str(conf.SUPERVISOR_SERVER)
+        if not url.startswith("unix://"):
+            raise ValueError(f"SUPERVISOR_SERVER={url!r} must be a unix:// socket: supervisord never listens on TCP")
+        return cls(
+            repo_dir=str(conf.BASE_DIR),
+            python=python,
+            run_dir=str(conf.RUN_DIR),
+            log_dir=str(conf.LOG_PATH),
+            socket_path=url[len("unix://") :],
+        )
+
+    @property
+    def config_path(self) -> str:
+        return str(Path(self.run_dir) / CONFIG_NAME)
+
+    @property
+    def pidfile(self) -> str:
+        return str(Path(self.run_dir) / "supervisord.pid")
+
+    def logfile(self, program: str) -> str:
+        return str(Path(self.log_dir) / f"{program}.log")
+
+
+@dataclass(frozen=True)
+class LocalRedis:
+    """A throw-away Redis for a single machine: loopback only, nothing persisted."""
+
+    binary: str
+    port: int
+
+    def argv(self, run_dir: str) -> list[str]:
+        # --save "" and --appendonly no: nothing on disk, the data is as disposable as the server.
+        listen = ("--bind", "127.0.0.1", "--port", str(self.port))
+        return [self.binary, *listen, "--save", "", "--appendonly", "no", "--dir", run_dir]
+
+
+def parse_redis_version(text: str) -> tuple[int, int, int] | None:
+    """``Redis server v=7.0.15 sha=…`` (``redis-server --version``) → ``(7, 0, 15)``."""
+    match = re.search(r"\bv=(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    return profile
+
+
+def needs_local_redis(conf: Any, answers: bool) -> bool:
+    """Whether this host should run its own Redis: nothing answers where the settings point, and that is here."""
+    return conf.REDIS_MODE == "standalone" and str(conf.REDIS_HOST) in LOCAL_HOSTS and not answers
+
+
+def beat_argv(host: Host) -> list[str]:
+    # The scheduler class comes from the app's beat_scheduler setting, so it is not repeated here.
+    pidfile = str(Path(host.run_dir) / "celerybeat.pid")
+    return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", f"--pidfile={pidfile}"]
+
+
+def program_names(redis: LocalRedis | None = None) -> list[str]:
+    """Every program of a rendered config, in start order."""
+    return [*([REDIS] if redis else []), BEAT, *(w.name for w in WORKERS)]
+
+
+def is_secret(name: str, value: str) -> bool:
+    return any(marker in name.upper() for marker in SECRET_MARKERS) or bool(_URL_CREDENTIALS.search(value))
+
+
+def passthrough_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings-related, non-secret variables of ``environ``."""
+    return {
+        name: value
+        for name, value in sorted(environ.items())
+        if (name in PASSTHROUGH_NAMES or name.startswith(PASSTHROUGH_PREFIXES)) and not is_secret(name, value)
+    }
+
+
+def env_value(value: str) -> str | None:
+    """``value`` quoted for supervisor's ``environment=``, or None when its parser cannot read it back intact.
+
+    The parser is shlex in non-POSIX mode followed by stripping quote characters from both ends, then ``%``
+    expansion: a value may hold one kind of quote but not both, nor begin or end with one.
+    """
+    if not value:
+        return '""'
+    if "\n" in value or "\r" in value or _INLINE_COMMENT.search(value) or value[0] in "'\"" or value[-1] in "'\"":
+        return None
+    if '"' in value and "'" in value:
+        return None
+    quote = "'" if '"' in value else '"'
+    return quote + value.replace("%", "%%") + quote
+
+
+def environment_line(host: Host, environ: Mapping[str, str]) -> str:
+    env = passthrough_environment(environ)
+    # The run dir is fixed for the programs even when it came from the default, so they agree with supervisord.
+    env.update({"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir})
+    pairs = []
+    for name, value in sorted(env.items()):
+        quoted = env_value(value)
+        if quoted is not None:  # otherwise inherited from supervisord's environment
+            pairs.append(f"{name}={quoted}")
+    return ",".join(pairs)
+
+
+def check_path(what: str, path: str) -> str:
+    """A path written verbatim into the config: it must survive supervisor's parser unchanged."""
+    if "%" in path or "\n" in path or _INLINE_COMMENT.search(path) or path != path.strip():
+        raise ValueError(
+            f"{what} {path!r} cannot be written into a supervisord config "
+            "(no '%', newline, surrounding blanks, or ';'/'#' after a blank): choose another directory"
+        )
+    return path
+
+
+def check_host(host: Host) -> Host:
+    for what, path in (
+        ("the repository directory", host.repo_dir),
+        ("the Python interpreter", host.python),
+        ("the run directory (BKM_RUN_DIR)", host.run_dir),
+        ("the log directory (BK_LOG_DIR)", host.log_dir),
+        ("the supervisor socket (SUPERVISOR_SERVER)", host.socket_path),
+    ):
+        check_path(what, path)
+    if len(host.socket_path.encode()) > MAX_SOCKET_PATH:
+        raise ValueError(
+            f"the supervisor socket path {host.socket_path!r} is longer than {MAX_SOCKET_PATH} bytes, "
+            "the limit of a unix socket: use a shorter BKM_RUN_DIR"
+        )
+    return host
+
+
+def command_line(argv: list[str]) -> str:
+    """``argv`` as supervisor splits it back (``shlex.split``); an empty argument is written ``""``."""
+    return " ".join(shlex.quote(arg) if arg else '""' for arg in argv)
+
+
+def program_section(host: Host, name: str, argv: list[str], environment: str, priority: int) -> str:
+    return PROGRAM_SECTION.substitute(
+        name=name,
+        command=command_line(argv),
+        repo_dir=host.repo_dir,
+        priority=priority,
+        logfile=host.logfile(name),
+        environment=environment,
+    )
+
+
+def substitute(template: str, values: Mapping[str, str]) -> str:
+    """``string.Template`` substitution whose errors say what is wrong with the template."""
+    try:
+        return Template(template).substitute(values)
+    except KeyError as exc:
+        known = ", ".join(sorted(values))
+        raise ValueError(f"the template uses ${{{exc.args[0]}}}, which has no value (known: {known})") from None
+    except ValueError as exc:  # a lone "$" or a malformed placeholder
+        raise ValueError(f"the template is malformed: {exc} (write a literal dollar sign as $$)") from None
+
+
+def render(
+    template: str,
+    host: Host,
+    profile: str = SMALL,
+    *,
+    environ: Mapping[str, str] | None = None,
+    queue_name: Callable[[str], str] = str,
+    redis: LocalRedis | None = None,
+) -> str:
+    """The supervisord config for ``host``; ``queue_name`` scopes queue names by cluster."""
+    check_profile(profile)
+    check_host(host)
+    env = environment_line(host, environ or {})
+    sections = []
+    if redis is not None:
+        sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))
+    sections.append(program_section(host, BEAT, beat_argv(host), env, PROGRAM_PRIORITY))
+    for worker in WORKERS:
+        argv = worker.argv(host.python, profile, queue_name)
+        sections.append(program_section(host, worker.name, argv, env, PROGRAM_PRIORITY))
+    values = {
+        "profile": profile,
+        "repo_dir": host.repo_dir,
+        "run_dir": host.run_dir,
+        "log_dir": host.log_dir,
+        "socket_path": host.socket_path,
+        "programs": "\n".join(sections),
+        "group": GROUP,
+        "group_programs": ",".join([BEAT, *(w.name for w in WORKERS)]),
+        "group_priority": str(PROGRAM_PRIORITY),
+    }
+    return substitute(template, values)

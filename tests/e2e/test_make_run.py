@@ -1,0 +1,128 @@
+"""`make run` starts beat and the crontab workers under supervisord, a `* * * * *` job runs on a worker, and
+`make stop` leaves no process of that run behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alarm_backends.management.supervisor import BEAT, WORKERS
+from alarm_backends.management.supervisor_rpc import Supervisor, pid_alive
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+HEARTBEAT_WAIT = 90.0
+MAKE_TIMEOUT = 600  # `make run` may first install the project into the venv
+
+
+def run_make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=MAKE_TIMEOUT, check=False
+    )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Celery's pool children are grandchildren of supervisord)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({path}: {exc.strerror})"
+
+
+@pytest.fixture
+def platform_env(tmp_path: Path, redis_dbs: None) -> Iterator[dict[str, str]]:
+    env = {**os.environ, "BKM_RUN_DIR": str(tmp_path / "run"), "VENV": sys.prefix}
+    env.pop("BK_LOG_DIR", None)  # logs under this run dir
+    yield env
+
+
+def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: dict[str, str]) -> None:
+    from alarm_backends.core.storage.redis import SERVICE, get_client, key
+
+    run_dir = Path(platform_env["BKM_RUN_DIR"])
+    log_dir = run_dir / "logs"
+    supervisor = Supervisor(str(run_dir / "supervisor.sock"))
+    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in WORKERS)]}
+    test_start = time.time()
+    pids: set[int] = set()
+    timings: dict[str, float] = {}
+    stopped: subprocess.CompletedProcess[str] | None = None
+    try:
+        started = run_make("run", platform_env)
+        timings["make run"] = time.time() - test_start
+        assert started.returncode == 0, describe(started)
+
+        processes = supervisor.processes()
+        assert {p.name for p in processes} == expected
+        assert all(p.state == "RUNNING" for p in processes), processes
+        ctl = subprocess.run(
+            [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(run_dir / "supervisord.conf"), "status"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+        assert ctl.stdout.count("RUNNING") == len(expected), ctl.stdout
+
+        supervisord_pid = supervisor.pid()
+        pids = {supervisord_pid, *(p.pid for p in processes), *descendants(supervisord_pid)}
+
+        heartbeat_key = key("scheduler", "heartbeat")
+        client = get_client(SERVICE)
+        deadline = time.monotonic() + HEARTBEAT_WAIT
+        ts = None
+        while time.monotonic() < deadline:
+            ts = client.hget(heartbeat_key, "ts")
+            if ts is not None and float(ts) > test_start:
+                break
+            time.sleep(1)
+        timings["heartbeat seen"] = time.time() - test_start
+        assert ts is not None and float(ts) > test_start, (
+            f"no fresh {heartbeat_key} in the service DB after {HEARTBEAT_WAIT:.0f} s\n"
+            f"--- beat\n{tail(log_dir / 'celery_beat.log')}\n"
+            f"--- celery_worker_cron\n{tail(log_dir / 'celery_worker_cron.log')}"
+        )
+        pids |= descendants(supervisord_pid)
+    finally:
+        stop_start = time.time()
+        stopped = run_make("stop", platform_env)
+        timings["make stop"] = time.time() - stop_start
+        print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+    assert stopped.returncode == 0, describe(stopped)
+    left = sorted(pid for pid in pids if pid_alive(pid))
+    assert not left, f"processes of the run still alive after make stop: {left}"
+    assert not supervisor.answers()
+    assert not (run_dir / "supervisor.sock").exists()
