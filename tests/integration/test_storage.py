@@ -1,0 +1,87 @@
+"""One client per DB role: the right DB on the right server, standalone and Sentinel."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.test import override_settings
+from redis.sentinel import SentinelConnectionPool
+
+from alarm_backends.core.storage.redis import (
+    CACHE,
+    LOG,
+    QUEUE,
+    ROLES,
+    SERVICE,
+    build_client,
+    close_all,
+    db_of,
+    describe,
+    get_client,
+    key,
+)
+from config.tools.redis import SENTINEL, RedisSettings
+from tests.conftest import REDIS_HOST, REDIS_PORT, TEST_DB_PLAN
+
+
+@pytest.mark.redis
+def test_each_role_writes_to_its_own_db(redis_dbs: None) -> None:
+    for role in ROLES:
+        get_client(role).set("test.storage.role", role)
+    for role, db in TEST_DB_PLAN.items():
+        raw = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, decode_responses=True)
+        assert raw.get("test.storage.role") == role
+    assert get_client(LOG) is get_client(LOG)  # one shared client per role
+
+
+def test_roles_and_descriptions() -> None:
+    assert [db_of(role) for role in (LOG, CACHE, QUEUE, SERVICE)] == [11, 12, 13, 14]
+    assert describe(SERVICE) == "redis service db 14 at 127.0.0.1:6379"
+    assert key("scheduler", "heartbeat") == "bkmonitorv3.default.scheduler.heartbeat"
+    with pytest.raises(ValueError, match="unknown Redis DB role 'logs'"):
+        get_client("logs")
+
+
+def test_service_client_has_a_socket_timeout() -> None:
+    close_all()
+    try:
+        assert get_client(SERVICE).connection_pool.connection_kwargs["socket_timeout"] == 10.0
+        assert get_client(LOG).connection_pool.connection_kwargs["socket_timeout"] is None
+    finally:
+        close_all()
+
+
+def test_cache_role_follows_the_cache_redis_settings() -> None:
+    close_all()
+    try:
+        with override_settings(CACHE_REDIS_HOST="cache.example", CACHE_REDIS_PORT=6390, CACHE_REDIS_PASSWORD="c/p"):
+            kwargs = get_client(CACHE).connection_pool.connection_kwargs
+            assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == (
+                "cache.example",
+                6390,
+                12,
+                "c/p",
+            )
+            assert describe(CACHE) == "redis cache db 12 at cache.example:6390"
+    finally:
+        close_all()
+
+
+def test_sentinel_client_asks_the_sentinels_for_the_master() -> None:
+    conf = RedisSettings(
+        mode=SENTINEL,
+        host="s1",
+        port=26379,
+        password="pw",
+        master_name="master0",
+        sentinel_password="spw",
+        sentinels=(("s1", 26379), ("s2", 26380)),
+    )
+    client = build_client(conf, 9, socket_timeout=10.0)
+    pool = client.connection_pool
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.service_name == "master0"
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (9, "pw")
+    sentinels = pool.sentinel_manager.sentinels
+    assert sorted(s.connection_pool.connection_kwargs["port"] for s in sentinels) == [26379, 26380]
+    assert {s.connection_pool.connection_kwargs["password"] for s in sentinels} == {"spw"}
