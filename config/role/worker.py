@@ -17,7 +17,7 @@ import os
 from config.default import RUN_DIR
 from config.tools.environment import APP_CODE, IS_CONTAINER_MODE, NEW_ENV
 from config.tools.rabbitmq import get_rabbitmq_settings
-from config.tools.redis import default_redis_mode, get_cache_redis_settings, get_redis_settings
+from config.tools.redis import default_redis_mode, get_cache_redis_settings, get_redis_settings, to_settings
 
 # Queue celery_cron.
 DEFAULT_CRONTAB = [
@@ -62,20 +62,10 @@ MIN_DATA_ACCESS_CHECKPOINT = 30 * 60
 # Redis: one server (or sentinel group) holds the log, queue and service DBs; the cache DB may live elsewhere.
 _redis = get_redis_settings(os.environ, default_mode=default_redis_mode(NEW_ENV, os.environ))
 _cache = get_cache_redis_settings(os.environ, _redis)
-REDIS_MODE = _redis.mode
-REDIS_HOST = _redis.host
-REDIS_PORT = _redis.port
-REDIS_PASSWORD = _redis.password
-REDIS_SENTINEL_HOSTS = [list(s) for s in _redis.sentinels]
-REDIS_SENTINEL_MASTER_NAME = _redis.master_name
-REDIS_SENTINEL_PASSWORD = _redis.sentinel_password
-CACHE_REDIS_MODE = _cache.mode
-CACHE_REDIS_HOST = _cache.host
-CACHE_REDIS_PORT = _cache.port
-CACHE_REDIS_PASSWORD = _cache.password
-CACHE_REDIS_SENTINEL_HOSTS = [list(s) for s in _cache.sentinels]
-CACHE_REDIS_SENTINEL_MASTER_NAME = _cache.master_name
-CACHE_REDIS_SENTINEL_PASSWORD = _cache.sentinel_password
+# REDIS_MODE, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, REDIS_SENTINEL_HOSTS, REDIS_SENTINEL_MASTER_NAME,
+# REDIS_SENTINEL_PASSWORD, and the same names prefixed CACHE_ for the cache Redis.
+globals().update(to_settings(_redis, "REDIS_"))
+globals().update(to_settings(_cache, "CACHE_REDIS_"))
 del _redis, _cache
 
 # The DB plan: 7 log (flushable), 8 cache (on the cache Redis), 9 queue (Celery results; also the broker when

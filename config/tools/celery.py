@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from config.tools.rabbitmq import RabbitMQSettings
-from config.tools.redis import RedisSettings, redis_url, sentinel_result_backend
+from config.tools.redis import RedisSettings, from_settings, redis_url, sentinel_result_backend
 
 SERIALIZERS = ("json", "pickle")
 
@@ -22,27 +22,13 @@ def worker_concurrency(cpu_count: int, celery_workers: int = 0) -> int:
 
 
 def main_redis(conf: Any) -> RedisSettings:
-    return RedisSettings(
-        mode=conf.REDIS_MODE,
-        host=conf.REDIS_HOST,
-        port=int(conf.REDIS_PORT),
-        password=conf.REDIS_PASSWORD,
-        master_name=conf.REDIS_SENTINEL_MASTER_NAME,
-        sentinel_password=conf.REDIS_SENTINEL_PASSWORD,
-        sentinels=tuple((h, int(p)) for h, p in conf.REDIS_SENTINEL_HOSTS),
-    )
+    """The main Redis (log, queue, service DBs and the scheduler store) from ``REDIS_*`` settings."""
+    return from_settings(conf, "REDIS_")
 
 
 def cache_redis(conf: Any) -> RedisSettings:
-    return RedisSettings(
-        mode=conf.CACHE_REDIS_MODE,
-        host=conf.CACHE_REDIS_HOST,
-        port=int(conf.CACHE_REDIS_PORT),
-        password=conf.CACHE_REDIS_PASSWORD,
-        master_name=conf.CACHE_REDIS_SENTINEL_MASTER_NAME,
-        sentinel_password=conf.CACHE_REDIS_SENTINEL_PASSWORD,
-        sentinels=tuple((h, int(p)) for h, p in conf.CACHE_REDIS_SENTINEL_HOSTS),
-    )
+    """The cache Redis from ``CACHE_REDIS_*`` settings."""
+    return from_settings(conf, "CACHE_REDIS_")
 
 
 def serializer_settings(conf: Any) -> dict[str, Any]:

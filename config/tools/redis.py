@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from config.tools.env import EnvError, first, first_int
@@ -98,6 +99,32 @@ def get_cache_redis_settings(environ: Mapping[str, str], main: RedisSettings) ->
         port=first_int(environ, "BK_MONITOR_CACHE_REDIS_PORT", default=main.port),
         password=password,
     )
+
+
+# Setting names (after a prefix such as ``REDIS_`` or ``CACHE_REDIS_``) of each RedisSettings field.
+SETTING_NAMES = {
+    "mode": "MODE",
+    "host": "HOST",
+    "port": "PORT",
+    "password": "PASSWORD",
+    "master_name": "SENTINEL_MASTER_NAME",
+    "sentinel_password": "SENTINEL_PASSWORD",
+    "sentinels": "SENTINEL_HOSTS",
+}
+
+
+def to_settings(conf: RedisSettings, prefix: str) -> dict[str, Any]:
+    """``RedisSettings`` → plain settings (``<prefix>HOST`` …), which ``BKAPP_SETTINGS_<NAME>`` can override."""
+    values = dict(conf.__dict__, sentinels=[list(s) for s in conf.sentinels])
+    return {prefix + name: values[field] for field, name in SETTING_NAMES.items()}
+
+
+def from_settings(settings: Any, prefix: str) -> RedisSettings:
+    """The inverse of :func:`to_settings`, read from a settings object."""
+    values = {field: getattr(settings, prefix + name) for field, name in SETTING_NAMES.items()}
+    values["port"] = int(values["port"])
+    values["sentinels"] = tuple((host, int(port)) for host, port in values["sentinels"])
+    return RedisSettings(**values)
 
 
 def redis_url(conf: RedisSettings, db: int) -> str:
