@@ -44,7 +44,7 @@ test-fast: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy config alarm_backends settings.py manage.py bench tests
+	$(PY) -m mypy config alarm_backends patches settings.py manage.py bench tests
 
 bench: $(DEV_STAMP)
 	$(PY) bench/expires_bench.py

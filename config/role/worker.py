@@ -73,8 +73,16 @@ del _redis, _cache
 REDIS_DB_PLAN = {"log": 7, "cache": 8, "queue": 9, "service": 10}
 # The scheduler store. db 0 as in the original, so an existing deployment's schedule carries over.
 REDBEAT_REDIS_DB = 0
+# Outside the default cluster the prefix becomes "redbeat:<cluster>:".
 REDBEAT_KEY_PREFIX = "redbeat:"
-REDBEAT_LOCK_TIMEOUT = 300
+# Seconds. The original held a 300 s lock (failover after 5-6 minutes); the leader renews at a third of the TTL and
+# standbys retry every REDBEAT_STANDBY_INTERVAL, so a crashed leader is replaced within TTL + 1 s.
+REDBEAT_LOCK_TIMEOUT = 30
+REDBEAT_STANDBY_INTERVAL = 1.0
+# What a late run does: "once" (the original's: fire once however late), "skip" (later than `grace` seconds: wait
+# for the next slot) or "all" (fire every missed slot, at most `max_catchup`). Per entry: a fourth element
+# {"missed_run": {...}} in a crontab entry.
+REDBEAT_MISSED_RUN = {"policy": "once", "grace": 0, "max_catchup": 10}
 
 # RabbitMQ (used when CELERY_BROKER_BACKEND is "rabbitmq").
 _rabbitmq = get_rabbitmq_settings(os.environ, app_code=APP_CODE)

@@ -41,6 +41,8 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "REDBEAT_REDIS_DB": 0,
         "REDBEAT_KEY_PREFIX": "redbeat:",
         "REDBEAT_LOCK_TIMEOUT": 300,
+        "REDBEAT_STANDBY_INTERVAL": 1.0,
+        "REDBEAT_MISSED_RUN": {"policy": "once"},
     }
     return SimpleNamespace(**(base | overrides))
 

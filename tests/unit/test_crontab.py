@@ -124,13 +124,20 @@ def test_parse_entries_accepts_tuples_and_json_lists() -> None:
         (("a.job", "* * *", "global"), r"DEFAULT_CRONTAB\[1\].*bad cron '\* \* \*'"),
         (("a.job", "* * * * *", "local"), r"DEFAULT_CRONTAB\[1\].*run_type 'local'"),
         (("not a path", "* * * * *", "global"), r"DEFAULT_CRONTAB\[1\].*not a dotted"),
-        (("a.job", "* * * * *"), r"DEFAULT_CRONTAB\[1\].*expected \(dotted path, cron, run_type\)"),
+        (("a.job", "* * * * *"), r"DEFAULT_CRONTAB\[1\].*expected \(dotted path, cron, run_type\[, options\]\)"),
+        (("a.job", "* * * * *", "global", {"queue": "x"}), r"DEFAULT_CRONTAB\[1\].*only 'missed_run'"),
+        (("a.job", "* * * * *", "global", {"missed_run": {"policy": "never"}}), r"DEFAULT_CRONTAB\[1\].*policy in"),
         ("a.job * * * * * global", r"DEFAULT_CRONTAB\[1\]"),
     ],
 )
 def test_a_bad_entry_gives_one_error_naming_it(entry: object, message: str) -> None:
     with pytest.raises(CronConfigError, match=message):
         _parse([("ok.job", "* * * * *", "global"), entry])
+
+
+def test_an_entry_may_carry_its_missed_run_policy() -> None:
+    (entry,) = _parse([("a.job", "* * * * *", "global", {"missed_run": {"policy": "skip", "grace": 30}})])
+    assert entry.missed_run == {"policy": "skip", "grace": 30}
 
 
 def test_duplicate_paths_are_rejected_across_lists() -> None:

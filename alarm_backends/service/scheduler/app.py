@@ -26,14 +26,19 @@ from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus import celery_timer
+from alarm_backends.service.scheduler import dedupe
 from alarm_backends.service.scheduler.config import backend_config
+from patches import redbeat as patched_redbeat
 
 app = Celery("backend")
 try:
-    app.conf.update(backend_config(settings, billiard.cpu_count(), get_cluster().queue_name))
+    _cluster = get_cluster()
+    app.conf.update(backend_config(settings, billiard.cpu_count(), _cluster.queue_name, _cluster.name))
 except ValueError as exc:  # a bad cluster name, serializer or broker backend: the message names it
     sys.exit(f"bkmonitor: {exc}")
 celery_timer.install(app)
+# `celery beat -S redbeat.RedBeatScheduler` (the original's command line) gets the patched scheduler.
+patched_redbeat.install()
 
 
 class PeriodicTask(Task):
@@ -49,15 +54,31 @@ class PeriodicTask(Task):
     options: dict[str, Any] | None = None
     compat = True
     run_every: Any
+    # The entry's missed-run policy for the patched scheduler (None: the scheduler's default).
+    missed_run: dict[str, Any] | None = None
 
     def __init__(self) -> None:
         if not hasattr(self, "run_every"):
             raise NotImplementedError("Periodic tasks must have a run_every attribute")
         super().__init__()
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Deduplicate by the slot id the patched beat gives each run (see dedupe.py).
+        task_id = self.request.id
+        if not dedupe.is_scheduled_id(task_id):
+            return super().__call__(*args, **kwargs)
+        ttl = int(self.expires) if isinstance(self.expires, int | float) else None
+        delivery = self.request.delivery_info or {}
+        if not dedupe.claim(self.name, task_id, ttl, redelivered=bool(delivery.get("redelivered"))):
+            return None
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            dedupe.finish(task_id, ttl)
+
     @classmethod
     def on_bound(cls, app: Celery) -> None:
-        app.conf.beat_schedule[cls.name] = {
+        entry = {
             "task": cls.name,
             "schedule": cls.run_every,
             "args": (),
@@ -65,6 +86,9 @@ class PeriodicTask(Task):
             "options": cls.options or {},
             "relative": cls.relative,
         }
+        if cls.missed_run is not None:
+            entry["missed_run"] = cls.missed_run
+        app.conf.beat_schedule[cls.name] = entry
 
 
 def periodic_task(**options: Any) -> Any:

@@ -33,11 +33,19 @@ def task_queues(queue_name: Any = str) -> tuple[Queue, ...]:
     )
 
 
-def redbeat_settings(conf: Any) -> dict[str, Any]:
+def redbeat_key_prefix(prefix: str, cluster: str) -> str:
+    """``redbeat:`` in the default cluster, ``redbeat:<cluster>:`` in the others, so clusters sharing one Redis
+    neither contend for one lock nor prune each other's entries (the original shared one prefix)."""
+    return prefix if cluster == "default" else f"{prefix}{cluster}:"
+
+
+def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
     redis = main_redis(conf)
     settings: dict[str, Any] = {
-        "redbeat_key_prefix": conf.REDBEAT_KEY_PREFIX,
+        "redbeat_key_prefix": redbeat_key_prefix(conf.REDBEAT_KEY_PREFIX, cluster),
         "redbeat_lock_timeout": conf.REDBEAT_LOCK_TIMEOUT,
+        "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
+        "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
     }
     if not redis.is_sentinel:
         settings["redbeat_redis_url"] = redis_url(redis, conf.REDBEAT_REDIS_DB)
@@ -56,7 +64,7 @@ def redbeat_settings(conf: Any) -> dict[str, Any]:
     return settings
 
 
-def backend_config(conf: Any, cpu_count: int, queue_name: Any = str) -> dict[str, Any]:
+def backend_config(conf: Any, cpu_count: int, queue_name: Any = str, cluster: str = "default") -> dict[str, Any]:
     queues = task_queues(queue_name)
     config: dict[str, Any] = {
         "worker_max_tasks_per_child": 1000,
@@ -79,5 +87,5 @@ def backend_config(conf: Any, cpu_count: int, queue_name: Any = str) -> dict[str
     config.update(serializer_settings(conf))
     config.update(broker_settings(conf))
     config.update(result_backend_settings(conf))
-    config.update(redbeat_settings(conf))
+    config.update(redbeat_settings(conf, cluster))
     return config

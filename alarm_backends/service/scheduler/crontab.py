@@ -18,6 +18,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from patches.redbeat.policy import MissedRun
+
 RUN_TYPES = ("global", "cluster")
 CRON_MODULE = "alarm_backends.service.scheduler.tasks.cron"
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -38,6 +40,7 @@ class CronEntry:
     run_type: str
     queue: str
     source: str  # the setting the entry came from, for error messages
+    missed_run: dict[str, Any] | None = None  # the entry's own missed-run policy (see patches.redbeat.policy)
 
     @property
     def task_name(self) -> str:
@@ -111,9 +114,18 @@ def expires_for(cron: str) -> int:
 
 def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
     where = f"{source}[{index}]"
-    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) != 3:
-        raise CronConfigError(f"{where} = {raw!r}: expected (dotted path, cron, run_type)")
-    path, cron, run_type = raw
+    if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) not in (3, 4):
+        raise CronConfigError(f"{where} = {raw!r}: expected (dotted path, cron, run_type[, options])")
+    path, cron, run_type = raw[:3]
+    options = raw[3] if len(raw) == 4 else {}
+    if not isinstance(options, Mapping) or set(options) - {"missed_run"}:
+        raise CronConfigError(f"{where} = {raw!r}: options must be a dict with only 'missed_run'")
+    missed_run = options.get("missed_run")
+    if missed_run is not None:
+        try:
+            MissedRun.parse(missed_run)
+        except ValueError as exc:
+            raise CronConfigError(f"{where} = {raw!r}: {exc}") from None
     if not isinstance(path, str) or not DOTTED_PATH.match(path):
         raise CronConfigError(f"{where} = {raw!r}: {path!r} is not a dotted module or function path")
     if run_type not in RUN_TYPES:
@@ -124,7 +136,9 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
         make_crontab(cron)
     except ValueError as exc:
         raise CronConfigError(f"{where} = {raw!r}: bad cron {cron!r}: {exc}") from None
-    return CronEntry(path=path, cron=cron, run_type=run_type, queue=queue, source=source)
+    return CronEntry(
+        path=path, cron=cron, run_type=run_type, queue=queue, source=source, missed_run=missed_run and dict(missed_run)
+    )
 
 
 def parse_entries(lists: Iterable[tuple[str, str, Any]]) -> list[CronEntry]:

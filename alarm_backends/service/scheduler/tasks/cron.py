@@ -47,6 +47,7 @@ def _make_task(entry: CronEntry, queue: str) -> Any:
         ignore_result=True,
         queue=queue,
         expires=expires_for(entry.cron),
+        missed_run=entry.missed_run,
         # Bound at once, so the beat entry exists as soon as this module is imported.
         lazy=False,
     )(task)

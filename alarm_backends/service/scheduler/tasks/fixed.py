@@ -29,6 +29,7 @@ def _make_task(entry: CronEntry, queue: str) -> Any:
         ignore_result=True,
         queue=queue,
         expires=FIXED_EXPIRES,
+        missed_run=entry.missed_run,
         lazy=False,
     )(task)
 

@@ -1,0 +1,28 @@
+"""The patched RedBeat scheduler.
+
+``install()`` makes ``redbeat.RedBeatScheduler`` — the name on the original's beat command line
+(``celery -A alarm_backends.service.scheduler.app beat -S redbeat.RedBeatScheduler``) — resolve to
+``patches.redbeat.schedulers.RedBeatScheduler``. The backend app calls it when it loads; the original switched its
+patch on only when that string appeared in ``sys.argv``.
+"""
+
+from __future__ import annotations
+
+import redbeat
+import redbeat.schedulers as stock
+from celery.signals import beat_init
+
+from patches.redbeat.schedulers import RedBeatScheduler
+
+STOCK = stock.RedBeatScheduler
+
+
+def install() -> None:
+    """Point ``redbeat.RedBeatScheduler`` at the patched scheduler (idempotent)."""
+    redbeat.RedBeatScheduler = RedBeatScheduler
+    stock.RedBeatScheduler = RedBeatScheduler
+    # Stock redbeat blocks in beat_init until it holds its lock; the patched scheduler leads from its ticks.
+    beat_init.disconnect(stock.acquire_distributed_beat_lock)
+
+
+__all__ = ["STOCK", "RedBeatScheduler", "install"]

@@ -1,0 +1,216 @@
+"""The scheduler store's Redis client, built only from the app's lowercase ``redbeat_*`` settings.
+
+The original's patched ``get_redis`` read upper-case ``REDBEAT_REDIS_OPTIONS`` while the app sets lowercase
+``redbeat_redis_options``; in sentinel mode it never saw the sentinels, handed ``redis-sentinel://…`` to
+``Redis.from_url`` and raised ValueError. Its patched entries also called the unpatched ``get_redis`` they had
+imported, so even a working builder would have been bypassed. Here one builder reads the lowercase settings, and
+every part of the store (scheduler, entries, lock) asks :func:`get_redis` for the same cached client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import redis
+from celery import Celery
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+logger = logging.getLogger(__name__)
+
+# The client lives on the app, so two apps in one process (tests, the SaaS and backend apps) never share one.
+CACHE_ATTR = "_bkm_redbeat_redis"
+
+URL_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEME = "redis-sentinel"
+# Keys of redbeat_redis_options that configure the scheduler's wiring, never the Redis connection.
+SCHEDULER_OPTIONS = frozenset({"retry_period", "sentinels", "service_name", "sentinel_kwargs"})
+DEFAULT_SERVICE_NAME = "mymaster"
+
+SOCKET_CONNECT_TIMEOUT = 5.0
+# Standalone mode sets no read timeout; without one a half-open connection blocks a tick forever.
+SOCKET_TIMEOUT = 10.0
+HEALTH_CHECK_INTERVAL = 30
+DEFAULT_RETRIES = 3
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 10.0
+MASK = "***"
+
+
+def get_redis(app: Celery) -> redis.Redis:
+    """The app's scheduler-store client, built on first use from ``redbeat_redis_url``/``redbeat_redis_options``."""
+    client: redis.Redis | None = getattr(app, CACHE_ATTR, None)
+    if client is None:
+        client = build_redis(app.conf.get("redbeat_redis_url"), app.conf.get("redbeat_redis_options"))
+        setattr(app, CACHE_ATTR, client)
+    return client
+
+
+def reset_redis(app: Celery) -> None:
+    """Drop the app's cached client (after a fork, or between tests); the next :func:`get_redis` builds a new one."""
+    client: redis.Redis | None = getattr(app, CACHE_ATTR, None)
+    if client is None:
+        return
+    setattr(app, CACHE_ATTR, None)
+    # redis-py only shuts sockets down in the process that opened them, so this is safe in a forked child too.
+    client.connection_pool.disconnect()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):
+        sentinel.connection_pool.disconnect()
+
+
+def build_redis(url: Any, options: Mapping[str, Any] | None = None) -> redis.Redis:
+    """A client for ``url`` with redbeat-style ``options``; see the module docstring for the accepted settings."""
+    if not isinstance(url, str) or not url:
+        raise ValueError("redbeat_redis_url is not set: the scheduler store needs a Redis URL")
+    opts = dict(options or {})
+    scheme = _scheme(url)
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel_client(url, _split(url), opts)
+    if scheme not in URL_SCHEMES:
+        schemes = ", ".join((*URL_SCHEMES, SENTINEL_SCHEME))
+        raise ValueError(f"redbeat_redis_url {redact_url(url)!r}: scheme {scheme!r} is not one of {schemes}")
+    kwargs = _client_options(opts)
+    try:
+        client = redis.Redis.from_url(url, **kwargs)
+    except ValueError:
+        # redis-py's message may quote a piece of a mis-quoted password (as a port or a DB), so it is not passed on.
+        raise ValueError(
+            f"redbeat_redis_url {redact_url(url)!r} is not a valid Redis URL "
+            "(a password with reserved characters must be URL-quoted)"
+        ) from None
+    logger.debug("scheduler store: %s", redact_url(url))
+    return client
+
+
+def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any]) -> redis.Redis:
+    """The current master of ``service_name``, found through ``sentinels``; the URL contributes only the DB."""
+    sentinels = opts.get("sentinels")
+    if not sentinels:
+        raise ValueError(
+            f"redbeat_redis_url {redact_url(url)!r} is a sentinel URL, "
+            "but redbeat_redis_options['sentinels'] lists no sentinels"
+        )
+    db = _url_db(url, parts)
+    kwargs = _client_options(opts)
+    if "password" not in kwargs and parts.password:
+        kwargs["password"] = unquote(parts.password)
+    service_name = opts.get("service_name") or DEFAULT_SERVICE_NAME
+    manager = Sentinel(
+        [(str(host), int(port)) for host, port in sentinels],
+        sentinel_kwargs=_sentinel_kwargs(kwargs, opts.get("sentinel_kwargs")),
+        socket_timeout=kwargs["socket_timeout"],
+    )
+    client: redis.Redis = manager.master_for(service_name, **kwargs, db=db)
+    logger.debug("scheduler store: master %r db %d via %d sentinel(s)", service_name, db, len(sentinels))
+    return client
+
+
+def _client_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Connection options: the passthrough ones plus this module's defaults and retry policy."""
+    if "db" in opts:
+        # Stock redbeat takes the sentinel DB from here but the standalone one from the URL; one place avoids
+        # a store that silently moves when the mode changes.
+        raise ValueError("redbeat_redis_options['db'] is not accepted: the DB is the path of redbeat_redis_url")
+    kwargs = {key: value for key, value in opts.items() if key not in SCHEDULER_OPTIONS}
+    kwargs["decode_responses"] = True
+    kwargs.setdefault("socket_connect_timeout", SOCKET_CONNECT_TIMEOUT)
+    kwargs.setdefault("socket_timeout", SOCKET_TIMEOUT)
+    kwargs.setdefault("health_check_interval", HEALTH_CHECK_INTERVAL)
+    attempt = max(float(kwargs["socket_connect_timeout"] or 0), float(kwargs["socket_timeout"] or 0))
+    kwargs.setdefault("retry", retry_policy(opts.get("retry_period"), attempt))
+    return kwargs
+
+
+def _sentinel_kwargs(client_kwargs: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Options of the connections to the sentinels themselves.
+
+    redis-py copies the client's ``socket_*`` options only when no ``sentinel_kwargs`` are given, so a
+    ``{"password": …}`` alone would leave sentinel sockets without timeouts. Sentinel clients also get no retry of
+    their own: discovery already moves on to the next sentinel, and the master client's retry repeats the whole
+    discovery, so a per-sentinel retry would only multiply the wait on a dead sentinel.
+    """
+    kwargs: dict[str, Any] = {key: value for key, value in client_kwargs.items() if key.startswith("socket_")}
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs.update(given or {})
+    return kwargs
+
+
+def retry_policy(retry_period: Any, attempt_seconds: float) -> Retry:
+    """redis-py's own retry on ConnectionError/TimeoutError, sized so retrying takes about ``retry_period`` at most.
+
+    The original wrapped every client call in tenacity for up to 60 s (forever for a negative period), with each
+    attempt free to block for its socket timeout on top, so one tick making several calls could stall for minutes,
+    past the fenced scheduler's lease. Here the retries of a command, counting each retry's backoff plus a
+    worst-case attempt (the longer socket timeout), fit within ``retry_period``; a command that still fails raises,
+    and the scheduler treats the tick as failed and tries again on the next one. Without a period a short retry
+    rides out a dropped connection or a sentinel failover's first refused connect. (redis-py also retries the
+    reconnect inside a command's retry, so a server that dies mid-command can take a few periods: still bounded.)
+    """
+    backoff = ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE)
+    if retry_period is None:
+        retries = DEFAULT_RETRIES
+    else:
+        if isinstance(retry_period, bool) or not isinstance(retry_period, int | float) or retry_period < 0:
+            raise ValueError(
+                f"redbeat_redis_options['retry_period']={retry_period!r} must be a number of seconds >= 0 "
+                "(retrying forever would stall the scheduler past its lease)"
+            )
+        retries, spent = 0, 0.0
+        while spent + backoff.compute(retries + 1) + attempt_seconds <= retry_period:
+            retries += 1
+            spent += backoff.compute(retries) + attempt_seconds
+    return Retry(backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (userinfo or ``password=`` query option) replaced by ``***``, safe to log.
+
+    Split by hand rather than with urlsplit: an unquoted password containing ``/`` or ``?`` (the original did not
+    quote it) ends urlsplit's authority early and would leave the rest of the password in the "path".
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" in rest:
+        userinfo, _, rest = rest.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        # A lone "secret@host" is a user name to redis-py, but it is often meant as the password: mask it too, and
+        # keep a user name only where it cannot be the front half of a password split at an unquoted "@".
+        keep_user = sep and colon and "@" not in user
+        rest = f"{user}:{MASK}@{rest}" if keep_user else f"{MASK}@{rest}"
+    location, question, query = rest.partition("?")
+    return f"{scheme}{sep}{location}{question}{_redact_query(query)}"
+
+
+def _redact_query(query: str) -> str:
+    items = []
+    for item in query.split("&"):
+        name, sep, _value = item.partition("=")
+        items.append(f"{name}={MASK}" if sep and name.lower() == "password" else item)
+    return "&".join(items)
+
+
+def _scheme(url: str) -> str:
+    """The scheme, or "" without "://" (urlsplit would read "secret:x@host" as scheme "secret")."""
+    scheme, sep, _rest = url.partition("://")
+    return scheme.lower() if sep else ""
+
+
+def _split(url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise ValueError(f"redbeat_redis_url {redact_url(url)!r} is not a URL") from None
+
+
+def _url_db(url: str, parts: SplitResult) -> int:
+    path = parts.path.strip("/") or "0"
+    try:
+        return int(path)
+    except ValueError:
+        raise ValueError(f"redbeat_redis_url {redact_url(url)!r}: the path is not a DB number") from None

@@ -1,0 +1,43 @@
+"""The scheduler's settings, read from the Celery app's configuration (lowercase names, as the app sets them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from patches.redbeat.policy import MissedRun
+
+# The original held a 300 s lock refreshed every tick (≤ 60 s) and retried it every 60 s, so a crashed leader was
+# replaced after 5-6 minutes. A short lease renewed at a third of its TTL, with standbys retrying every second,
+# replaces it within TTL + 1 s; `redbeat_lock_timeout = 300` restores the original's figure.
+DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_STANDBY_INTERVAL = 1.0
+DEFAULT_PUBLISH_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    key_prefix: str
+    lock_timeout: float
+    standby_interval: float
+    publish_chunk: int
+    fetch_limit: int
+    missed_run: MissedRun
+
+    @property
+    def renew_interval(self) -> float:
+        return self.lock_timeout / 3
+
+    @classmethod
+    def from_app(cls, conf: Any) -> SchedulerConfig:
+        lock_timeout = float(conf.get("redbeat_lock_timeout") or DEFAULT_LOCK_TIMEOUT)
+        if lock_timeout < 1:
+            raise ValueError(f"redbeat_lock_timeout={lock_timeout!r} must be at least 1 second")
+        return cls(
+            key_prefix=conf.get("redbeat_key_prefix") or "redbeat:",
+            lock_timeout=lock_timeout,
+            standby_interval=float(conf.get("redbeat_standby_interval") or DEFAULT_STANDBY_INTERVAL),
+            publish_chunk=int(conf.get("redbeat_publish_chunk") or DEFAULT_PUBLISH_CHUNK),
+            fetch_limit=int(conf.get("redbeat_fetch_limit") or 0),
+            missed_run=MissedRun.parse(conf.get("redbeat_missed_run"), where="redbeat_missed_run: "),
+        )

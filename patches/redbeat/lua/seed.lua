@@ -1,0 +1,26 @@
+-- Sync of the static schedule, fenced: prune entries gone from the config, write definitions, keep metas.
+-- KEYS[1]: the lock; KEYS[2]: the schedule ZSET; KEYS[3]: the statics SET.
+-- ARGV[1]: this beat's lock token; ARGV[2]: the key prefix; ARGV[3]: how many names to prune (n);
+-- ARGV[4 .. 3+n]: the names to prune; then (name, definition JSON, meta JSON for a new entry, score) per entry.
+-- An existing meta (last_run_at, total_run_count) is kept (HSETNX), so restarts do not re-run entries.
+-- Returns {pruned, written}, or -1 when the lock is not this beat's (nothing is written).
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return -1
+end
+local prefix = ARGV[2]
+local prune = tonumber(ARGV[3])
+for i = 4, 3 + prune do
+    redis.call('ZREM', KEYS[2], prefix .. ARGV[i])
+    redis.call('DEL', prefix .. ARGV[i])
+    redis.call('SREM', KEYS[3], ARGV[i])
+end
+local written = 0
+for i = 4 + prune, #ARGV, 4 do
+    local key = prefix .. ARGV[i]
+    redis.call('HSET', key, 'definition', ARGV[i + 1])
+    redis.call('HSETNX', key, 'meta', ARGV[i + 2])
+    redis.call('ZADD', KEYS[2], ARGV[i + 3], key)
+    redis.call('SADD', KEYS[3], ARGV[i])
+    written = written + 1
+end
+return {prune, written}

@@ -1,0 +1,118 @@
+"""What a due entry publishes, and when it is next due (pure: no I/O, no clock of its own).
+
+Every time comes from one clock, the Redis server's ``TIME`` read once per tick, so beats on hosts with skewed clocks
+agree on what is due. Schedules are made to use that clock too (``bind_clock``).
+
+Missed runs, per entry (``missed_run`` in the beat entry, or the scheduler's default):
+
+* ``once`` (default, the original's behaviour): a run later than the grace period still fires, once, however many
+  slots were missed;
+* ``skip``: a run later than the grace period does not fire; the entry waits for its next slot;
+* ``all``: every missed slot fires, oldest first, at most ``max_catchup`` of them (the most recent ones).
+
+A run within ``grace`` seconds of its slot is on time under every policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ONCE, SKIP, ALL = "once", "skip", "all"
+POLICIES = (ONCE, SKIP, ALL)
+# Scores below zero mark entries that will never fire again (the stock layout's convention).
+NEVER = -1.0
+
+
+@dataclass(frozen=True)
+class MissedRun:
+    policy: str = ONCE
+    grace: float = 0.0
+    max_catchup: int = 10
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None, default: MissedRun | None = None, where: str = "") -> MissedRun:
+        """``{"policy": "all", "grace": 30, "max_catchup": 5}`` over ``default``; a bad value names ``where``."""
+        base = default or cls()
+        if not raw:
+            return base
+        unknown = set(raw) - {"policy", "grace", "max_catchup"}
+        policy = raw.get("policy", base.policy)
+        try:
+            grace = float(raw.get("grace", base.grace))
+            max_catchup = int(raw.get("max_catchup", base.max_catchup))
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}missed_run {dict(raw)!r}: grace and max_catchup must be numbers") from None
+        if unknown or policy not in POLICIES or grace < 0 or max_catchup < 1:
+            raise ValueError(
+                f"{where}missed_run {dict(raw)!r}: expected policy in {POLICIES}, grace ≥ 0, max_catchup ≥ 1"
+            )
+        return cls(policy=policy, grace=grace, max_catchup=max_catchup)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of one due entry in one tick."""
+
+    slots: tuple[float, ...]  # due times (epoch seconds) to publish, one message each
+    next_due: float  # the new score (NEVER if the schedule has no future run)
+    skipped: int  # slots missed and not published
+
+
+def task_id(name: str, slot: float) -> str:
+    """``<entry name>@<due epoch seconds>``: the same slot gets the same id from any beat, so workers can drop a
+    second delivery."""
+    return f"{name}@{int(slot)}"
+
+
+def to_epoch(value: dt.datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def from_epoch(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+
+
+def bind_clock(schedule: Any, now: Callable[[], dt.datetime]) -> Any:
+    """Make a Celery schedule read ``now`` instead of the host clock (Celery schedules take a ``nowfun``)."""
+    schedule.nowfun = now
+    return schedule
+
+
+def next_due(schedule: Any, after: dt.datetime, now: float) -> float:
+    """The first fire time after ``after`` (epoch seconds), as the schedule computes it against ``now``."""
+    remaining = schedule.remaining_estimate(after)
+    if remaining is None:
+        return NEVER
+    return now + remaining.total_seconds()
+
+
+def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float) -> float:
+    """The score an entry gets when the schedule is synced: now if it never ran (fire at once, as the original),
+    else its next fire time after the last run — in the past if runs were missed, so the tick sees how late it is."""
+    if last_run_at is None:
+        return now
+    return next_due(schedule, last_run_at, now)
+
+
+def plan(schedule: Any, score: float, now: float, missed: MissedRun) -> Plan:
+    """Decide what a due entry (``score <= now``) publishes, and its next score, under its missed-run policy."""
+    following = next_due(schedule, from_epoch(now), now)
+    late = now - score
+    if late <= missed.grace or missed.policy == ONCE:
+        return Plan(slots=(score,), next_due=following, skipped=0)
+    if missed.policy == SKIP:
+        return Plan(slots=(), next_due=following, skipped=1)
+    # ALL: walk the missed slots from the first one up to now.
+    slots = [score]
+    while len(slots) < 100_000:
+        step = next_due(schedule, from_epoch(slots[-1]), now)
+        if step == NEVER or step > now or step <= slots[-1]:
+            break
+        slots.append(step)
+    kept = tuple(slots[-missed.max_catchup :])
+    return Plan(slots=kept, next_due=following, skipped=len(slots) - len(kept))

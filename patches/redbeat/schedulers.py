@@ -1,0 +1,251 @@
+"""The patched RedBeat scheduler: celery-redbeat's Redis layout, batched, fenced, effectively once.
+
+One beat leads (holds ``<prefix>:lock``); the others stand by and try the lock every second. Each tick of the
+leader costs a fixed number of Redis round trips however many entries are due:
+
+1. ``fetch_due.lua`` — the server clock, lock ownership and every due entry with its definition and meta;
+2. publish every due slot through one producer (confirms awaited per chunk on RabbitMQ), task id
+   ``<entry name>@<due epoch seconds>``;
+3. ``commit.lua`` — new scores and metas, only if the lock is still this beat's.
+
+Publishing comes before committing, so a crash in between re-publishes the same slot (same task id, dropped by the
+workers) rather than losing it. A beat that finds it lost the lock writes nothing, logs it and stands by.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.beat import Scheduler
+from kombu import Producer
+from kombu.utils.url import maybe_sanitize_url
+
+from patches.redbeat.client import get_redis
+from patches.redbeat.config import SchedulerConfig
+from patches.redbeat.entries import Definition, Definitions, decode_meta, encode_definition, encode_meta
+from patches.redbeat.policy import NEVER, MissedRun, from_epoch, plan, seed_score, task_id
+from patches.redbeat.publisher import BatchPublisher
+from patches.redbeat.store import Due, LostLockError, Seed, Store, Update
+
+logger = logging.getLogger("celery.beat")
+
+# A disabled entry is looked at again after this long, as in celery-redbeat.
+DISABLED_RETRY = 5.0
+
+
+class RedBeatScheduler(Scheduler):
+    # Stock celery-redbeat's beat_init handler blocks on the lock when `lock_key` is set; this scheduler takes the
+    # lock in its own ticks (and the handler is disconnected by `patches.redbeat.install`).
+    lock_key = None
+
+    def __init__(self, app: Celery, **kwargs: Any) -> None:
+        self.conf = SchedulerConfig.from_app(app.conf)
+        self.store = Store(get_redis(app), self.conf.key_prefix)
+        self.token = uuid.uuid4().hex
+        self.leading = False
+        self._renewed = 0.0  # monotonic time the lease was last confirmed
+        self._server_now = time.time()
+        self._publisher: BatchPublisher | None = None
+        self._static: dict[str, Any] = {}
+        policies: dict[str, MissedRun] = {}
+        self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
+        super().__init__(app, **kwargs)
+
+    # --- the shared clock -------------------------------------------------------------------------------------
+
+    def _clock(self) -> dt.datetime:
+        """The Redis server's time as of the last round trip: what every schedule computes against."""
+        return from_epoch(self._server_now)
+
+    # --- static schedule --------------------------------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        """Validate the static ``beat_schedule`` now; it is written to Redis by whichever beat takes the lock."""
+        static = dict(self.app.conf.beat_schedule or {})
+        self.install_default_entries(static)
+        self._static = {}
+        for name, raw in static.items():
+            raw = dict(raw)
+            missed = raw.pop("missed_run", None)
+            self.definitions.policies[name] = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
+            self._static[name] = self._maybe_entry(name, raw)
+
+    def _sync(self) -> None:
+        names = list(self._static)
+        now, statics, metas = self.store.read_for_sync(names)
+        self._server_now = now
+        seeds = []
+        for name, raw_meta in zip(names, metas, strict=True):
+            entry = self._static[name]
+            definition = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
+            last_run_at, _ = decode_meta(raw_meta)
+            score = seed_score(self.definitions.get(definition).schedule, last_run_at, now)
+            seeds.append(Seed(name, definition, encode_meta(None), score))
+        pruned, written = self.store.seed(self.token, sorted(statics - set(names)), seeds)
+        logger.info("beat: schedule synced: %d entries written, %d stale entries pruned", written, pruned)
+
+    # --- leadership -------------------------------------------------------------------------------------------
+
+    def _try_lead(self) -> bool:
+        if not self.store.acquire(self.token, self.conf.lock_timeout):
+            return False
+        self._renewed = time.monotonic()
+        self.leading = True
+        logger.info("beat: acquired the lock %s (ttl %.0fs): leading", self.store.lock_key, self.conf.lock_timeout)
+        self._sync()
+        return True
+
+    def _step_down(self, why: str) -> None:
+        if self.leading:
+            logger.warning("beat: lost leadership (%s): standing by", why)
+        self.leading = False
+        self._close_publisher()
+
+    def _lease_valid(self) -> bool:
+        """Whether the lock can still be ours: a beat paused past most of its TTL (SIGSTOP, a long GC, a frozen VM)
+        must not publish a batch it fetched before the pause, since another beat may have taken over."""
+        return time.monotonic() - self._renewed < self.conf.lock_timeout * 0.75
+
+    def _renew_if_due(self) -> bool:
+        if time.monotonic() - self._renewed < self.conf.renew_interval:
+            return True
+        if not self.store.renew(self.token, self.conf.lock_timeout):
+            return False
+        self._renewed = time.monotonic()
+        return True
+
+    # --- a tick -----------------------------------------------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            if not self.leading and not self._try_lead():
+                return self.conf.standby_interval
+            if not self._renew_if_due():
+                self._step_down("the lock is held by another beat")
+                return self.conf.standby_interval
+            return self._dispatch()
+        except LostLockError:
+            self._step_down("the lock is held by another beat")
+        except redis.RedisError as exc:
+            self._step_down(f"Redis error: {exc}")
+            logger.error("beat: schedule store unavailable: %s", exc)
+        return self.conf.standby_interval
+
+    def _dispatch(self) -> float:
+        fetched_at = time.monotonic()
+        due = self.store.fetch_due(self.token, self.conf.fetch_limit)
+        if not due.owned:
+            raise LostLockError(self.store.lock_key)
+        self._renewed = fetched_at
+        self._server_now = due.now
+        next_scores, retry_soon = self._run(due) if due.entries else ([], False)
+        wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
+        sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
+        if retry_soon:  # entries left unpublished are still due: try again shortly, not at the next head
+            sleep = min(sleep, self.conf.standby_interval)
+        return min(sleep, self.max_interval, self.conf.renew_interval)
+
+    def _run(self, due: Due) -> tuple[list[float], bool]:
+        """Publish the due entries chunk by chunk, then commit those whose every message went out."""
+        now = due.now
+        work: list[tuple[str, Definition | None, list[str], Update]] = []
+        for item in due.entries:
+            if item.definition is None:
+                logger.warning("beat: entry %s has no definition, removing it", item.key)
+                work.append((item.key, None, [], Update(item.key, NEVER, "")))
+                continue
+            definition = self.definitions.get(item.definition)
+            if not definition.enabled:
+                work.append((item.key, definition, [], Update(item.key, now + DISABLED_RETRY, "")))
+                continue
+            decided = plan(definition.schedule, item.score, now, definition.missed_run)
+            _, total = decode_meta(item.meta)
+            if decided.skipped:
+                logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
+                               definition.missed_run.policy)  # fmt: skip
+            ids = [task_id(definition.name, slot) for slot in decided.slots]
+            meta = encode_meta(from_epoch(now), total + len(ids)) if ids else ""
+            work.append((item.key, definition, ids, Update(item.key, decided.next_due, meta)))
+
+        committed: list[Update] = []
+        try:
+            for start in range(0, len(work), self.conf.publish_chunk):
+                chunk = work[start : start + self.conf.publish_chunk]
+                if not self._lease_valid():
+                    logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
+                    break
+                messages = [(d.template(self.app), i) for _, d, ids, _ in chunk if d is not None for i in ids]
+                if messages:
+                    self._get_publisher().publish(messages, now)
+                    if logger.isEnabledFor(logging.DEBUG):
+                        for template, i in messages:
+                            logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
+                committed += [update for *_, update in chunk]
+        except Exception as exc:
+            # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
+            logger.error("beat: publishing failed, %d entries will be retried: %s", len(work) - len(committed), exc)
+            self._close_publisher()
+        if committed:
+            self.store.commit(self.token, committed)
+            sent = sum(len(ids) for _, _, ids, _ in work[: len(committed)])
+            logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", sent, len(committed),
+                        now - min(item.score for item in due.entries))  # fmt: skip
+        return [u.score for u in committed], len(committed) < len(work)
+
+    # --- publishing -------------------------------------------------------------------------------------------
+
+    def _get_publisher(self) -> BatchPublisher:
+        if self._publisher is None:
+            connection = self.app.connection_for_write()
+            connection.ensure_connection(max_retries=3)
+            producer = Producer(connection.default_channel, auto_declare=False)
+            self._publisher = BatchPublisher(self.app, producer, self.conf.publish_chunk)
+        return self._publisher
+
+    def _close_publisher(self) -> None:
+        if self._publisher is not None:
+            try:
+                self._publisher.producer.connection.release()
+            except Exception as exc:  # the connection may already be gone; nothing to do about it
+                logger.debug("beat: closing the broker connection: %s", exc)
+            self._publisher = None
+
+    @property
+    def producer(self) -> Producer:
+        """The producer every dispatch goes through (Celery's schedulers expose one; signal handlers use it)."""
+        return self._get_publisher().producer
+
+    # --- Celery's Scheduler interface -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self.leading:
+            try:
+                released = self.store.release(self.token)
+                logger.info("beat: %s the lock %s", "released" if released else "no longer held", self.store.lock_key)
+            except redis.RedisError as exc:
+                logger.warning("beat: could not release the lock (it expires by itself): %s", exc)
+            self.leading = False
+        self._close_publisher()
+        super().close()
+
+    def sync(self) -> None:
+        """Every tick already committed its writes."""
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        return dict(self._static)
+
+    @property
+    def info(self) -> str:
+        url = maybe_sanitize_url(self.app.conf.get("redbeat_redis_url") or "")
+        return (
+            f"       . redis -> {url}\n"
+            f"       . lock -> `{self.store.lock_key}` ttl {self.conf.lock_timeout:.0f}s, "
+            f"renewed every {self.conf.renew_interval:.0f}s, standby retry {self.conf.standby_interval:.0f}s"
+        )

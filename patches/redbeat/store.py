@@ -1,0 +1,148 @@
+"""The schedule in Redis, in celery-redbeat's layout, read and written in O(1) round trips per tick.
+
+Layout (unchanged, so a deployment's existing schedule carries over and stock tools can read it):
+
+* ``<prefix><name>``: hash with ``definition`` and ``meta`` (``last_run_at``, ``total_run_count``), JSON;
+* ``<prefix>:schedule``: ZSET of entry keys scored by next due time (epoch seconds; < 0 = never);
+* ``<prefix>:statics``: SET of the names that came from the static ``beat_schedule``;
+* ``<prefix>:lock``: the leader's token, with a TTL.
+
+Every write is a Lua script (``lua/*.lua`` beside this module) that first checks the lock still holds this beat's
+token, so a beat that lost leadership — paused, partitioned, or just slow — changes nothing. The scripts touch entry
+hashes named by their arguments, so the store needs a single Redis (standalone or behind Sentinel), not a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.commands.core import Script
+
+LUA_DIR = Path(__file__).parent / "lua"
+# Seeding 100k entries in one script would block Redis for a noticeable time: write them in slices.
+SEED_SLICE = 5000
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    key: str
+    score: float
+    definition: str | None
+    meta: str | None
+
+
+@dataclass(frozen=True)
+class Due:
+    now: float  # the Redis server's clock
+    owned: bool  # this beat still holds the lock
+    head: float | None  # the earliest score after now
+    entries: list[DueEntry]
+
+
+@dataclass(frozen=True)
+class Update:
+    key: str
+    score: float
+    meta: str  # "" keeps the stored meta
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str
+    definition: str
+    meta: str  # written only if the entry has none yet
+    score: float
+
+
+class LostLockError(Exception):
+    """The lock no longer holds this beat's token: another beat leads now."""
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.schedule_key = prefix + ":schedule"
+        self.statics_key = prefix + ":statics"
+        self.lock_key = prefix + ":lock"
+        self._fetch_due = self._script("fetch_due")
+        self._commit = self._script("commit")
+        self._seed = self._script("seed")
+        self._renew = self._script("renew")
+        self._release = self._script("release")
+
+    def _script(self, name: str) -> Script:
+        return self.client.register_script((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    # --- the lock ---------------------------------------------------------------------------------------------
+
+    def acquire(self, token: str, ttl: float) -> bool:
+        return bool(self.client.set(self.lock_key, token, nx=True, px=int(ttl * 1000)))
+
+    def renew(self, token: str, ttl: float) -> bool:
+        return bool(self._renew(keys=[self.lock_key], args=[token, int(ttl * 1000)]))
+
+    def release(self, token: str) -> bool:
+        return bool(self._release(keys=[self.lock_key], args=[token]))
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.lock_key)
+        return None if value is None else str(value)
+
+    # --- a tick -----------------------------------------------------------------------------------------------
+
+    def fetch_due(self, token: str, limit: int = 0) -> Due:
+        """One round trip: server time, lock ownership, and every entry due by then with its hash."""
+        reply = self._fetch_due(keys=[self.schedule_key, self.lock_key], args=[token, limit])
+        now = int(reply[0]) + int(reply[1]) / 1e6
+        entries = [
+            DueEntry(key=reply[i], score=float(reply[i + 1]), definition=reply[i + 2], meta=reply[i + 3])
+            for i in range(4, len(reply), 4)
+        ]
+        head = None if reply[3] is None else float(reply[3])
+        return Due(now=now, owned=bool(int(reply[2])), head=head, entries=entries)
+
+    def commit(self, token: str, updates: Sequence[Update]) -> int:
+        """One round trip: new scores and metas, fenced. Raises LostLockError when the lock is not ours."""
+        args: list[str | float] = [token]
+        for update in updates:
+            args += [update.key, repr(update.score), update.meta]
+        written = int(self._commit(keys=[self.lock_key, self.schedule_key], args=args))
+        if written < 0:
+            raise LostLockError(self.lock_key)
+        return written
+
+    # --- start-up sync ----------------------------------------------------------------------------------------
+
+    def read_for_sync(self, names: Sequence[str]) -> tuple[float, set[str], list[str | None]]:
+        """One round trip: server time, the statics set, and the stored meta of each of ``names``."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.smembers(self.statics_key)
+            for name in names:
+                pipe.hget(self.key(name), "meta")
+            reply = pipe.execute()
+        seconds, micros = reply[0]
+        return seconds + micros / 1e6, set(reply[1]), list(reply[2:])
+
+    def seed(self, token: str, prune: Iterable[str], entries: Sequence[Seed]) -> tuple[int, int]:
+        """Prune ``prune`` and write ``entries``, fenced, in slices of SEED_SLICE. Raises LostLockError."""
+        pruned_names = list(prune)
+        pruned = written = 0
+        for start in range(0, max(len(entries), 1), SEED_SLICE):
+            args: list[str | float | int] = [token, self.prefix, len(pruned_names), *pruned_names]
+            for seed in entries[start : start + SEED_SLICE]:
+                args += [seed.name, seed.definition, seed.meta, repr(seed.score)]
+            reply = self._seed(keys=[self.lock_key, self.schedule_key, self.statics_key], args=args)
+            if reply == -1:
+                raise LostLockError(self.lock_key)
+            pruned += int(reply[0])
+            written += int(reply[1])
+            pruned_names = []  # pruned by the first slice
+        return pruned, written

@@ -1,0 +1,110 @@
+"""Two real beat processes: a killed leader is replaced within the lease, a paused one is fenced out.
+
+The exact failover figures are measured by ``bench/``; the bounds here are generous so a loaded machine does not
+fail them, and what they prove is that nothing is published twice and a stale leader writes nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import wait_for
+from tests.integration.redbeat_helpers import broker, ids
+
+pytestmark = pytest.mark.redis
+
+REPO = Path(__file__).resolve().parents[2]
+LOCK_TIMEOUT = 3.0
+
+
+class Beat:
+    def __init__(self, name: str, queue: str, tmp: Path) -> None:
+        self.log_path = tmp / f"{name}.log"
+        env = os.environ | {
+            "BEAT_TEST_QUEUE": queue,
+            "BEAT_TEST_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        cmd = [sys.executable, "-m", "celery", "-A", "tests.integration.beatapp", "beat", "-S",
+               "redbeat.RedBeatScheduler", "-l", "info", "-s", str(tmp / f"{name}.schedule")]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def logged(self, text: str) -> bool:
+        """Whether a log line contains ``text`` (polled: the test times events with its own clock)."""
+        return text in self.log()
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def beats(redis_dbs: None, tmp_path: Path) -> Iterator[tuple[Beat, Beat, str]]:
+    queue = f"bkm-test-failover-{uuid.uuid4().hex[:8]}"
+    first = Beat("a", queue, tmp_path)
+    wait_for(lambda: first.logged("acquired the lock"), 30, "beat a to lead")
+    second = Beat("b", queue, tmp_path)
+    wait_for(lambda: "beat: Starting..." in second.log(), 30, "beat b to start")
+    time.sleep(1.5)
+    try:
+        yield first, second, queue
+    finally:
+        first.stop()
+        second.stop()
+        broker().delete(queue)
+
+
+def duplicates(queue: str) -> list[str]:
+    return [task_id for task_id, n in collections.Counter(ids(queue)).items() if n > 1]
+
+
+def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Beat, str]) -> None:
+    leader, standby, queue = beats
+    assert not standby.logged("acquired the lock")
+    killed_at = time.time()
+    leader.signal(signal.SIGKILL)
+    wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
+    assert time.time() - killed_at <= LOCK_TIMEOUT + 3
+    wait_for(lambda: "Sent " in standby.log(), 10, "the new leader to dispatch")
+    time.sleep(1)
+    assert duplicates(queue) == []
+
+
+def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(beats: tuple[Beat, Beat, str]) -> None:
+    leader, standby, queue = beats
+    leader.signal(signal.SIGSTOP)
+    wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
+    time.sleep(1.5)
+    resumed = len(leader.log())
+    leader.signal(signal.SIGCONT)
+    wait_for(lambda: "lost leadership" in leader.log()[resumed:], 15, "the old leader to step down")
+    time.sleep(2)
+    after = leader.log()[resumed:]
+    assert "Sent " not in after, after  # it published nothing once resumed
+    assert "schedule synced" not in after
+    assert duplicates(queue) == []

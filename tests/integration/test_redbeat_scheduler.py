@@ -1,0 +1,187 @@
+"""The patched scheduler against the real Redis: layout, faithful behaviours, fencing, effectively-once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+
+import pytest
+from celery.schedules import crontab, schedule
+from redbeat.schedulers import RedBeatSchedulerEntry
+
+from alarm_backends.service.scheduler import dedupe
+from alarm_backends.service.scheduler.config import redbeat_key_prefix
+from patches.redbeat.entries import decode_meta, encode_meta
+from patches.redbeat.policy import from_epoch
+from patches.redbeat.schedulers import RedBeatScheduler
+from patches.redbeat.store import LostLockError, Update
+from tests.integration.redbeat_helpers import ids, make_app, published, snapshot, store
+
+pytestmark = pytest.mark.redis
+
+EVERY_MINUTE = {"task": "t.minutely", "schedule": crontab(minute="*")}
+HOURLY = {"task": "t.hourly", "schedule": schedule(run_every=dt.timedelta(hours=1))}
+
+
+@pytest.fixture(autouse=True)
+def clean(redis_dbs: None) -> Iterator[None]:
+    yield
+
+
+def test_layout_sync_and_never_run_entries_fire_at_once() -> None:
+    app = make_app({"a": EVERY_MINUTE, "h": HOURLY})
+    beat = RedBeatScheduler(app=app)
+    beat.tick()
+    client = store()
+    assert client.get("redbeat::lock") == beat.token
+    assert client.smembers("redbeat::statics") == {"a", "h"}
+    assert {k for k, _ in client.zrange("redbeat::schedule", 0, -1, withscores=True)} == {"redbeat:a", "redbeat:h"}
+    # Stock celery-redbeat reads the entries this scheduler wrote.
+    stock = RedBeatSchedulerEntry.from_key("redbeat:a", app=app)
+    assert (stock.task, stock.schedule) == ("t.minutely", crontab(minute="*"))
+    # Never run → fired on the first tick, one message each, ids <name>@<due epoch>.
+    queue = app.conf.task_default_queue
+    assert sorted(i.split("@")[0] for i in ids(queue)) == ["a", "h"]
+    last_run_at, total = decode_meta(client.hget("redbeat:h", "meta"))
+    assert total == 1 and last_run_at is not None
+    # Next due: an hour after that run.
+    score = client.zscore("redbeat::schedule", "redbeat:h")
+    assert score == pytest.approx(last_run_at.timestamp() + 3600, abs=1)
+    beat.close()
+    assert client.get("redbeat::lock") is None  # released on a clean stop
+
+
+def test_restart_keeps_last_run_and_prunes_stale_statics() -> None:
+    first = RedBeatScheduler(app=make_app({"a": EVERY_MINUTE, "h": HOURLY}))
+    first.tick()
+    first.close()
+    app = make_app({"h": HOURLY})
+    second = RedBeatScheduler(app=app)
+    second.tick()
+    client = store()
+    assert client.smembers("redbeat::statics") == {"h"}
+    assert not client.exists("redbeat:a")
+    assert client.zscore("redbeat::schedule", "redbeat:a") is None
+    assert ids(app.conf.task_default_queue) == []  # h ran before the restart: not again
+    assert decode_meta(client.hget("redbeat:h", "meta"))[1] == 1
+    second.close()
+
+
+def overdue(app_schedule: dict[str, dict[str, object]], minutes: int) -> tuple[RedBeatScheduler, str]:
+    """A beat whose entries last ran ``minutes`` ago (so their slots since then were missed)."""
+    seeding = RedBeatScheduler(app=make_app(app_schedule))
+    seeding.tick()
+    seeding.close()
+    past = from_epoch(dt.datetime.now(dt.UTC).timestamp() - minutes * 60)
+    for name in app_schedule:
+        store().hset(f"redbeat:{name}", "meta", encode_meta(past, 1))
+    app = make_app(app_schedule)
+    return RedBeatScheduler(app=app), app.conf.task_default_queue
+
+
+def test_overdue_entry_fires_once() -> None:
+    beat, queue = overdue({"a": EVERY_MINUTE}, minutes=10)
+    beat.tick()
+    (only,) = ids(queue)
+    slot = int(only.split("@")[1])
+    assert slot % 60 == 0 and dt.datetime.now(dt.UTC).timestamp() - slot > 8 * 60  # the first missed slot
+    assert store().zscore("redbeat::schedule", "redbeat:a") > dt.datetime.now(dt.UTC).timestamp()
+    beat.close()
+
+
+def test_missed_run_policies_skip_and_all() -> None:
+    entries = {
+        "s": {**EVERY_MINUTE, "missed_run": {"policy": "skip", "grace": 30}},
+        "c": {**EVERY_MINUTE, "missed_run": {"policy": "all", "max_catchup": 3}},
+    }
+    beat, queue = overdue(entries, minutes=10)
+    beat.tick()
+    sent = ids(queue)
+    assert not [i for i in sent if i.startswith("s@")]
+    caught_up = sorted(int(i.split("@")[1]) for i in sent if i.startswith("c@"))
+    assert len(caught_up) == 3 and caught_up[1] - caught_up[0] == 60 and caught_up[2] - caught_up[1] == 60
+    beat.close()
+
+
+def test_entries_carry_their_tasks_queue_and_expires() -> None:
+    app = make_app({"q": {"task": "t.queued", "schedule": crontab(minute="*")}})
+
+    @app.task(name="t.queued", queue="bkm-test-q-expires", expires=300)
+    def queued() -> None:
+        """A task whose queue and expires are attributes, as the cron loader makes them."""
+
+    beat = RedBeatScheduler(app=app)
+    beat.tick()
+    (message,) = published("bkm-test-q-expires")
+    expires = dt.datetime.fromisoformat(message["headers"]["expires"]).timestamp()
+    assert expires == pytest.approx(dt.datetime.now(dt.UTC).timestamp() + 300, abs=5)
+    assert message["headers"]["id"].startswith("q@")
+    assert app.conf.beat_schedule["q"].get("options", {}) == {}
+    beat.close()
+
+
+def test_a_beat_that_lost_the_lock_changes_nothing() -> None:
+    app = make_app({"a": EVERY_MINUTE, "h": HOURLY})
+    old = RedBeatScheduler(app=app)
+    old.tick()
+    # Another beat takes over after the old one's lease lapsed (here: the lock is simply replaced).
+    store().set("redbeat::lock", "another-beat", px=3000)
+    before = snapshot()
+    assert old.tick() == old.conf.standby_interval
+    assert not old.leading
+    with pytest.raises(LostLockError):
+        old.store.commit(old.token, [Update("redbeat:a", 1.0, encode_meta(None))])
+    with pytest.raises(LostLockError):
+        old.store.seed(old.token, ["h"], [])
+    assert not old.store.renew(old.token, 3) and not old.store.release(old.token)
+    assert snapshot() == before
+
+
+def test_a_crash_between_publish_and_commit_republishes_the_same_ids_and_workers_run_them_once() -> None:
+    app = make_app({"a": EVERY_MINUTE, "h": HOURLY})
+    crashing = RedBeatScheduler(app=app)
+
+    def crash(token: str, updates: object) -> int:
+        raise SystemExit("killed between publish and commit")
+
+    crashing.store.commit = crash  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        crashing.tick()
+    first = sorted(ids(app.conf.task_default_queue))
+    store().delete("redbeat::lock")  # its lease runs out
+    successor = RedBeatScheduler(app=app)
+    successor.tick()
+    every = sorted(ids(app.conf.task_default_queue))
+    assert len(first) == 2 and every == sorted(first * 2)  # nothing lost; the same slots again
+    runs = [dedupe.claim("t", task_id, 60, redelivered=False) for task_id in every]
+    assert runs.count(True) == 2  # each slot runs once
+    successor.close()
+
+
+def test_standby_takes_over_on_the_next_tick_after_a_clean_stop() -> None:
+    app = make_app({"h": HOURLY})
+    leader, standby = RedBeatScheduler(app=app), RedBeatScheduler(app=app)
+    leader.tick()
+    assert standby.tick() == 1.0 and not standby.leading
+    leader.close()
+    standby.tick()
+    assert standby.leading and store().get("redbeat::lock") == standby.token
+    standby.close()
+
+
+def test_two_clusters_on_one_redis_keep_their_own_schedules() -> None:
+    default_app = make_app({"a": EVERY_MINUTE}, prefix=redbeat_key_prefix("redbeat:", "default"))
+    blue_app = make_app({"b": HOURLY}, prefix=redbeat_key_prefix("redbeat:", "blue"))
+    default_beat, blue_beat = RedBeatScheduler(app=default_app), RedBeatScheduler(app=blue_app)
+    default_beat.tick()
+    blue_beat.tick()
+    assert default_beat.leading and blue_beat.leading  # one lock each
+    client = store()
+    assert client.smembers("redbeat::statics") == {"a"}
+    assert client.smembers("redbeat:blue::statics") == {"b"}
+    default_beat.close()
+    RedBeatScheduler(app=make_app({"a": EVERY_MINUTE})).tick()  # a re-sync of the default cluster...
+    assert client.exists("redbeat:blue:b")  # ...prunes nothing of the blue one
+    assert json.loads(client.hget("redbeat:blue:b", "definition"))["task"] == "t.hourly"
+    blue_beat.close()

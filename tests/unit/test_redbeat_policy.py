@@ -1,0 +1,79 @@
+"""Missed-run policies, seed scores and slot ids (pure, against a fixed clock)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from celery.schedules import crontab, schedule
+
+from patches.redbeat.policy import NEVER, MissedRun, bind_clock, from_epoch, plan, seed_score, task_id
+
+NOW = dt.datetime(2026, 1, 1, 10, 0, 30, tzinfo=dt.UTC).timestamp()  # 10:00:30
+
+
+def minutely() -> crontab:
+    return bind_clock(crontab(minute="*"), lambda: from_epoch(NOW))
+
+
+def at(hh: int, mm: int, ss: int = 0) -> float:
+    return dt.datetime(2026, 1, 1, hh, mm, ss, tzinfo=dt.UTC).timestamp()
+
+
+def test_task_id_is_name_at_due_epoch_seconds() -> None:
+    name = "alarm_backends.jobs.heartbeat"
+    assert task_id(name, at(10, 0) + 0.75) == f"{name}@{int(at(10, 0))}"
+
+
+def test_never_run_entries_are_due_now_and_others_at_their_next_slot() -> None:
+    assert seed_score(minutely(), None, NOW) == NOW
+    assert seed_score(minutely(), from_epoch(at(9, 58, 0)), NOW) == at(9, 59)  # overdue: in the past, on its slot
+    assert seed_score(minutely(), from_epoch(at(10, 0, 10)), NOW) == at(10, 1)
+    every = bind_clock(schedule(run_every=dt.timedelta(seconds=30)), lambda: from_epoch(NOW))
+    assert seed_score(every, from_epoch(at(10, 0, 20)), NOW) == at(10, 0, 50)
+
+
+def test_on_time_run_publishes_its_slot_and_moves_to_the_next() -> None:
+    decided = plan(minutely(), at(10, 0), NOW, MissedRun())
+    assert (decided.slots, decided.next_due, decided.skipped) == ((at(10, 0),), at(10, 1), 0)
+
+
+@pytest.mark.parametrize(
+    ("missed", "slots", "skipped"),
+    [
+        (MissedRun("once"), (at(9, 57),), 0),
+        (MissedRun("skip"), (), 1),
+        (MissedRun("all", max_catchup=10), (at(9, 57), at(9, 58), at(9, 59), at(10, 0)), 0),
+        (MissedRun("all", max_catchup=2), (at(9, 59), at(10, 0)), 2),
+        # Within the grace period a late run is on time under every policy.
+        (MissedRun("skip", grace=300), (at(9, 57),), 0),
+    ],
+)
+def test_missed_run_policies(missed: MissedRun, slots: tuple[float, ...], skipped: int) -> None:
+    decided = plan(minutely(), at(9, 57), NOW, missed)
+    assert decided.slots == slots
+    assert decided.skipped == skipped
+    assert decided.next_due == at(10, 1)
+
+
+def test_a_schedule_without_future_runs_gets_the_never_score() -> None:
+    class Finished(schedule):
+        def remaining_estimate(self, last_run_at: dt.datetime) -> None:
+            return None
+
+    assert plan(Finished(run_every=60), NOW - 1, NOW, MissedRun()).next_due == NEVER
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"policy": "sometimes"}, {"grace": -1}, {"max_catchup": 0}, {"policy": "all", "extra": 1}, {"grace": "x"}],
+)
+def test_bad_policies_are_rejected_naming_the_place(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"^entry e: missed_run"):
+        MissedRun.parse(raw, where="entry e: ")
+
+
+def test_policy_inherits_the_default() -> None:
+    default = MissedRun("skip", grace=30, max_catchup=3)
+    assert MissedRun.parse({"policy": "all"}, default) == MissedRun("all", 30, 3)
+    assert MissedRun.parse(None, default) is default
