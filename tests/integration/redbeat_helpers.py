@@ -17,8 +17,9 @@ BROKER_DB = TEST_DB_PLAN["queue"]
 def make_app(schedule: dict[str, Any], prefix: str = "redbeat:", lock_timeout: float = 3, **conf: Any) -> Celery:
     queue = conf.pop("task_default_queue", None) or f"bkm-test-beat-{uuid.uuid4().hex[:8]}"
     app = Celery("beat-test", set_as_current=False)
+    broker_url = conf.pop("broker_url", None) or f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}"
     app.conf.update(
-        broker_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
+        broker_url=broker_url,
         redbeat_redis_url=f"redis://{REDIS_HOST}:{REDIS_PORT}/{TEST_REDBEAT_DB}",
         redbeat_key_prefix=prefix,
         redbeat_lock_timeout=lock_timeout,

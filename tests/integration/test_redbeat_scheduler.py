@@ -185,3 +185,23 @@ def test_two_clusters_on_one_redis_keep_their_own_schedules() -> None:
     assert client.exists("redbeat:blue:b")  # ...prunes nothing of the blue one
     assert json.loads(client.hget("redbeat:blue:b", "definition"))["task"] == "t.hourly"
     blue_beat.close()
+
+
+@pytest.mark.rabbitmq
+def test_publishing_to_rabbitmq_awaits_publisher_confirms_per_batch(rabbitmq_vhost: str) -> None:
+    from kombu import Connection
+
+    entries = {f"e{i:03d}": EVERY_MINUTE for i in range(250)}
+    broker_url = f"amqp://guest:guest@127.0.0.1:5672/{rabbitmq_vhost}"
+    app = make_app(entries, broker_url=broker_url, redbeat_publish_chunk=100)
+    beat = RedBeatScheduler(app=app)
+    beat.tick()
+    publisher = beat._publisher
+    assert publisher is not None and publisher.confirms
+    confirms = publisher._confirms
+    assert confirms is not None and confirms.published == 250 and confirms.acked_upto == 250
+    with Connection(broker_url) as connection:
+        _, depth, _ = connection.default_channel.queue_declare(app.conf.task_default_queue, passive=True)
+    assert depth == 250
+    assert len(store().zrangebyscore("redbeat::schedule", dt.datetime.now(dt.UTC).timestamp(), "+inf")) == 250
+    beat.close()

@@ -5,10 +5,7 @@ Runs against the embedded default's Redis broker and against RabbitMQ (in a vhos
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,26 +89,6 @@ def test_worker_on_the_redis_broker(redis_dbs: None, start_worker: Callable[...,
     assert app.conf.broker_url.startswith("redis://") and app.conf.broker_url.endswith("/13")
     worker = start_worker()
     exercise(app, worker, tmp_path / "metrics")
-
-
-@pytest.fixture
-def rabbitmq_vhost(rabbitmq_service: None) -> Iterator[str]:
-    """A vhost of the test's own on the machine's RabbitMQ, deleted afterwards."""
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        pytest.skip("rabbitmqctl is not installed: cannot create a vhost for the test")
-    vhost = f"bkm-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
-    try:
-        subprocess.run(
-            [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        yield vhost
-    finally:
-        subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
 @pytest.mark.rabbitmq
