@@ -8,11 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Celery
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 
 from patches.redbeat.policy import MissedRun, bind_clock
-from patches.redbeat.publisher import Template, build_template
+from patches.redbeat.publisher import Template, Templates
 
 
 @dataclass
@@ -27,9 +26,9 @@ class Definition:
     missed_run: MissedRun
     _template: Template | None = field(default=None, repr=False)
 
-    def template(self, app: Celery) -> Template:
+    def template(self, templates: Templates) -> Template:
         if self._template is None:
-            self._template = build_template(app, self.task, self.args, self.kwargs, self.options)
+            self._template = templates.get(self.task, self.args, self.kwargs, self.options)
         return self._template
 
 

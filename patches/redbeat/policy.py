@@ -99,9 +99,14 @@ def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float) -> fl
     return next_due(schedule, last_run_at, now)
 
 
-def plan(schedule: Any, score: float, now: float, missed: MissedRun) -> Plan:
-    """Decide what a due entry (``score <= now``) publishes, and its next score, under its missed-run policy."""
-    following = next_due(schedule, from_epoch(now), now)
+def plan(schedule: Any, score: float, now: float, missed: MissedRun, following: float | None = None) -> Plan:
+    """Decide what a due entry (``score <= now``) publishes, and its next score, under its missed-run policy.
+
+    ``following`` (the schedule's first fire time after now) may be passed in when the caller already knows it:
+    entries sharing a schedule share it within a tick.
+    """
+    if following is None:
+        following = next_due(schedule, from_epoch(now), now)
     late = now - score
     if late <= missed.grace or missed.policy == ONCE:
         return Plan(slots=(score,), next_due=following, skipped=0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from celery import Celery, signals
@@ -32,6 +32,7 @@ class Template:
     """A ready-to-send message of one entry; ``stamp`` fills in what changes per dispatch."""
 
     task: str
+    serializer: str
     payload: bytes
     content_type: str
     content_encoding: str
@@ -48,6 +49,36 @@ class Template:
         if self.expires is not None:
             headers["expires"] = dt.datetime.fromtimestamp(now + self.expires, tz=dt.UTC).isoformat()
         return headers, dict(self.properties, correlation_id=task_id)
+
+
+class Templates:
+    """Templates of one app. Entries of the same task and options share everything but their arguments, so the
+    routing and Celery's header set are worked out once per (task, options) and only the body is made per entry."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._bases: dict[tuple[str, str], Template] = {}
+
+    def get(self, task: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Template:
+        signature = (task, repr(sorted((options or {}).items())))
+        base = self._bases.get(signature)
+        if base is None:
+            base = self._bases[signature] = build_template(self.app, task, (), {}, options)
+        content_type, content_encoding, payload = dumps((list(args), dict(kwargs), _EMBED), serializer=base.serializer)
+        # argsrepr/kwargsrepr are for humans (flower, logs); plain repr, cut like Celery's default.
+        headers = dict(base.headers, argsrepr=repr(args)[:ARGSREPR_MAX], kwargsrepr=repr(kwargs)[:ARGSREPR_MAX])
+        return replace(
+            base,
+            payload=payload if isinstance(payload, bytes) else str(payload).encode(),
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers=headers,
+        )
+
+
+ARGSREPR_MAX = 1024
+# The third element of a protocol-2 body: no callbacks, errbacks, chain or chord.
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Template:
@@ -74,6 +105,7 @@ def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict
     delivery_mode = getattr(getattr(queue, "exchange", None), "delivery_mode", None)
     return Template(
         task=task,
+        serializer=serializer,
         payload=payload if isinstance(payload, bytes) else str(payload).encode(),
         content_type=content_type,
         content_encoding=content_encoding,
@@ -123,6 +155,7 @@ class BatchPublisher:
         self.producer = producer
         self.chunk = chunk
         self._confirms: _Confirms | None = None
+        self._declared: tuple[Any, set[str]] = (None, set())
 
     @property
     def confirms(self) -> bool:
@@ -137,6 +170,16 @@ class BatchPublisher:
             self._confirms = _Confirms(channel)
         return self._confirms
 
+    def _declare(self, template: Template) -> None:
+        """Declare a template's queue once per channel (kombu would re-bind and look it up for every message)."""
+        channel = self.producer.channel
+        if self._declared[0] is not channel:
+            self._declared = (channel, set())
+        for queue in template.declare:
+            if queue.name not in self._declared[1]:
+                queue(channel).declare()
+                self._declared[1].add(queue.name)
+
     def publish(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
         """Publish ``(template, task_id)`` pairs; raise PublishNotConfirmedError if any is not confirmed."""
         confirms = self._channel_confirms()
@@ -145,6 +188,7 @@ class BatchPublisher:
         sent = 0
         for template, task_id in messages:
             headers, properties = template.stamp(task_id, now)
+            self._declare(template)
             if before:
                 signals.before_task_publish.send(
                     sender=template.task, body=template.payload, exchange=template.exchange,
@@ -159,7 +203,6 @@ class BatchPublisher:
                 content_encoding=template.content_encoding,
                 headers=headers,
                 delivery_mode=template.delivery_mode,
-                declare=template.declare,
                 retry=False,
                 **properties,
             )

@@ -23,18 +23,20 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.beat import Scheduler
+from celery.schedules import crontab, schedule
 from kombu import Producer
 from kombu.utils.url import maybe_sanitize_url
 
 from patches.redbeat.client import get_redis
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.entries import Definition, Definitions, decode_meta, encode_definition, encode_meta
-from patches.redbeat.policy import NEVER, MissedRun, from_epoch, plan, seed_score, task_id
-from patches.redbeat.publisher import BatchPublisher
-from patches.redbeat.store import Due, LostLockError, Seed, Store, Update
+from patches.redbeat.policy import NEVER, MissedRun, from_epoch, next_due, plan, seed_score, task_id
+from patches.redbeat.publisher import BatchPublisher, Templates
+from patches.redbeat.store import Due, DueEntry, LostLockError, Seed, Store, Update
 
 logger = logging.getLogger("celery.beat")
 
+SHAREABLE = (crontab, schedule)
 # A disabled entry is looked at again after this long, as in celery-redbeat.
 DISABLED_RETRY = 5.0
 
@@ -55,6 +57,7 @@ class RedBeatScheduler(Scheduler):
         self._static: dict[str, Any] = {}
         policies: dict[str, MissedRun] = {}
         self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
+        self.templates = Templates(app)
         super().__init__(app, **kwargs)
 
     # --- the shared clock -------------------------------------------------------------------------------------
@@ -152,51 +155,62 @@ class RedBeatScheduler(Scheduler):
         return min(sleep, self.max_interval, self.conf.renew_interval)
 
     def _run(self, due: Due) -> tuple[list[float], bool]:
-        """Publish the due entries chunk by chunk, then commit those whose every message went out."""
+        """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
+        planned), then commit, in one call, every entry whose messages all went out."""
         now = due.now
-        work: list[tuple[str, Definition | None, list[str], Update]] = []
-        for item in due.entries:
-            if item.definition is None:
-                logger.warning("beat: entry %s has no definition, removing it", item.key)
-                work.append((item.key, None, [], Update(item.key, NEVER, "")))
-                continue
-            definition = self.definitions.get(item.definition)
-            if not definition.enabled:
-                work.append((item.key, definition, [], Update(item.key, now + DISABLED_RETRY, "")))
-                continue
-            decided = plan(definition.schedule, item.score, now, definition.missed_run)
-            _, total = decode_meta(item.meta)
-            if decided.skipped:
-                logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
-                               definition.missed_run.policy)  # fmt: skip
-            ids = [task_id(definition.name, slot) for slot in decided.slots]
-            meta = encode_meta(from_epoch(now), total + len(ids)) if ids else ""
-            work.append((item.key, definition, ids, Update(item.key, decided.next_due, meta)))
-
+        # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
+        following: dict[tuple[str, bool], float] = {}
         committed: list[Update] = []
+        sent = 0
         try:
-            for start in range(0, len(work), self.conf.publish_chunk):
-                chunk = work[start : start + self.conf.publish_chunk]
+            for start in range(0, len(due.entries), self.conf.publish_chunk):
                 if not self._lease_valid():
                     logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
                     break
-                messages = [(d.template(self.app), i) for _, d, ids, _ in chunk if d is not None for i in ids]
+                batch = due.entries[start : start + self.conf.publish_chunk]
+                chunk = [self._plan(item, now, following) for item in batch]
+                messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
                 if messages:
                     self._get_publisher().publish(messages, now)
                     if logger.isEnabledFor(logging.DEBUG):
                         for template, i in messages:
                             logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
                 committed += [update for *_, update in chunk]
+                sent += len(messages)
         except Exception as exc:
             # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
-            logger.error("beat: publishing failed, %d entries will be retried: %s", len(work) - len(committed), exc)
+            logger.error("beat: publishing failed, %d entries will be retried: %s", len(due.entries) - len(committed),
+                         exc)  # fmt: skip
             self._close_publisher()
         if committed:
             self.store.commit(self.token, committed)
-            sent = sum(len(ids) for _, _, ids, _ in work[: len(committed)])
             logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", sent, len(committed),
                         now - min(item.score for item in due.entries))  # fmt: skip
-        return [u.score for u in committed], len(committed) < len(work)
+        return [u.score for u in committed], len(committed) < len(due.entries)
+
+    def _plan(
+        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float]
+    ) -> tuple[Definition | None, list[str], Update]:
+        """One due entry → (its definition, the task ids to publish, its new score and meta)."""
+        if item.definition is None:
+            logger.warning("beat: entry %s has no definition, removing it", item.key)
+            return None, [], Update(item.key, NEVER, "")
+        definition = self.definitions.get(item.definition)
+        if not definition.enabled:
+            return definition, [], Update(item.key, now + DISABLED_RETRY, "")
+        sched = definition.schedule
+        # Only Celery's own types: their repr states every parameter that decides the next fire time.
+        shape = (repr(sched), bool(getattr(sched, "relative", False))) if type(sched) in SHAREABLE else None
+        if shape is not None and shape not in following:
+            following[shape] = next_due(sched, from_epoch(now), now)
+        decided = plan(sched, item.score, now, definition.missed_run, following.get(shape) if shape else None)
+        if decided.skipped:
+            logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
+                           definition.missed_run.policy)  # fmt: skip
+        ids = [task_id(definition.name, slot) for slot in decided.slots]
+        _, total = decode_meta(item.meta)
+        meta = encode_meta(from_epoch(now), total + len(ids)) if ids else ""
+        return definition, ids, Update(item.key, decided.next_due, meta)
 
     # --- publishing -------------------------------------------------------------------------------------------
 
