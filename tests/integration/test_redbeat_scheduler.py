@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
+from celery import Celery
 from celery.schedules import crontab, schedule
 from redbeat.schedulers import RedBeatSchedulerEntry
 
@@ -205,3 +207,20 @@ def test_publishing_to_rabbitmq_awaits_publisher_confirms_per_batch(rabbitmq_vho
     assert depth == 250
     assert len(store().zrangebyscore("redbeat::schedule", dt.datetime.now(dt.UTC).timestamp(), "+inf")) == 250
     beat.close()
+
+
+def test_a_skewed_host_clock_neither_fires_early_nor_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Due times are compared with the Redis server's clock, not the host's (the original assumed synced hosts)."""
+    first = RedBeatScheduler(app=make_app({"h": HOURLY}))
+    first.tick()  # runs h now; next due in an hour by the server's clock
+    first.close()
+    real_time = time.time
+    # This host's clock runs an hour and a half minute ahead: by it, h is overdue.
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3630)
+    monkeypatch.setattr(Celery, "now", lambda self: dt.datetime.fromtimestamp(time.time(), tz=dt.UTC))
+    app = make_app({"h": HOURLY})
+    standby = RedBeatScheduler(app=app)
+    standby.tick()
+    assert standby.leading
+    assert ids(app.conf.task_default_queue) == []  # a host-clock scheduler would fire h now
+    standby.close()

@@ -111,3 +111,20 @@ def test_worker_on_rabbitmq(
         exercise(sender, worker, tmp_path / "metrics")
     finally:
         sender.close()
+
+
+@pytest.mark.redis
+def test_a_slot_published_twice_runs_once(redis_dbs: None, start_worker: Callable[..., Worker], tmp_path: Path) -> None:
+    from alarm_backends.service.scheduler.app import app
+
+    worker = start_worker()
+    slot_id = f"{RECORD}@1795000000"
+    for _ in range(2):
+        app.send_task(RECORD, queue="celery_cron", expires=300, task_id=slot_id)
+    app.send_task(RECORD, queue="celery_cron", expires=300)  # an ad-hoc run (uuid id) is never deduplicated
+    wait_for(lambda: "duplicate delivery dropped" in worker.log(), 30, "the second delivery to be dropped")
+    wait_for(lambda: get_client(SERVICE).llen(EFFECT_KEY) >= 2, 30, "the two distinct runs")
+    assert get_client(SERVICE).llen(EFFECT_KEY) == 2
+    assert get_client(SERVICE).get(f"bkmonitorv3.default.beat.slot.{slot_id}") == "done"
+    samples = metric_samples(tmp_path / "metrics")
+    assert samples[("bkmonitor_beat_duplicate_dropped_total", (("task_name", RECORD),))] == 1
