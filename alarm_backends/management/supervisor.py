@@ -178,10 +178,13 @@ def needs_local_redis(conf: Any, answers: bool) -> bool:
     return conf.REDIS_MODE == "standalone" and str(conf.REDIS_HOST) in LOCAL_HOSTS and not answers
 
 
+# The original's command line: the backend app installs the patched scheduler under this name.
+SCHEDULER = "redbeat.RedBeatScheduler"
+
+
 def beat_argv(host: Host) -> list[str]:
-    # The scheduler class comes from the app's beat_scheduler setting, so it is not repeated here.
     pidfile = str(Path(host.run_dir) / "celerybeat.pid")
-    return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", f"--pidfile={pidfile}"]
+    return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", "-S", SCHEDULER, f"--pidfile={pidfile}"]
 
 
 def program_names(redis: LocalRedis | None = None) -> list[str]:

@@ -110,7 +110,8 @@ def test_programs_queues_and_flags(host: Host, tmp_path: Path, profile: str) -> 
         assert argv[-2:] == ["-O", "fair"]
 
     beat = shlex.split(procs[BEAT].command)
-    assert beat == [sys.executable, *CELERY_APP, "beat", "-l", "info", f"--pidfile={host.run_dir}/celerybeat.pid"]
+    pidfile = f"--pidfile={host.run_dir}/celerybeat.pid"
+    assert beat == [sys.executable, *CELERY_APP, "beat", "-l", "info", "-S", "redbeat.RedBeatScheduler", pidfile]
 
 
 def test_every_program_is_supervised_the_same_way(host: Host, tmp_path: Path) -> None:
