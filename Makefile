@@ -46,8 +46,10 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy config alarm_backends patches settings.py manage.py bench tests
 
+## Side by side, stock celery-redbeat and the patched scheduler (about 10 minutes; BENCH_ARGS=--quick for 3).
 bench: $(DEV_STAMP)
 	$(PY) bench/expires_bench.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -83,6 +83,8 @@ REDBEAT_STANDBY_INTERVAL = 1.0
 # for the next slot) or "all" (fire every missed slot, at most `max_catchup`). Per entry: a fourth element
 # {"missed_run": {...}} in a crontab entry.
 REDBEAT_MISSED_RUN = {"policy": "once", "grace": 0, "max_catchup": 10}
+# A new entry (one that never ran) fires "now" — on the first tick after it is added — or at its "next" slot.
+REDBEAT_FIRST_RUN = "now"
 
 # RabbitMQ (used when CELERY_BROKER_BACKEND is "rabbitmq").
 _rabbitmq = get_rabbitmq_settings(os.environ, app_code=APP_CODE)

@@ -23,6 +23,7 @@ class SchedulerConfig:
     publish_chunk: int
     fetch_limit: int
     missed_run: MissedRun
+    first_run_now: bool
 
     @property
     def renew_interval(self) -> float:
@@ -40,4 +41,17 @@ class SchedulerConfig:
             publish_chunk=int(conf.get("redbeat_publish_chunk") or DEFAULT_PUBLISH_CHUNK),
             fetch_limit=int(conf.get("redbeat_fetch_limit") or 0),
             missed_run=MissedRun.parse(conf.get("redbeat_missed_run"), where="redbeat_missed_run: "),
+            first_run_now=first_run(conf.get("redbeat_first_run")),
         )
+
+
+FIRST_RUN = ("now", "next")
+
+
+def first_run(value: Any) -> bool:
+    """``now`` (default): a new entry fires at once; ``next``: at its first slot (what stock celery-redbeat does,
+    since it stamps ``last_run_at`` with the time an entry is first saved)."""
+    value = value or "now"
+    if value not in FIRST_RUN:
+        raise ValueError(f"redbeat_first_run={value!r} must be one of {', '.join(FIRST_RUN)}")
+    return bool(value == "now")

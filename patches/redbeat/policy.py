@@ -91,11 +91,12 @@ def next_due(schedule: Any, after: dt.datetime, now: float) -> float:
     return now + remaining.total_seconds()
 
 
-def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float) -> float:
-    """The score an entry gets when the schedule is synced: now if it never ran (fire at once, as the original),
-    else its next fire time after the last run — in the past if runs were missed, so the tick sees how late it is."""
+def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float, first_run_now: bool = True) -> float:
+    """The score an entry gets when the schedule is synced: if it never ran, now (fire at once) or, with
+    ``first_run_now=False``, its first slot; else its next fire time after the last run — in the past if runs were
+    missed, so the tick sees how late it is."""
     if last_run_at is None:
-        return now
+        return now if first_run_now else next_due(schedule, from_epoch(now), now)
     return next_due(schedule, last_run_at, now)
 
 

@@ -51,7 +51,9 @@ class RedBeatScheduler(Scheduler):
         self.store = Store(get_redis(app), self.conf.key_prefix)
         self.token = uuid.uuid4().hex
         self.leading = False
-        self._renewed = 0.0  # monotonic time the lease was last confirmed
+        # Monotonic time the lock's TTL was last reset (acquire or renew): the lease runs from there. Seeing that we
+        # still own the lock does not extend it.
+        self._renewed = 0.0
         self._server_now = time.time()
         self._publisher: BatchPublisher | None = None
         self._static: dict[str, Any] = {}
@@ -88,7 +90,8 @@ class RedBeatScheduler(Scheduler):
             entry = self._static[name]
             definition = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
             last_run_at, _ = decode_meta(raw_meta)
-            score = seed_score(self.definitions.get(definition).schedule, last_run_at, now)
+            schedule = self.definitions.get(definition).schedule
+            score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
             seeds.append(Seed(name, definition, encode_meta(None), score))
         pruned, written = self.store.seed(self.token, sorted(statics - set(names)), seeds)
         logger.info("beat: schedule synced: %d entries written, %d stale entries pruned", written, pruned)
@@ -141,11 +144,9 @@ class RedBeatScheduler(Scheduler):
         return self.conf.standby_interval
 
     def _dispatch(self) -> float:
-        fetched_at = time.monotonic()
         due = self.store.fetch_due(self.token, self.conf.fetch_limit)
         if not due.owned:
             raise LostLockError(self.store.lock_key)
-        self._renewed = fetched_at
         self._server_now = due.now
         next_scores, retry_soon = self._run(due) if due.entries else ([], False)
         wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
@@ -167,6 +168,8 @@ class RedBeatScheduler(Scheduler):
                 if not self._lease_valid():
                     logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
                     break
+                if not self._renew_if_due():  # a long batch outlasts a third of the TTL
+                    raise LostLockError(self.store.lock_key)
                 batch = due.entries[start : start + self.conf.publish_chunk]
                 chunk = [self._plan(item, now, following) for item in batch]
                 messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
@@ -177,6 +180,8 @@ class RedBeatScheduler(Scheduler):
                             logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
                 committed += [update for *_, update in chunk]
                 sent += len(messages)
+        except LostLockError:
+            raise
         except Exception as exc:
             # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
             logger.error("beat: publishing failed, %d entries will be retried: %s", len(due.entries) - len(committed),

@@ -224,3 +224,28 @@ def test_a_skewed_host_clock_neither_fires_early_nor_late(monkeypatch: pytest.Mo
     assert standby.leading
     assert ids(app.conf.task_default_queue) == []  # a host-clock scheduler would fire h now
     standby.close()
+
+
+def test_the_leader_keeps_its_lease_by_renewing_it() -> None:
+    app = make_app({"h": HOURLY}, lock_timeout=3)
+    beat = RedBeatScheduler(app=app)
+    deadline = time.monotonic() + 4.5  # longer than the TTL: without renewals the lock would lapse
+    while time.monotonic() < deadline:
+        beat.tick()
+        assert beat.leading
+        time.sleep(0.4)
+    assert store().get("redbeat::lock") == beat.token
+    assert store().pttl("redbeat::lock") > 3000 - 1000 - 500  # renewed within the last third of the TTL
+    beat.close()
+
+
+def test_new_entries_can_wait_for_their_first_slot() -> None:
+    app = make_app({"a": EVERY_MINUTE}, redbeat_first_run="next")
+    beat = RedBeatScheduler(app=app)
+    beat.tick()
+    assert ids(app.conf.task_default_queue) == []
+    score = store().zscore("redbeat::schedule", "redbeat:a")
+    assert score % 60 == 0 and 0 < score - time.time() <= 60
+    beat.close()
+    with pytest.raises(ValueError, match="redbeat_first_run='later'"):
+        RedBeatScheduler(app=make_app({}, redbeat_first_run="later"))

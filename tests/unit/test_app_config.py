@@ -43,6 +43,7 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "REDBEAT_LOCK_TIMEOUT": 300,
         "REDBEAT_STANDBY_INTERVAL": 1.0,
         "REDBEAT_MISSED_RUN": {"policy": "once"},
+        "REDBEAT_FIRST_RUN": "now",
     }
     return SimpleNamespace(**(base | overrides))
 

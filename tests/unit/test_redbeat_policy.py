@@ -27,6 +27,7 @@ def test_task_id_is_name_at_due_epoch_seconds() -> None:
 
 def test_never_run_entries_are_due_now_and_others_at_their_next_slot() -> None:
     assert seed_score(minutely(), None, NOW) == NOW
+    assert seed_score(minutely(), None, NOW, first_run_now=False) == at(10, 1)
     assert seed_score(minutely(), from_epoch(at(9, 58, 0)), NOW) == at(9, 59)  # overdue: in the past, on its slot
     assert seed_score(minutely(), from_epoch(at(10, 0, 10)), NOW) == at(10, 1)
     every = bind_clock(schedule(run_every=dt.timedelta(seconds=30)), lambda: from_epoch(NOW))

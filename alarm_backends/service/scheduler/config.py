@@ -46,6 +46,7 @@ def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
         "redbeat_lock_timeout": conf.REDBEAT_LOCK_TIMEOUT,
         "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
         "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
+        "redbeat_first_run": conf.REDBEAT_FIRST_RUN,
     }
     if not redis.is_sentinel:
         settings["redbeat_redis_url"] = redis_url(redis, conf.REDBEAT_REDIS_DB)

@@ -1,0 +1,1 @@
+"""Benchmarks: the beat scheduler side by side (stock RedBeat vs the platform's), broker limits, cron expires."""
