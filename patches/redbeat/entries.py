@@ -14,7 +14,7 @@ from patches.redbeat.policy import MissedRun, bind_clock
 from patches.redbeat.publisher import Template, Templates
 
 
-@dataclass
+@dataclass(slots=True)
 class Definition:
     name: str
     task: str
@@ -69,6 +69,11 @@ class Definitions:
         self.policies = policies
         self.default = default
         self._cache: dict[str, Definition] = {}
+
+    def add(self, raw: str, definition: Definition) -> None:
+        """Cache a definition the scheduler encoded itself (a static entry), so it is never decoded back."""
+        definition.schedule = bind_clock(definition.schedule, self.now)
+        self._cache[raw] = definition
 
     def get(self, raw: str) -> Definition:
         decoded = self._cache.get(raw)

@@ -27,7 +27,7 @@ class PublishNotConfirmedError(Exception):
     """The broker did not confirm every message of a chunk."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Template:
     """A ready-to-send message of one entry; ``stamp`` fills in what changes per dispatch."""
 
@@ -43,9 +43,12 @@ class Template:
     declare: list[Any]
     delivery_mode: int | None
     expires: float | None  # seconds after publish, from the task's or the entry's options
+    # What differs between entries of one task; `headers` and the rest are shared with the task's base template.
+    argsrepr: str = "()"
+    kwargsrepr: str = "{}"
 
     def stamp(self, task_id: str, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
-        headers = dict(self.headers, id=task_id, root_id=task_id)
+        headers = dict(self.headers, id=task_id, root_id=task_id, argsrepr=self.argsrepr, kwargsrepr=self.kwargsrepr)
         if self.expires is not None:
             headers["expires"] = dt.datetime.fromtimestamp(now + self.expires, tz=dt.UTC).isoformat()
         return headers, dict(self.properties, correlation_id=task_id)
@@ -65,14 +68,14 @@ class Templates:
         if base is None:
             base = self._bases[signature] = build_template(self.app, task, (), {}, options)
         content_type, content_encoding, payload = dumps((list(args), dict(kwargs), _EMBED), serializer=base.serializer)
-        # argsrepr/kwargsrepr are for humans (flower, logs); plain repr, cut like Celery's default.
-        headers = dict(base.headers, argsrepr=repr(args)[:ARGSREPR_MAX], kwargsrepr=repr(kwargs)[:ARGSREPR_MAX])
         return replace(
             base,
             payload=payload if isinstance(payload, bytes) else str(payload).encode(),
             content_type=content_type,
             content_encoding=content_encoding,
-            headers=headers,
+            # For humans (flower, logs): plain repr, cut like Celery's default.
+            argsrepr=repr(args)[:ARGSREPR_MAX],
+            kwargsrepr=repr(kwargs)[:ARGSREPR_MAX],
         )
 
 

@@ -56,7 +56,7 @@ class RedBeatScheduler(Scheduler):
         self._renewed = 0.0
         self._server_now = time.time()
         self._publisher: BatchPublisher | None = None
-        self._static: dict[str, Any] = {}
+        self._static: dict[str, str] = {}  # name → the definition JSON the sync writes
         policies: dict[str, MissedRun] = {}
         self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
         self.templates = Templates(app)
@@ -78,8 +78,25 @@ class RedBeatScheduler(Scheduler):
         for name, raw in static.items():
             raw = dict(raw)
             missed = raw.pop("missed_run", None)
-            self.definitions.policies[name] = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
-            self._static[name] = self._maybe_entry(name, raw)
+            policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
+            self.definitions.policies[name] = policy
+            entry = self._maybe_entry(name, raw)
+            encoded = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
+            # Keep the definition, not the ScheduleEntry: with 100k entries the entries alone weigh ~100 MB.
+            self.definitions.add(
+                encoded,
+                Definition(
+                    name=name,
+                    task=entry.task,
+                    schedule=entry.schedule,
+                    args=entry.args or (),
+                    kwargs=entry.kwargs or {},
+                    options=entry.options or {},
+                    enabled=True,
+                    missed_run=policy,
+                ),
+            )
+            self._static[name] = encoded
 
     def _sync(self) -> None:
         names = list(self._static)
@@ -87,8 +104,7 @@ class RedBeatScheduler(Scheduler):
         self._server_now = now
         seeds = []
         for name, raw_meta in zip(names, metas, strict=True):
-            entry = self._static[name]
-            definition = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
+            definition = self._static[name]
             last_run_at, _ = decode_meta(raw_meta)
             schedule = self.definitions.get(definition).schedule
             score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
@@ -258,7 +274,8 @@ class RedBeatScheduler(Scheduler):
 
     @property
     def schedule(self) -> dict[str, Any]:
-        return dict(self._static)
+        """The static entries, by name (their definitions, as stored)."""
+        return {name: self.definitions.get(raw) for name, raw in self._static.items()}
 
     @property
     def info(self) -> str:
