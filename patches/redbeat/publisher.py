@@ -11,6 +11,7 @@ tick (the task id makes the repeat harmless).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -50,8 +51,14 @@ class Template:
     def stamp(self, task_id: str, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
         headers = dict(self.headers, id=task_id, root_id=task_id, argsrepr=self.argsrepr, kwargsrepr=self.kwargsrepr)
         if self.expires is not None:
-            headers["expires"] = dt.datetime.fromtimestamp(now + self.expires, tz=dt.UTC).isoformat()
+            headers["expires"] = _expiry(now + self.expires)
         return headers, dict(self.properties, correlation_id=task_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _expiry(at: float) -> str:
+    # A tick publishes at one `now`, so a whole batch shares a handful of expiry times.
+    return dt.datetime.fromtimestamp(at, tz=dt.UTC).isoformat()
 
 
 class Templates:
@@ -159,6 +166,7 @@ class BatchPublisher:
         self.chunk = chunk
         self._confirms: _Confirms | None = None
         self._declared: tuple[Any, set[str]] = (None, set())
+        self.sent = 0
 
     @property
     def confirms(self) -> bool:
@@ -184,7 +192,15 @@ class BatchPublisher:
                 self._declared[1].add(queue.name)
 
     def publish(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
-        """Publish ``(template, task_id)`` pairs; raise PublishNotConfirmedError if any is not confirmed."""
+        """Publish ``(template, task_id)`` pairs and wait until the broker has them all."""
+        self.confirm(self.send(messages, now))
+        return self.sent
+
+    def send(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
+        """Publish ``(template, task_id)`` pairs without waiting; returns a mark for :meth:`confirm`.
+
+        Sending the next chunk while the broker confirms this one keeps both the beat and the broker busy (on two
+        cores they would otherwise take turns)."""
         confirms = self._channel_confirms()
         before = signals.before_task_publish.receivers
         after = signals.after_task_publish.receivers
@@ -217,20 +233,24 @@ class BatchPublisher:
             sent += 1
             if confirms is not None:
                 confirms.published += 1
-        if confirms is not None:
-            self._await(confirms)
-        return sent
+        self.sent = sent
+        return confirms.published if confirms is not None else 0
 
-    def _await(self, confirms: _Confirms) -> None:
+    def confirm(self, mark: int) -> None:
+        """Wait until every message sent up to ``mark`` is confirmed; raise PublishNotConfirmedError otherwise.
+        Without publisher confirms (the Redis transport) a publish has already returned the server's reply."""
+        confirms = self._confirms if self.confirms else None
+        if confirms is None:
+            return
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         connection = self.producer.connection
-        while confirms.acked_upto < confirms.published:
+        while confirms.acked_upto < mark:
             if confirms.nacked:
                 raise PublishNotConfirmedError(f"the broker refused {confirms.nacked} message(s)")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishNotConfirmedError(
-                    f"{confirms.published - confirms.acked_upto} message(s) unconfirmed after {CONFIRM_TIMEOUT:.0f}s"
+                    f"{mark - confirms.acked_upto} message(s) unconfirmed after {CONFIRM_TIMEOUT:.0f}s"
                 )
             try:
                 connection.drain_events(timeout=min(remaining, 1.0))

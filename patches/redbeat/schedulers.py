@@ -29,7 +29,15 @@ from kombu.utils.url import maybe_sanitize_url
 
 from patches.redbeat.client import get_redis
 from patches.redbeat.config import SchedulerConfig
-from patches.redbeat.entries import Definition, Definitions, decode_meta, encode_definition, encode_meta
+from patches.redbeat.entries import (
+    Definition,
+    Definitions,
+    MetaWriter,
+    decode_meta,
+    encode_definition,
+    encode_meta,
+    run_count,
+)
 from patches.redbeat.policy import NEVER, MissedRun, from_epoch, next_due, plan, seed_score, task_id
 from patches.redbeat.publisher import BatchPublisher, Templates
 from patches.redbeat.store import Due, DueEntry, LostLockError, Seed, Store, Update
@@ -177,7 +185,10 @@ class RedBeatScheduler(Scheduler):
         now = due.now
         # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
         following: dict[tuple[str, bool], float] = {}
+        meta = MetaWriter(from_epoch(now))
         committed: list[Update] = []
+        # Chunks sent but not yet confirmed: (confirmation mark, their updates). At most one stays in flight.
+        in_flight: list[tuple[int, list[Update]]] = []
         sent = 0
         try:
             for start in range(0, len(due.entries), self.conf.publish_chunk):
@@ -187,15 +198,23 @@ class RedBeatScheduler(Scheduler):
                 if not self._renew_if_due():  # a long batch outlasts a third of the TTL
                     raise LostLockError(self.store.lock_key)
                 batch = due.entries[start : start + self.conf.publish_chunk]
-                chunk = [self._plan(item, now, following) for item in batch]
+                chunk = [self._plan(item, now, following, meta) for item in batch]
                 messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
-                if messages:
-                    self._get_publisher().publish(messages, now)
-                    if logger.isEnabledFor(logging.DEBUG):
-                        for template, i in messages:
-                            logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
-                committed += [update for *_, update in chunk]
+                publisher = self._get_publisher()
+                mark = publisher.send(messages, now) if messages else None
+                if logger.isEnabledFor(logging.DEBUG):
+                    for template, i in messages:
+                        logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
                 sent += len(messages)
+                in_flight.append((mark or 0, [update for *_, update in chunk]))
+                while len(in_flight) > 1:
+                    mark_, updates = in_flight.pop(0)
+                    publisher.confirm(mark_)
+                    committed += updates
+            while in_flight:
+                mark_, updates = in_flight.pop(0)
+                self._get_publisher().confirm(mark_)
+                committed += updates
         except LostLockError:
             raise
         except Exception as exc:
@@ -210,7 +229,7 @@ class RedBeatScheduler(Scheduler):
         return [u.score for u in committed], len(committed) < len(due.entries)
 
     def _plan(
-        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float]
+        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
     ) -> tuple[Definition | None, list[str], Update]:
         """One due entry → (its definition, the task ids to publish, its new score and meta)."""
         if item.definition is None:
@@ -229,9 +248,7 @@ class RedBeatScheduler(Scheduler):
             logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
                            definition.missed_run.policy)  # fmt: skip
         ids = [task_id(definition.name, slot) for slot in decided.slots]
-        _, total = decode_meta(item.meta)
-        meta = encode_meta(from_epoch(now), total + len(ids)) if ids else ""
-        return definition, ids, Update(item.key, decided.next_due, meta)
+        return definition, ids, Update(item.key, decided.next_due, meta(run_count(item.meta) + len(ids)) if ids else "")
 
     # --- publishing -------------------------------------------------------------------------------------------
 

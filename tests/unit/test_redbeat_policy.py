@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from celery.schedules import crontab, schedule
@@ -78,3 +79,13 @@ def test_policy_inherits_the_default() -> None:
     default = MissedRun("skip", grace=30, max_catchup=3)
     assert MissedRun.parse({"policy": "all"}, default) == MissedRun("all", 30, 3)
     assert MissedRun.parse(None, default) is default
+
+
+def test_tick_metas_are_what_celery_redbeat_writes() -> None:
+    from patches.redbeat.entries import MetaWriter, decode_meta, encode_meta, run_count
+
+    now = from_epoch(NOW)
+    fast = MetaWriter(now)(7)
+    assert json.loads(fast) == json.loads(encode_meta(now, 7))
+    assert decode_meta(fast) == (now, 7)
+    assert run_count(fast) == 7 and run_count(None) == 0
