@@ -111,21 +111,24 @@ class RedBeatScheduler(Scheduler):
         now, statics, metas = self.store.read_for_sync(names)
         self._server_now = now
         seeds = []
+        new_meta = encode_meta(None)  # written only where an entry has no meta yet
         for name, raw_meta in zip(names, metas, strict=True):
             definition = self._static[name]
             last_run_at, _ = decode_meta(raw_meta)
             schedule = self.definitions.get(definition).schedule
             score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
-            seeds.append(Seed(name, definition, encode_meta(None), score))
+            seeds.append(Seed(name, definition, new_meta, score))
         pruned, written = self.store.seed(self.token, sorted(statics - set(names)), seeds)
         logger.info("beat: schedule synced: %d entries written, %d stale entries pruned", written, pruned)
 
     # --- leadership -------------------------------------------------------------------------------------------
 
     def _try_lead(self) -> bool:
+        # The lease is counted from before the call: the TTL may have started any time during it.
+        asked = time.monotonic()
         if not self.store.acquire(self.token, self.conf.lock_timeout):
             return False
-        self._renewed = time.monotonic()
+        self._renewed = asked
         self.leading = True
         logger.info("beat: acquired the lock %s (ttl %.0fs): leading", self.store.lock_key, self.conf.lock_timeout)
         self._sync()
@@ -143,11 +146,12 @@ class RedBeatScheduler(Scheduler):
         return time.monotonic() - self._renewed < self.conf.lock_timeout * 0.75
 
     def _renew_if_due(self) -> bool:
-        if time.monotonic() - self._renewed < self.conf.renew_interval:
+        asked = time.monotonic()
+        if asked - self._renewed < self.conf.renew_interval:
             return True
         if not self.store.renew(self.token, self.conf.lock_timeout):
             return False
-        self._renewed = time.monotonic()
+        self._renewed = asked
         return True
 
     # --- a tick -----------------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ class Store:
         self.schedule_key = prefix + ":schedule"
         self.statics_key = prefix + ":statics"
         self.lock_key = prefix + ":lock"
+        self._acquire = self._script("acquire")
         self._fetch_due = self._script("fetch_due")
         self._commit = self._script("commit")
         self._seed = self._script("seed")
@@ -83,7 +84,7 @@ class Store:
     # --- the lock ---------------------------------------------------------------------------------------------
 
     def acquire(self, token: str, ttl: float) -> bool:
-        return bool(self.client.set(self.lock_key, token, nx=True, px=int(ttl * 1000)))
+        return bool(self._acquire(keys=[self.lock_key], args=[token, int(ttl * 1000)]))
 
     def renew(self, token: str, ttl: float) -> bool:
         return bool(self._renew(keys=[self.lock_key], args=[token, int(ttl * 1000)]))

@@ -249,3 +249,14 @@ def test_new_entries_can_wait_for_their_first_slot() -> None:
     beat.close()
     with pytest.raises(ValueError, match="redbeat_first_run='later'"):
         RedBeatScheduler(app=make_app({}, redbeat_first_run="later"))
+
+
+def test_a_leader_that_stepped_down_on_a_redis_error_leads_again_at_once() -> None:
+    app = make_app({"h": HOURLY})
+    beat, other = RedBeatScheduler(app=app), RedBeatScheduler(app=app)
+    beat.tick()
+    beat._step_down("Redis error: simulated")  # what a failed round trip does; the lock still holds its token
+    assert other.tick() == other.conf.standby_interval and not other.leading
+    beat.tick()
+    assert beat.leading and store().get("redbeat::lock") == beat.token
+    beat.close()
