@@ -145,9 +145,7 @@ def burst_figures(msgs: list[dict[str, Any]], t0: float, n: int) -> dict[str, An
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    with common.redis_for(args):
-        common.emit(run(args))
+    common.script_main(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -173,9 +173,7 @@ def analyse(
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    with common.redis_for(args):
-        common.emit(run(args))
+    common.script_main(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -112,9 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    with common.redis_for(args):
-        common.emit(run(args))
+    common.script_main(build_parser, run)
 
 
 if __name__ == "__main__":

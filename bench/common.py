@@ -62,6 +62,13 @@ def emit(summary: dict[str, Any]) -> None:
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
 
 
+def script_main(build_parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.Namespace], Any]) -> None:
+    """The command line of a single benchmark script: parse, run against its Redis, print the summary."""
+    args = build_parser().parse_args()
+    with redis_for(args):
+        emit(run(args))
+
+
 def sleep_until(deadline: float) -> None:
     while (left := deadline - time.time()) > 0:
         time.sleep(min(left, 0.5))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from tests.integration.conftest import wait_for
+from tests.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGE = [sys.executable, "manage.py", "celery"]
@@ -28,16 +28,6 @@ def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
             start_new_session=True,
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
         )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def test_call_command_forwards_and_reports_failures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,7 +52,7 @@ def test_worker_answers_inspect_ping(redis_dbs: None, tmp_path: Path) -> None:
         assert ping.returncode == 0, ping.stderr
         assert f"{node}: OK" in ping.stdout and "pong" in ping.stdout
     finally:
-        stop(worker)
+        stop_group(worker)
     # Nothing answers now: Celery's own failure status comes back out of manage.py.
     ping = subprocess.run(
         [*MANAGE, "inspect", "ping", "-d", node, "-t", "1"], cwd=REPO, capture_output=True, text=True, timeout=60
@@ -78,4 +68,4 @@ def test_beat_starts(redis_dbs: None, tmp_path: Path) -> None:
         wait_for(lambda: "beat: Starting..." in (tmp_path / "beat.log").read_text(), 60, "the SaaS beat")
         assert beat.poll() is None
     finally:
-        stop(beat)
+        stop_group(beat)

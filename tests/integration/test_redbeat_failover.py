@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 from tests.integration.redbeat_helpers import broker, ids
+from tests.processes import stop_group
 
 pytestmark = pytest.mark.redis
 
@@ -54,13 +55,7 @@ class Beat:
             os.killpg(self.proc.pid, sig)
 
     def stop(self) -> None:
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        stop_group(self.proc, grace=20)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -23,6 +22,7 @@ from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from alarm_backends.service.scheduler.config import redbeat_settings
 from patches.redbeat.client import get_redis, reset_redis
+from tests.processes import stop_group
 
 MASTER_NAME = "bkmtest"
 PASSWORD = "master p@ss/1"
@@ -60,17 +60,6 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = START_TIM
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 class Servers(SimpleNamespace):
@@ -128,7 +117,7 @@ def sentinel_pair(tmp_path: Path) -> Iterator[Servers]:
         yield Servers(master_port=master_port, sentinel_port=sentinel_port)
     finally:
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)
 
 
 def sentinel_mode_conf(sentinel_port: int) -> SimpleNamespace:
