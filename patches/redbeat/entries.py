@@ -68,7 +68,10 @@ def run_count(raw: str | None) -> int:
     """``total_run_count`` of a stored meta, without decoding its datetime."""
     if not raw:
         return 0
-    return int(json.loads(raw).get("total_run_count") or 0)
+    try:
+        return int(json.loads(raw).get("total_run_count") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return 0  # an unreadable meta is rewritten by this run's commit
 
 
 def decode_meta(raw: str | None) -> tuple[dt.datetime | None, int]:

@@ -10,7 +10,8 @@ Missed runs, per entry (``missed_run`` in the beat entry, or the scheduler's def
 * ``skip``: a run later than the grace period does not fire; the entry waits for its next slot;
 * ``all``: every missed slot fires, oldest first, at most ``max_catchup`` of them (the most recent ones).
 
-A run within ``grace`` seconds of its slot is on time under every policy.
+A run within ``grace`` seconds of its slot — and never less than ``ON_TIME`` seconds, the ordinary delay between a
+slot and the tick that serves it — is on time under every policy.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ ONCE, SKIP, ALL = "once", "skip", "all"
 POLICIES = (ONCE, SKIP, ALL)
 # Scores below zero mark entries that will never fire again (the stock layout's convention).
 NEVER = -1.0
+# A tick serves a slot a little after it (wake-up jitter, a busy burst): that is not a missed run.
+ON_TIME = 5.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def plan(schedule: Any, score: float, now: float, missed: MissedRun, following: 
     if following is None:
         following = next_due(schedule, from_epoch(now), now)
     late = now - score
-    if late <= missed.grace or missed.policy == ONCE:
+    if late <= max(missed.grace, ON_TIME) or missed.policy == ONCE:
         return Plan(slots=(score,), next_due=following, skipped=0)
     if missed.policy == SKIP:
         return Plan(slots=(), next_due=following, skipped=1)

@@ -160,8 +160,9 @@ class _Confirms:
 class BatchPublisher:
     """Sends templates through one producer; ``publish`` returns once the broker has every message."""
 
-    def __init__(self, app: Celery, producer: Producer, chunk: int = 1000) -> None:
+    def __init__(self, app: Celery, producer: Producer, chunk: int = 1000, confirm_timeout: float = CONFIRM_TIMEOUT):
         self.app = app
+        self.confirm_timeout = confirm_timeout
         self.producer = producer
         self.chunk = chunk
         self._confirms: _Confirms | None = None
@@ -242,7 +243,7 @@ class BatchPublisher:
         confirms = self._confirms if self.confirms else None
         if confirms is None:
             return
-        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        deadline = time.monotonic() + self.confirm_timeout
         connection = self.producer.connection
         while confirms.acked_upto < mark:
             if confirms.nacked:
@@ -250,7 +251,7 @@ class BatchPublisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PublishNotConfirmedError(
-                    f"{mark - confirms.acked_upto} message(s) unconfirmed after {CONFIRM_TIMEOUT:.0f}s"
+                    f"{mark - confirms.acked_upto} message(s) unconfirmed after {self.confirm_timeout:.0f}s"
                 )
             try:
                 connection.drain_events(timeout=min(remaining, 1.0))

@@ -47,6 +47,8 @@ logger = logging.getLogger("celery.beat")
 SHAREABLE = (crontab, schedule)
 # A disabled entry is looked at again after this long, as in celery-redbeat.
 DISABLED_RETRY = 5.0
+# An entry that cannot be dispatched (see _plan_or_park) is looked at again after this long.
+BROKEN_RETRY = 60.0
 
 
 class RedBeatScheduler(Scheduler):
@@ -114,7 +116,11 @@ class RedBeatScheduler(Scheduler):
         new_meta = encode_meta(None)  # written only where an entry has no meta yet
         for name, raw_meta in zip(names, metas, strict=True):
             definition = self._static[name]
-            last_run_at, _ = decode_meta(raw_meta)
+            try:
+                last_run_at, _ = decode_meta(raw_meta)
+            except ValueError as exc:
+                logger.error("beat: entry %s has an unreadable meta (%s): treated as never run", name, exc)
+                last_run_at = None
             schedule = self.definitions.get(definition).schedule
             score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
             seeds.append(Seed(name, definition, new_meta, score))
@@ -169,6 +175,10 @@ class RedBeatScheduler(Scheduler):
         except redis.RedisError as exc:
             self._step_down(f"Redis error: {exc}")
             logger.error("beat: schedule store unavailable: %s", exc)
+        except Exception:
+            # Whatever went wrong, beat must keep running: stand by, and try again in a second.
+            logger.exception("beat: tick failed")
+            self._step_down("tick failed")
         return self.conf.standby_interval
 
     def _dispatch(self) -> float:
@@ -196,14 +206,14 @@ class RedBeatScheduler(Scheduler):
         sent = 0
         try:
             for start in range(0, len(due.entries), self.conf.publish_chunk):
-                if not self._lease_valid():
-                    logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
-                    break
                 if not self._renew_if_due():  # a long batch outlasts a third of the TTL
                     raise LostLockError(self.store.lock_key)
                 batch = due.entries[start : start + self.conf.publish_chunk]
-                chunk = [self._plan(item, now, following, meta) for item in batch]
+                chunk = [self._plan_or_park(item, now, following, meta) for item in batch]
                 messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
+                if not self._lease_valid():
+                    logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
+                    break
                 publisher = self._get_publisher()
                 mark = publisher.send(messages, now) if messages else None
                 if logger.isEnabledFor(logging.DEBUG):
@@ -231,6 +241,20 @@ class RedBeatScheduler(Scheduler):
             logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", sent, len(committed),
                         now - min(item.score for item in due.entries))  # fmt: skip
         return [u.score for u in committed], len(committed) < len(due.entries)
+
+    def _plan_or_park(
+        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
+    ) -> tuple[Definition | None, list[str], Update]:
+        """``_plan``, but an entry that cannot be planned or built (unreadable definition or meta, bad options) is
+        logged and parked for BROKEN_RETRY seconds instead of blocking every entry behind it."""
+        try:
+            planned = self._plan(item, now, following, meta)
+            if planned[0] is not None and planned[1]:
+                planned[0].template(self.templates)
+            return planned
+        except Exception:
+            logger.exception("beat: entry %s cannot be dispatched; retrying in %.0fs", item.key, BROKEN_RETRY)
+            return None, [], Update(item.key, now + BROKEN_RETRY, "")
 
     def _plan(
         self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
@@ -261,7 +285,10 @@ class RedBeatScheduler(Scheduler):
             connection = self.app.connection_for_write()
             connection.ensure_connection(max_retries=3)
             producer = Producer(connection.default_channel, auto_declare=False)
-            self._publisher = BatchPublisher(self.app, producer, self.conf.publish_chunk)
+            # Waiting for confirms longer than a third of the lease would let the lease lapse mid-batch.
+            self._publisher = BatchPublisher(
+                self.app, producer, self.conf.publish_chunk, confirm_timeout=self.conf.renew_interval
+            )
         return self._publisher
 
     def _close_publisher(self) -> None:

@@ -71,13 +71,15 @@ def test_restart_keeps_last_run_and_prunes_stale_statics() -> None:
 
 
 def overdue(app_schedule: dict[str, dict[str, object]], minutes: int) -> tuple[RedBeatScheduler, str]:
-    """A beat whose entries last ran ``minutes`` ago (so their slots since then were missed)."""
+    """A beat whose entries last ran ``minutes`` ago and whose leader then died (so every slot since was missed):
+    the last commit left each entry's meta at that run and its score at the slot after it."""
     seeding = RedBeatScheduler(app=make_app(app_schedule))
     seeding.tick()
     seeding.close()
     past = from_epoch(dt.datetime.now(dt.UTC).timestamp() - minutes * 60)
     for name in app_schedule:
         store().hset(f"redbeat:{name}", "meta", encode_meta(past, 1))
+        store().zadd("redbeat::schedule", {f"redbeat:{name}": (int(past.timestamp()) // 60 + 1) * 60})
     app = make_app(app_schedule)
     return RedBeatScheduler(app=app), app.conf.task_default_queue
 
@@ -259,4 +261,50 @@ def test_a_leader_that_stepped_down_on_a_redis_error_leads_again_at_once() -> No
     assert other.tick() == other.conf.standby_interval and not other.leading
     beat.tick()
     assert beat.leading and store().get("redbeat::lock") == beat.token
+    beat.close()
+
+
+def test_a_restart_keeps_the_committed_score() -> None:
+    first = RedBeatScheduler(app=make_app({"h": HOURLY}))
+    first.tick()
+    first.close()
+    store().zadd("redbeat::schedule", {"redbeat:h": 4102444800.0})  # the score the last leader committed
+    second = RedBeatScheduler(app=make_app({"h": HOURLY}))
+    second.tick()
+    assert store().zscore("redbeat::schedule", "redbeat:h") == 4102444800.0
+    second.close()
+    changed = RedBeatScheduler(app=make_app({"h": {**HOURLY, "args": ("new",)}}))
+    changed.tick()  # a changed definition is rescheduled from its meta
+    assert store().zscore("redbeat::schedule", "redbeat:h") < 4102444800.0
+    changed.close()
+
+
+def test_a_broken_entry_is_parked_and_does_not_block_the_others() -> None:
+    first = RedBeatScheduler(app=make_app({"a": EVERY_MINUTE, "b": EVERY_MINUTE}))
+    first.tick()
+    first.close()
+    client = store()
+    client.hset("redbeat:b", "definition", "{not json")
+    client.hset("redbeat:b", "meta", "garbage")
+    client.zadd("redbeat::schedule", {"redbeat:a": 1.0, "redbeat:b": 0.5})  # both due, b first
+    app = make_app({"a": EVERY_MINUTE})  # b is a dynamic entry now: the sync leaves it alone
+    beat = RedBeatScheduler(app=app)
+    client.srem("redbeat::statics", "b")
+    beat.tick()
+    assert beat.leading
+    assert [i.split("@")[0] for i in ids(app.conf.task_default_queue)] == ["a"]
+    assert client.zscore("redbeat::schedule", "redbeat:b") > time.time() + 30  # parked, retried later
+    beat.close()
+
+
+def test_an_unreadable_meta_does_not_stop_the_sync() -> None:
+    first = RedBeatScheduler(app=make_app({"h": HOURLY}))
+    first.tick()
+    first.close()
+    store().hset("redbeat:h", "meta", "garbage")
+    store().zrem("redbeat::schedule", "redbeat:h")
+    app = make_app({"h": HOURLY})
+    beat = RedBeatScheduler(app=app)
+    beat.tick()
+    assert beat.leading and [i.split("@")[0] for i in ids(app.conf.task_default_queue)] == ["h"]
     beat.close()

@@ -89,3 +89,8 @@ def test_tick_metas_are_what_celery_redbeat_writes() -> None:
     assert json.loads(fast) == json.loads(encode_meta(now, 7))
     assert decode_meta(fast) == (now, 7)
     assert run_count(fast) == 7 and run_count(None) == 0
+
+
+def test_a_tick_a_few_seconds_after_the_slot_is_on_time_even_for_skip() -> None:
+    decided = plan(minutely(), at(10, 0, 27), NOW, MissedRun("skip"))  # 3 s late, grace 0
+    assert decided.slots == (at(10, 0, 27),) and decided.skipped == 0

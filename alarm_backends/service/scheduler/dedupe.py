@@ -43,7 +43,7 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool) -> b
     slot = claim_key(task_id)
     try:
         client = get_client(SERVICE)
-        if client.set(slot, RUNNING, nx=True, ex=ttl or DEFAULT_TTL):
+        if client.set(slot, RUNNING, nx=True, ex=claim_ttl(ttl)):
             return True
         if redelivered and client.get(slot) == RUNNING:
             logger.warning("[Cron Task](%s) %s redelivered after an unfinished run: running it", task_name, task_id)
@@ -56,9 +56,15 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool) -> b
     return False
 
 
+def claim_ttl(expires: int | None) -> int:
+    """How long a claim lives: a copy of the slot re-published late (after a failover) is still valid for
+    ``expires`` from its own publish, so the claim outlives the first run by that plus a margin for the failover."""
+    return (expires or DEFAULT_TTL) + DEFAULT_TTL
+
+
 def finish(task_id: str, ttl: int | None) -> None:
     """Mark the slot done, so even a redelivery of it is dropped from now on."""
     try:
-        get_client(SERVICE).set(claim_key(task_id), DONE, ex=ttl or DEFAULT_TTL)
+        get_client(SERVICE).set(claim_key(task_id), DONE, ex=claim_ttl(ttl))
     except redis.RedisError as exc:
         logger.warning("slot %s not marked done (service DB unavailable: %s)", task_id, exc)

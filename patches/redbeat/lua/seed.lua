@@ -2,7 +2,9 @@
 -- KEYS[1]: the lock; KEYS[2]: the schedule ZSET; KEYS[3]: the statics SET.
 -- ARGV[1]: this beat's lock token; ARGV[2]: the key prefix; ARGV[3]: how many names to prune (n);
 -- ARGV[4 .. 3+n]: the names to prune; then (name, definition JSON, meta JSON for a new entry, score) per entry.
--- An existing meta (last_run_at, total_run_count) is kept (HSETNX), so restarts do not re-run entries.
+-- An existing meta (last_run_at, total_run_count) is kept (HSETNX), so restarts do not re-run entries, and so is a
+-- live score whose definition did not change: the score the previous leader committed is the truth (rebuilding it
+-- from the meta would rewind skipped slots or give a half-published first run a new slot id).
 -- Returns {pruned, written}, or -1 when the lock is not this beat's (nothing is written).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return -1
@@ -17,9 +19,12 @@ end
 local written = 0
 for i = 4 + prune, #ARGV, 4 do
     local key = prefix .. ARGV[i]
+    local same = redis.call('HGET', key, 'definition') == ARGV[i + 1]
     redis.call('HSET', key, 'definition', ARGV[i + 1])
     redis.call('HSETNX', key, 'meta', ARGV[i + 2])
-    redis.call('ZADD', KEYS[2], ARGV[i + 3], key)
+    if not (same and redis.call('ZSCORE', KEYS[2], key)) then
+        redis.call('ZADD', KEYS[2], ARGV[i + 3], key)
+    end
     redis.call('SADD', KEYS[3], ARGV[i])
     written = written + 1
 end
