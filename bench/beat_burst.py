@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common
+from bench import common, stats
 
 
 def default_margin(entries: int) -> float:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Entries created after T0 would wait an hour: a set-up that does not fit the margin is an error.
         ready = beat.wait_ready(timeout=max(1.0, t0 - 0.5 - time.time()))
         summary.update(entries=n, margin_s=margin, scheduler_class=ready["scheduler_class"])
-        summary["setup_s"] = common.rnd(ready["ready_ts"] - beat.t_start)
+        summary["setup_s"] = stats.rnd(ready["ready_ts"] - beat.t_start)
         common.sleep_until(t0 - 1.0)
         channel = ctx.conn.channel()
         depth0 = common.queue_depth(channel, ctx.queue)  # the warm-up message
@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     early = sum(1 for m in msgs if m["pub_ts"] is not None and m["pub_ts"] < t0 - 1.0)
     msgs = [m for m in msgs if m["pub_ts"] is None or m["pub_ts"] >= t0 - 1.0]
     summary.update(published_before_t0=early)
-    summary.update(t0=t0, first_queued_s=common.rnd(t_first and t_first - t0), complete=t_all is not None)
-    summary["all_queued_s"] = common.rnd(t_all and t_all - t0)
+    summary.update(t0=t0, first_queued_s=stats.rnd(t_first and t_first - t0), complete=t_all is not None)
+    summary["all_queued_s"] = stats.rnd(t_all and t_all - t0)
     # The broker's view includes what stamps cannot show, e.g. waiting for publisher confirms after a batch.
     span = t_all - t_first if t_all and t_first else 0.0
     summary["queue_rate_per_s"] = round(n / span, 1) if span > 0 else None
@@ -111,15 +111,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis_commands=rd["commands"],
         redis_script_calls=rd["script_calls"],
         redis_round_trips=rd["round_trips"],
-        redis_commands_per_entry=common.per(rd["commands"], n),
-        redis_script_calls_per_entry=common.per(rd["script_calls"], n),
-        redis_round_trips_per_entry=common.per(rd["round_trips"], n),
+        redis_commands_per_entry=stats.per(rd["commands"], n),
+        redis_script_calls_per_entry=stats.per(rd["script_calls"], n),
+        redis_round_trips_per_entry=stats.per(rd["round_trips"], n),
         redis_per_command=rd["per_command"],
-        beat_cpu_s=common.rnd(cpu),
-        beat_cpu_ms_per_entry=common.per(None if cpu is None else cpu * 1000, n),
-        beat_rss_before_mib=common.rnd(st0["rss_mib"], 1),
-        beat_rss_after_mib=common.rnd(st1["rss_mib"], 1),
-        beat_peak_rss_mib=common.rnd(st1["peak_rss_mib"], 1),
+        beat_cpu_s=stats.rnd(cpu),
+        beat_cpu_ms_per_entry=stats.per(None if cpu is None else cpu * 1000, n),
+        beat_rss_before_mib=stats.rnd(st0["rss_mib"], 1),
+        beat_rss_after_mib=stats.rnd(st1["rss_mib"], 1),
+        beat_peak_rss_mib=stats.rnd(st1["peak_rss_mib"], 1),
     )
     return summary
 
@@ -135,10 +135,10 @@ def burst_figures(msgs: list[dict[str, Any]], t0: float, n: int) -> dict[str, An
         "unique_entries": len({m["name"] for m in msgs}),
         "missing": n - len({m["name"] for m in msgs}),
         "repeats": len(msgs) - len({m["name"] for m in msgs}),
-        "first_published_s": common.rnd(late[0] if late else None),
-        "all_published_s": common.rnd(late[-1] if late else None),
-        "lateness_p50_s": common.rnd(common.percentile(late, 50)),
-        "lateness_p99_s": common.rnd(common.percentile(late, 99)),
+        "first_published_s": stats.rnd(late[0] if late else None),
+        "all_published_s": stats.rnd(late[-1] if late else None),
+        "lateness_p50_s": stats.rnd(stats.percentile(late, 50)),
+        "lateness_p99_s": stats.rnd(stats.percentile(late, 99)),
         "dispatch_rate_per_s": round((len(pubs) - 1) / span, 1) if span > 0 else None,
         "message_body_bytes": statistics.median(sizes) if sizes else None,
     }

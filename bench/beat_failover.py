@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common
+from bench import common, stats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +160,7 @@ def analyse(
         by_pid["holder" if m["pid"] == holder else "other"] += 1
     return {
         "t_fault": round(t_fault, 3),
-        "failover_s": common.rnd(min(takeover) - t_fault if takeover else None),
+        "failover_s": stats.rnd(min(takeover) - t_fault if takeover else None),
         "dispatches": len(window),
         "dispatches_by": dict(by_pid),
         "duplicates": len(extra),
@@ -168,7 +168,7 @@ def analyse(
         "stale_dispatches": len(stale),
         "leader_changes": leader_changes(window, t_fault - args.pre, t_end + args.post),
         "missed_slots": sum(max(0, round(g / args.interval) - 1) for g in gaps),
-        "max_gap_s": common.rnd(max(gaps) if gaps else None),
+        "max_gap_s": stats.rnd(max(gaps) if gaps else None),
     }
 
 

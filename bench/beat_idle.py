@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import common
+from bench import common, stats
 
 
 def estimate_seconds(entries: int, window: float = 30.0, max_interval: float = 2.0) -> float:
@@ -59,13 +59,13 @@ def start_up(ctx: common.Run, name: str, env: dict[str, Any], timeout: float) ->
     import_ts = ready["import_ts"]
     return beat, {
         "scheduler_class": ready["scheduler_class"],
-        "setup_s": common.rnd(ready["ready_ts"] - beat.t_start),
-        "sync_s": common.rnd(None if import_ts is None else ready["ready_ts"] - import_ts),
+        "setup_s": stats.rnd(ready["ready_ts"] - beat.t_start),
+        "sync_s": stats.rnd(None if import_ts is None else ready["ready_ts"] - import_ts),
         "redis_commands": delta["commands"],
         "redis_script_calls": delta["script_calls"],
         "redis_round_trips": delta["round_trips"],
         "redis_per_command": delta["per_command"],
-        "beat_cpu_s": common.rnd(beat.stats()["cpu_s"]),
+        "beat_cpu_s": stats.rnd(beat.stats()["cpu_s"]),
         "published": common.queue_depth(ctx.conn.default_channel, ctx.queue),
     }
 
@@ -99,14 +99,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary.update({f"restart_{k}": v for k, v in restart.items()})
     summary.update(
         ticks=ticks,
-        idle_redis_commands_per_tick=common.per(idle["commands"], ticks, 2),
-        idle_redis_script_calls_per_tick=common.per(idle["script_calls"], ticks, 2),
-        idle_redis_round_trips_per_tick=common.per(idle["round_trips"], ticks, 2),
+        idle_redis_commands_per_tick=stats.per(idle["commands"], ticks, 2),
+        idle_redis_script_calls_per_tick=stats.per(idle["script_calls"], ticks, 2),
+        idle_redis_round_trips_per_tick=stats.per(idle["round_trips"], ticks, 2),
         idle_redis_per_command=idle["per_command"],
-        idle_beat_cpu_ms_per_tick=common.per(None if cpu is None else cpu * 1000, ticks),
+        idle_beat_cpu_ms_per_tick=stats.per(None if cpu is None else cpu * 1000, ticks),
         idle_published=published,
-        beat_rss_mib=common.rnd(st1["rss_mib"], 1),
-        beat_peak_rss_mib=common.rnd(st1["peak_rss_mib"], 1),
+        beat_rss_mib=stats.rnd(st1["rss_mib"], 1),
+        beat_peak_rss_mib=stats.rnd(st1["peak_rss_mib"], 1),
     )
     return summary
 

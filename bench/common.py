@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,24 +71,6 @@ def script_main(build_parser: Callable[[], argparse.ArgumentParser], run: Callab
 def sleep_until(deadline: float) -> None:
     while (left := deadline - time.time()) > 0:
         time.sleep(min(left, 0.5))
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in 0..100), the same definition as numpy's default."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    k = (len(ordered) - 1) * q / 100.0
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def per(value: float | None, count: float | None, digits: int = 3) -> float | None:
-    return None if value is None or not count else round(value / count, digits)
 
 
 def build_schedule(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

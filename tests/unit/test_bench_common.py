@@ -7,25 +7,25 @@ import json
 
 import pytest
 
-from bench import beat_burst, common
+from bench import beat_burst, common, stats
 
 
 def test_percentile_interpolates_like_numpy() -> None:
     values = [5.0, 1.0, 3.0, 2.0, 4.0]
-    assert common.percentile(values, 0) == 1.0
-    assert common.percentile(values, 50) == 3.0
-    assert common.percentile(values, 100) == 5.0
-    assert common.percentile(values, 99) == pytest.approx(4.96)
-    assert common.percentile([7.0], 99) == 7.0
-    assert common.percentile([], 50) is None
+    assert stats.percentile(values, 0) == 1.0
+    assert stats.percentile(values, 50) == 3.0
+    assert stats.percentile(values, 100) == 5.0
+    assert stats.percentile(values, 99) == pytest.approx(4.96)
+    assert stats.percentile([7.0], 99) == 7.0
+    assert stats.percentile([], 50) is None
 
 
 def test_per_and_rnd_pass_missing_values_through() -> None:
-    assert common.per(8008, 1000) == 8.008
-    assert common.per(None, 10) is None
-    assert common.per(5, 0) is None
-    assert common.rnd(None) is None
-    assert common.rnd(1.23456, 2) == 1.23
+    assert stats.per(8008, 1000) == 8.008
+    assert stats.per(None, 10) is None
+    assert stats.per(5, 0) is None
+    assert stats.rnd(None) is None
+    assert stats.rnd(1.23456, 2) == 1.23
 
 
 def test_redis_delta_leaves_out_our_info_and_counts_script_commands() -> None:
