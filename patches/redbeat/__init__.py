@@ -14,8 +14,6 @@ from celery.signals import beat_init
 
 from patches.redbeat.schedulers import RedBeatScheduler
 
-STOCK = stock.RedBeatScheduler
-
 
 def install() -> None:
     """Point ``redbeat.RedBeatScheduler`` at the patched scheduler (idempotent)."""
@@ -25,4 +23,4 @@ def install() -> None:
     beat_init.disconnect(stock.acquire_distributed_beat_lock)
 
 
-__all__ = ["STOCK", "RedBeatScheduler", "install"]
+__all__ = ["RedBeatScheduler", "install"]

@@ -158,16 +158,14 @@ class _Confirms:
 
 
 class BatchPublisher:
-    """Sends templates through one producer; ``publish`` returns once the broker has every message."""
+    """Sends templates through one producer (``send``); ``confirm`` waits until the broker has them."""
 
-    def __init__(self, app: Celery, producer: Producer, chunk: int = 1000, confirm_timeout: float = CONFIRM_TIMEOUT):
+    def __init__(self, app: Celery, producer: Producer, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
         self.app = app
         self.confirm_timeout = confirm_timeout
         self.producer = producer
-        self.chunk = chunk
         self._confirms: _Confirms | None = None
         self._declared: tuple[Any, set[str]] = (None, set())
-        self.sent = 0
 
     @property
     def confirms(self) -> bool:
@@ -192,11 +190,6 @@ class BatchPublisher:
                 queue(channel).declare()
                 self._declared[1].add(queue.name)
 
-    def publish(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
-        """Publish ``(template, task_id)`` pairs and wait until the broker has them all."""
-        self.confirm(self.send(messages, now))
-        return self.sent
-
     def send(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
         """Publish ``(template, task_id)`` pairs without waiting; returns a mark for :meth:`confirm`.
 
@@ -205,7 +198,6 @@ class BatchPublisher:
         confirms = self._channel_confirms()
         before = signals.before_task_publish.receivers
         after = signals.after_task_publish.receivers
-        sent = 0
         for template, task_id in messages:
             headers, properties = template.stamp(task_id, now)
             self._declare(template)
@@ -231,10 +223,8 @@ class BatchPublisher:
                     sender=template.task, body=template.payload, exchange=template.exchange,
                     routing_key=template.routing_key,
                 )  # fmt: skip
-            sent += 1
             if confirms is not None:
                 confirms.published += 1
-        self.sent = sent
         return confirms.published if confirms is not None else 0
 
     def confirm(self, mark: int) -> None:

@@ -286,9 +286,7 @@ class RedBeatScheduler(Scheduler):
             connection.ensure_connection(max_retries=3)
             producer = Producer(connection.default_channel, auto_declare=False)
             # Waiting for confirms longer than a third of the lease would let the lease lapse mid-batch.
-            self._publisher = BatchPublisher(
-                self.app, producer, self.conf.publish_chunk, confirm_timeout=self.conf.renew_interval
-            )
+            self._publisher = BatchPublisher(self.app, producer, confirm_timeout=self.conf.renew_interval)
         return self._publisher
 
     def _close_publisher(self) -> None:

@@ -92,10 +92,6 @@ class Store:
     def release(self, token: str) -> bool:
         return bool(self._release(keys=[self.lock_key], args=[token]))
 
-    def holder(self) -> str | None:
-        value = self.client.get(self.lock_key)
-        return None if value is None else str(value)
-
     # --- a tick -----------------------------------------------------------------------------------------------
 
     def fetch_due(self, token: str, limit: int = 0) -> Due:

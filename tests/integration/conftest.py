@@ -28,14 +28,23 @@ TEST_CRONTAB = [
 ]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, ignore: tuple[type[BaseException], ...] = ()
+) -> Any:
+    """Poll ``predicate`` until it returns something true; errors of the ``ignore`` types count as not yet."""
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except ignore as error:
+            last, value = error, None
         if value:
             return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+    raise AssertionError(
+        f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last!r})" if last else "")
+    )
 
 
 class Worker:

@@ -9,7 +9,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from alarm_backends.service.scheduler.config import redbeat_settings
 from patches.redbeat.client import get_redis, reset_redis
+from tests.integration.conftest import wait_for
 from tests.processes import stop_group
 
 MASTER_NAME = "bkmtest"
@@ -48,18 +48,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = START_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (redis.RedisError, OSError) as error:
-            last, value = error, None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
+def wait_up(predicate: Callable[[], Any], what: str) -> Any:
+    """Servers refuse connections while they start: those errors mean "not yet"."""
+    return wait_for(predicate, START_TIMEOUT, what, ignore=(redis.RedisError, OSError))
 
 
 class Servers(SimpleNamespace):
@@ -102,7 +93,7 @@ def sentinel_pair(tmp_path: Path) -> Iterator[Servers]:
     try:
         procs.append(subprocess.Popen(master_cmd, start_new_session=True, stdout=subprocess.DEVNULL))
         master = redis.Redis(port=master_port, password=PASSWORD, socket_timeout=2)
-        wait_for(master.ping, "the master to answer")
+        wait_up(master.ping, "the master to answer")
         sentinel_cmd = [binary, str(sentinel_conf), "--sentinel"]
         procs.append(subprocess.Popen(sentinel_cmd, start_new_session=True, stdout=subprocess.DEVNULL))
         sentinel = redis.Redis(port=sentinel_port, password=SENTINEL_PASSWORD, socket_timeout=2, decode_responses=True)
@@ -111,9 +102,9 @@ def sentinel_pair(tmp_path: Path) -> Iterator[Servers]:
             state: dict[str, Any] = sentinel.sentinel_master(MASTER_NAME)  # type: ignore[assignment]
             return bool(state["is_master"]) and not state["is_sdown"] and not state["is_odown"]
 
-        addr = wait_for(lambda: sentinel.sentinel_get_master_addr_by_name(MASTER_NAME), "the sentinel's master")
+        addr = wait_up(lambda: sentinel.sentinel_get_master_addr_by_name(MASTER_NAME), "the sentinel's master")
         assert (addr[0], int(addr[1])) == ("127.0.0.1", master_port)
-        wait_for(master_is_up, "the sentinel to see the master up")
+        wait_up(master_is_up, "the sentinel to see the master up")
         yield Servers(master_port=master_port, sentinel_port=sentinel_port)
     finally:
         for proc in reversed(procs):

@@ -166,8 +166,3 @@ def select(entries: Iterable[CronEntry], exclude: Iterable[str], is_default_clus
     """Drop excluded paths, and ``global`` entries outside the default cluster."""
     excluded = set(exclude)
     return [e for e in entries if e.path not in excluded and (e.run_type == "cluster" or is_default_cluster)]
-
-
-def queue_lists(conf: Any, mapping: Mapping[str, str]) -> list[tuple[str, str, Any]]:
-    """``{queue: setting name}`` → the ``(queue, setting name, entries)`` triples of :func:`parse_entries`."""
-    return [(queue, name, getattr(conf, name)) for queue, name in mapping.items()]

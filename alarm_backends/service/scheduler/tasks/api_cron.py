@@ -1,5 +1,6 @@
-"""``API_CRONTAB`` → queue ``celery_api_cron`` (a gevent worker: these jobs mostly wait on I/O)."""
+"""``API_CRONTAB`` → queue ``celery_api_cron`` (a gevent worker: these jobs mostly wait on I/O); fixed expires 300,
+and each task keeps its job's own dotted name."""
 
-from alarm_backends.service.scheduler.tasks.fixed import register_fixed
+from alarm_backends.service.scheduler.tasks.loader import register
 
-TASKS = register_fixed("celery_api_cron", "API_CRONTAB")
+TASKS = register([("celery_api_cron", "API_CRONTAB")], keep_path=True, expires=300)

@@ -1,0 +1,61 @@
+"""Crontab settings → periodic tasks on the backend app (shared by ``cron``, ``api_cron`` and ``report_cron``).
+
+Each entry of the given settings is validated, filtered (``EXCLUDE_WORKER_TASKS``; ``global`` entries only in the
+default cluster) and registered as a task that resolves its job lazily when it runs, on its cluster-scoped queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+
+from alarm_backends.core.cluster import get_cluster
+from alarm_backends.service.scheduler.app import periodic_task
+from alarm_backends.service.scheduler.crontab import CronEntry, expires_for, make_crontab, parse_entries, select
+from alarm_backends.service.scheduler.runner import run_job
+
+
+def make_task(entry: CronEntry, queue: str, name: str, expires: int) -> Any:
+    """A periodic task called ``name`` that runs ``entry``'s job on ``queue``; ``expires`` travels with the task."""
+    module, _, func_name = name.rpartition(".")
+
+    def task() -> Any:
+        return run_job(entry.path, queue, task_name=name)
+
+    task.__name__ = task.__qualname__ = func_name
+    task.__module__ = module
+    task.__doc__ = f"Runs {entry.path} ({entry.cron!r}, {entry.run_type}, from {entry.source})."
+    return periodic_task(
+        name=name,
+        run_every=make_crontab(entry.cron),
+        ignore_result=True,
+        queue=queue,
+        expires=expires,
+        missed_run=entry.missed_run,
+        # Bound at once, so the beat entry exists as soon as the loader module is imported.
+        lazy=False,
+    )(task)
+
+
+def register(
+    lists: Iterable[tuple[str, str]], *, keep_path: bool = False, expires: int | None = None
+) -> dict[str, Any]:
+    """Register every entry of the ``(queue, setting name)`` lists.
+
+    Tasks are named ``alarm_backends.service.scheduler.tasks.cron.<path with . → _>`` and expire after the gap to
+    their next run, or — with ``keep_path`` and a fixed ``expires``, as the API and report crontabs — keep their
+    job's dotted path as their name.
+    """
+    cluster = get_cluster()
+    entries = select(
+        parse_entries([(queue, setting, getattr(settings, setting)) for queue, setting in lists]),
+        exclude=settings.EXCLUDE_WORKER_TASKS,
+        is_default_cluster=cluster.is_default(),
+    )
+    tasks = {}
+    for entry in entries:
+        name = entry.path if keep_path else entry.task_name
+        tasks[name] = make_task(entry, cluster.queue_name(entry.queue), name, expires or expires_for(entry.cron))
+    return tasks
