@@ -4,7 +4,7 @@ FROM python:3.11-slim-bookworm
 
 # tini reaps zombies and forwards signals to supervisord, so `docker stop` is a clean stop.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini \
+    && apt-get install -y --no-install-recommends tini=0.19.0-1 \
     && rm -rf /var/lib/apt/lists/*
 
 # A dedicated unprivileged user: Celery refuses root without C_FORCE_ROOT, and nothing here needs root.
@@ -23,7 +23,8 @@ ENV DJANGO_SETTINGS_MODULE=settings \
     PYTHONUNBUFFERED=1
 
 RUN mkdir -p /app/run && chown bkmonitor:bkmonitor /app/run
-USER bkmonitor
+# Numeric, so the runtime (and Kubernetes' runAsNonRoot) can tell it is not root without reading /etc/passwd.
+USER 10001:10001
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["sh", "-c", "python manage.py render_supervisor --profile production --output /app/run/supervisord.conf && exec supervisord --nodaemon -c /app/run/supervisord.conf"]

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run stop status test test-fast lint bench install install-dev clean
+.PHONY: run stop status test test-fast chaos lint bench install install-dev clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(DEV_STAMP)
 ## Everything but the slow end-to-end test.
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## The chaos scenarios (tests/chaos): kill/freeze beats, restart Redis, kill workers; prints a table of runs at the end.
+chaos: $(DEV_STAMP)
+	$(PY) -m pytest -m chaos tests/chaos -p no:cacheprovider -s -q
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .

@@ -30,8 +30,9 @@ try:
         globals().update({_key: getattr(_module, _key) for _key in dir(_module) if _key.isupper()})
 
     apply_overrides(globals(), os.environ)
+    LOGGING = build_logging(
+        level=LOG_LEVEL, handlers=LOG_HANDLERS, log_path=LOG_PATH, prefix=LOG_FILE_PREFIX, fmt=LOG_FORMAT
+    )
 except (EnvError, ValueError) as _exc:
     # One line naming the variable, instead of a traceback through the settings modules.
     raise ImproperlyConfigured(str(_exc)) from None
-
-LOGGING = build_logging(level=LOG_LEVEL, handlers=LOG_HANDLERS, log_path=LOG_PATH, prefix=LOG_FILE_PREFIX)

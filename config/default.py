@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from config.tools.consul import get_consul_settings
+from config.tools.database import database_settings
 from config.tools.env import first, first_int
 from config.tools.environment import (
     APP_CODE,
@@ -23,12 +24,20 @@ LOG_FILE_PREFIX = ""
 LOG_LEVEL = os.environ.get("BKAPP_LOG_LEVEL") or "INFO"
 # "console" and/or "file" (LOG_PATH/<LOG_FILE_PREFIX>kernel.log); the role decides by deploy mode.
 LOG_HANDLERS = ["console"]
+# "json": JSON lines on the console, for a container runtime's collector (the default in container mode); "text".
+LOG_FORMAT = os.environ.get("BKAPP_LOG_FORMAT") or ("json" if IS_CONTAINER_MODE else "text")
 
 SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default="bkmonitor-development-only-secret-key")
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "alarm_backends.apps.AlarmBackendsConfig"]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(RUN_DIR, "db.sqlite3")}}
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "alarm_backends.apps.AlarmBackendsConfig",
+    "django_celery_beat",
+]
+# SQLite in the run dir, or PostgreSQL with BKAPP_DB_ENGINE=postgresql (config.tools.database).
+DATABASES = {"default": database_settings(os.environ, RUN_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "Asia/Shanghai"
@@ -66,3 +75,9 @@ CONSUL_CLIENT_CERT_FILE = _consul.cert_file
 CONSUL_CLIENT_KEY_FILE = _consul.key_file
 CONSUL_ACL_TOKEN = _consul.token
 del _consul
+# Seconds a registration's session lives without renewal (renewed within half of it); Consul allows 10-86400.
+CONSUL_SESSION_TTL = 60
+# Seconds to wait for the agent before a call counts as failed (beat asks it from inside its tick).
+CONSUL_TIMEOUT = 3.0
+# This host's address on the ring; empty means the default-route interface's IPv4 address.
+HOST_ADDR = os.environ.get("BK_MONITOR_HOST_ADDR", "")

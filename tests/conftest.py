@@ -27,10 +27,30 @@ os.environ["BKAPP_SETTINGS_REDBEAT_REDIS_DB"] = str(TEST_REDBEAT_DB)
 os.environ.setdefault("BKM_RUN_DIR", tempfile.mkdtemp(prefix="bkm-test-run-"))
 for _var in ("DJANGO_CONF_MODULE", "BK_MONITOR_RABBITMQ_HOST", "BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME"):
     os.environ.pop(_var, None)
+# The suite runs single-node unless a test configures Consul itself. A real agent named by CONSUL_HTTP_ADDR is
+# kept for the Consul tests (the `consul_agent` fixture), which otherwise start the in-repo fake agent. Processes
+# the tests start import this module too: they keep the environment the test gave them.
+if not os.environ.get("BKM_TEST_ENV"):
+    os.environ["BKM_TEST_ENV"] = "1"
+    if os.environ.get("CONSUL_HTTP_ADDR"):
+        os.environ.setdefault("TEST_CONSUL_HTTP_ADDR", os.environ["CONSUL_HTTP_ADDR"])
+    for _var in (
+        "CONSUL_HTTP_ADDR",
+        "CONSUL_HOST",
+        "CONSUL_PORT",
+        "BK_MONITOR_CONSUL_HOST",
+        "BK_MONITOR_CONSUL_PORT",
+        "BK_CONSUL_HTTPS_PORT",
+        "BK_MONITOR_HOST_ADDR",
+        "DEPLOY_MODE",
+    ):
+        os.environ.pop(_var, None)
 
 import django  # noqa: E402
 
 django.setup()
+
+from tests.fakeconsul.fixture import consul_agent  # noqa: E402, F401  (a fixture for every test module)
 
 
 def _answers(host: str, port: int) -> bool:

@@ -37,6 +37,20 @@ def check_name(name: str) -> str:
     return lowered
 
 
+# What a queue name of this platform is made of: cluster names are [a-z0-9_-] and the queues [a-z_]. Brokers take
+# almost any name, so a typo or a shell-quoting accident (`-Q 'celery cron'`) would be consumed silently.
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+
+
+def queue_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a queue of this platform, or None."""
+    if not QUEUE_NAME_RE.match(name):
+        return "only letters, digits and '_', '-', '.', ':' are used in the platform's queue names"
+    if name.startswith("amq."):
+        return "names starting with 'amq.' are reserved by AMQP brokers"
+    return None
+
+
 def check_code(code: str | int) -> str:
     """A number rendered as four zero-padded digits (``0`` → ``0000``)."""
     try:
@@ -148,7 +162,19 @@ class Cluster:
 
     @classmethod
     def from_settings(cls, conf: Any = settings) -> Cluster:
-        rules = [RoutingRule.from_dict(raw) for raw in conf.ALARM_BACKEND_CLUSTER_ROUTING_RULES]
+        """The cluster of the settings; an invalid value is a ValueError naming the variable it comes from."""
+        for variable, check, value in (
+            ("BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME", check_name, conf.ALARM_BACKEND_CLUSTER_NAME),
+            ("BK_MONITOR_ALARM_BACKEND_CLUSTER_CODE", check_code, conf.ALARM_BACKEND_CLUSTER_CODE),
+        ):
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ValueError(f"{variable}: {exc}") from None
+        try:
+            rules = [RoutingRule.from_dict(raw) for raw in conf.ALARM_BACKEND_CLUSTER_ROUTING_RULES]
+        except ValueError as exc:
+            raise ValueError(f"ALARM_BACKEND_CLUSTER_ROUTING_RULES: {exc}") from None
         return cls(conf.ALARM_BACKEND_CLUSTER_NAME, conf.ALARM_BACKEND_CLUSTER_CODE, rules)
 
     def is_default(self) -> bool:

@@ -2,13 +2,13 @@
 
 Pure: no I/O. The caller reads the template, probes Redis and writes the result (``supervisor_rpc``).
 
-The worker table is the original's process topology for the crontab queues; ``production`` keeps its concurrency,
-``small`` fits one developer machine (every queue still has a consumer, and every worker keeps its pool type and
-``--maxtasksperchild``, so behaviour differs only in parallelism).
+The worker programs and their profiles are in ``workers``. In container mode (``DEPLOY_MODE=kubernetes``) every
+program logs to supervisord's stdout, where the container runtime collects it, instead of files.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -17,23 +17,20 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-APP = "alarm_backends.service.scheduler.app"
+from alarm_backends.management.workers import APP, SMALL, Sizing, check_profile, workers
+
 GROUP = "scheduler"
 BEAT = "celery_beat"
 REDIS = "redis"
-SMALL, PRODUCTION = "small", "production"
-PROFILES = (SMALL, PRODUCTION)
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
 CONFIG_NAME = "supervisord.conf"
-# Gossip, mingle and the worker heartbeat only feed `celery inspect`/events between workers; the original turns
-# them off on the busy queues to spare the broker.
-NOGMH = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 # sun_path is 108 bytes on Linux and 104 on macOS; supervisord fails obscurely past it.
 MAX_SOCKET_PATH = 100
 # kombu's Redis transport restores unacked messages with ZRANGE ... BYSCORE REV, which Redis has since 6.2: an
 # older server makes every prefork worker die at start-up.
 MIN_REDIS_VERSION = (6, 2, 0)
+STDOUT = "/dev/stdout"
 # Redis is started first (lower priority number) so the others find it listening.
 REDIS_PRIORITY = 10
 PROGRAM_PRIORITY = 100
@@ -66,50 +63,10 @@ stopasgroup=true
 killasgroup=true
 redirect_stderr=true
 stdout_logfile=${logfile}
-stdout_logfile_maxbytes=50MB
-stdout_logfile_backups=5
+stdout_logfile_maxbytes=${logfile_maxbytes}
+stdout_logfile_backups=${logfile_backups}
 environment=${environment}
 """
-)
-
-
-@dataclass(frozen=True)
-class Worker:
-    """One ``celery worker`` program: the original's row, plus the concurrency of the small profile."""
-
-    name: str
-    queues: tuple[str, ...]
-    concurrency: int
-    small_concurrency: int
-    max_tasks_per_child: int | None = None
-    nogmh: bool = False
-    pool: str | None = None
-
-    def concurrency_for(self, profile: str) -> int:
-        check_profile(profile)
-        return self.concurrency if profile == PRODUCTION else self.small_concurrency
-
-    def argv(self, python: str, profile: str, queue_name: Callable[[str], str] = str) -> list[str]:
-        # %%h: supervisor turns it into %h, which Celery expands to the host name; names differ per program.
-        args = [python, "-m", "celery", "-A", APP, "worker", "-l", "info", "-n", f"{self.name}@%%h"]
-        args += ["-Q", ",".join(queue_name(q) for q in self.queues), "-c", str(self.concurrency_for(profile))]
-        if self.max_tasks_per_child is not None:
-            # The original's --maxtasksperchild is Celery 3/4 spelling; Celery 5 accepts only this one.
-            args.append(f"--max-tasks-per-child={self.max_tasks_per_child}")
-        if self.pool:
-            args += ["-P", self.pool]
-        if self.nogmh:
-            args += NOGMH
-        return [*args, "-O", "fair"]
-
-
-WORKERS = (
-    Worker("celery_worker_cron", ("celery_cron",), 8, 2, max_tasks_per_child=1, nogmh=True),
-    Worker("celery_worker_action_cron", ("celery_action_cron",), 8, 1, max_tasks_per_child=1000),
-    Worker("celery_worker_long_task_cron", ("celery_long_task_cron",), 2, 1, max_tasks_per_child=1000, nogmh=True),
-    # A gevent pool is one process whatever -c says: the small profile only lowers the number of greenlets.
-    Worker("celery_worker_api_cron", ("celery_api_cron",), 5, 2, pool="gevent", nogmh=True),
-    Worker("celery_worker_report_cron", ("celery_report_cron",), 4, 1, nogmh=True),
 )
 
 
@@ -122,6 +79,9 @@ class Host:
     run_dir: str
     log_dir: str
     socket_path: str
+    cpu_count: int = 1
+    celery_workers: int = 0  # CELERY_WORKERS: 0 means the sizing formula
+    log_to_stdout: bool = False  # container mode: the runtime collects stdout
 
     @classmethod
     def from_settings(cls, conf: Any, python: str) -> Host:
@@ -134,7 +94,13 @@ class Host:
             run_dir=str(conf.RUN_DIR),
             log_dir=str(conf.LOG_PATH),
             socket_path=url[len("unix://") :],
+            cpu_count=os.cpu_count() or 1,
+            celery_workers=int(conf.CELERY_WORKERS),
+            log_to_stdout=bool(conf.IS_CONTAINER_MODE),
         )
+
+    def sizing(self, profile: str) -> Sizing:
+        return Sizing(profile=profile, cpu_count=self.cpu_count, celery_workers=self.celery_workers)
 
     @property
     def config_path(self) -> str:
@@ -145,7 +111,11 @@ class Host:
         return str(Path(self.run_dir) / "supervisord.pid")
 
     def logfile(self, program: str) -> str:
-        return str(Path(self.log_dir) / f"{program}.log")
+        return STDOUT if self.log_to_stdout else str(Path(self.log_dir) / f"{program}.log")
+
+    def log_rotation(self) -> tuple[str, str]:
+        """``(maxbytes, backups)`` of a log: a stream cannot be rotated (supervisord requires 0 for it)."""
+        return ("0", "0") if self.log_to_stdout else ("50MB", "5")
 
 
 @dataclass(frozen=True)
@@ -167,12 +137,6 @@ def parse_redis_version(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    return profile
-
-
 def needs_local_redis(conf: Any, answers: bool) -> bool:
     """Whether this host should run its own Redis: nothing answers where the settings point, and that is here."""
     return conf.REDIS_MODE == "standalone" and str(conf.REDIS_HOST) in LOCAL_HOSTS and not answers
@@ -187,9 +151,9 @@ def beat_argv(host: Host) -> list[str]:
     return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", "-S", SCHEDULER, f"--pidfile={pidfile}"]
 
 
-def program_names(redis: LocalRedis | None = None) -> list[str]:
+def program_names(profile: str, redis: LocalRedis | None = None) -> list[str]:
     """Every program of a rendered config, in start order."""
-    return [*([REDIS] if redis else []), BEAT, *(w.name for w in WORKERS)]
+    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile))]
 
 
 def is_secret(name: str, value: str) -> bool:
@@ -266,12 +230,15 @@ def command_line(argv: list[str]) -> str:
 
 
 def program_section(host: Host, name: str, argv: list[str], environment: str, priority: int) -> str:
+    maxbytes, backups = host.log_rotation()
     return PROGRAM_SECTION.substitute(
         name=name,
         command=command_line(argv),
         repo_dir=host.repo_dir,
         priority=priority,
         logfile=host.logfile(name),
+        logfile_maxbytes=maxbytes,
+        logfile_backups=backups,
         environment=environment,
     )
 
@@ -304,9 +271,10 @@ def render(
     if redis is not None:
         sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))
     sections.append(program_section(host, BEAT, beat_argv(host), env, PROGRAM_PRIORITY))
-    for worker in WORKERS:
-        argv = worker.argv(host.python, profile, queue_name)
+    for worker in workers(profile):
+        argv = worker.argv(host.python, host.sizing(profile), queue_name)
         sections.append(program_section(host, worker.name, argv, env, PROGRAM_PRIORITY))
+    maxbytes, backups = host.log_rotation()
     values = {
         "profile": profile,
         "repo_dir": host.repo_dir,
@@ -315,7 +283,10 @@ def render(
         "socket_path": host.socket_path,
         "programs": "\n".join(sections),
         "group": GROUP,
-        "group_programs": ",".join([BEAT, *(w.name for w in WORKERS)]),
+        "group_programs": ",".join(program_names(profile)),
+        "supervisord_logfile": host.logfile("supervisord"),
+        "logfile_maxbytes": maxbytes,
+        "logfile_backups": backups,
         "group_priority": str(PROGRAM_PRIORITY),
     }
     return substitute(template, values)

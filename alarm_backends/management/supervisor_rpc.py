@@ -175,7 +175,7 @@ def render_to_file(
     os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
     with os.fdopen(fd, "w") as fh:
         fh.write(rendered)
-    return Rendered(path=output, programs=program_names(redis), redis=redis)
+    return Rendered(path=output, programs=program_names(profile, redis), redis=redis)
 
 
 def validate_config(path: str) -> list[str]:

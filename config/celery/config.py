@@ -5,6 +5,7 @@ from typing import Any
 import django
 from django.conf import settings
 
+from config.celery.schedule import SAAS_BEAT_SCHEDULE
 from config.tools.celery import broker_settings, result_backend_settings, serializer_settings
 
 django.setup()
@@ -17,8 +18,13 @@ def _config() -> dict[str, Any]:
         "enable_utc": False,
         # The API role runs tasks inline: it has no worker of its own.
         "task_always_eager": settings.ROLE == "api",
-        "beat_schedule_filename": f"{settings.RUN_DIR}/saas-celerybeat-schedule",
-        "beat_schedule": getattr(settings, "SAAS_BEAT_SCHEDULE", {}),
+        # The schedule lives in the database (django-celery-beat), synced from SAAS_BEAT_SCHEDULE at every start
+        # without re-enabling what an operator switched off there. Needs `manage.py migrate` first.
+        "beat_scheduler": "config.celery.schedulers:MonitorDatabaseScheduler",
+        # A copy: tasks that bind to the app may add to its beat_schedule (see on_bound), never to the declared one.
+        "beat_schedule": dict(SAAS_BEAT_SCHEDULE),
+        # The tasks the schedule names, for workers (and for clean_stale_periodic_tasks' view of the registry).
+        "imports": ("config.celery.tasks",),
         "worker_hijack_root_logger": False,
     }
     conf.update(serializer_settings(settings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from config.tools.env import first, first_int
 
@@ -35,13 +36,15 @@ class ConsulSettings:
 def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
     host = first(environ, "CONSUL_HOST", "BK_MONITOR_CONSUL_HOST", default="localhost")
     port = first_int(environ, "CONSUL_PORT", "BK_MONITOR_CONSUL_PORT", default=8500)
+    https_port = first_int(environ, "BK_CONSUL_HTTPS_PORT", default=0) or None
     addr = environ.get("CONSUL_HTTP_ADDR", "")
     if addr and not environ.get("CONSUL_HOST") and not environ.get("BK_MONITOR_CONSUL_HOST"):
         # Consul's own variable, host:port (optionally with a scheme) — what its CLI and test agents export.
-        hostport = addr.split("://", 1)[-1]
+        scheme, _, hostport = addr.rpartition("://")
         host, _, raw_port = hostport.partition(":")
         port = first_int({"CONSUL_HTTP_ADDR": raw_port}, "CONSUL_HTTP_ADDR", default=port)
-    https_port = first_int(environ, "BK_CONSUL_HTTPS_PORT", default=0) or None
+        if scheme == "https" and not https_port:
+            https_port = port
     cert_dir = os.path.join(environ.get("BK_HOME", "/data/bkce"), "cert")
     return ConsulSettings(
         enabled=any(environ.get(name) for name in ENABLING_VARS),
@@ -53,3 +56,9 @@ def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
         key_file=os.path.join(cert_dir, "consul-client-key.pem") if https_port else "",
         token=first(environ, "CONSUL_HTTP_TOKEN", "BK_CONSUL_ACL_TOKEN"),
     )
+
+
+def uses_ring(conf: Any) -> bool:
+    """Whether leadership comes from the Consul ring (settings ``CONSUL_ENABLED`` outside container mode): a
+    container deployment runs one beat, and the Redis lock alone elects it."""
+    return bool(conf.CONSUL_ENABLED and not conf.IS_CONTAINER_MODE)

@@ -6,14 +6,26 @@ import os
 from typing import Any
 
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"
+FORMATS = ("text", "json")
 
 
-def build_logging(*, level: str, handlers: list[str], log_path: str, prefix: str) -> dict[str, Any]:
+def build_logging(*, level: str, handlers: list[str], log_path: str, prefix: str, fmt: str = "text") -> dict[str, Any]:
+    """``fmt`` ``json`` writes JSON lines (python-json-logger) to the console; files keep the text format."""
+    if fmt not in FORMATS:
+        raise ValueError(f"LOG_FORMAT (BKAPP_LOG_FORMAT)={fmt!r} must be one of {', '.join(FORMATS)}")
+    formatters: dict[str, Any] = {"standard": {"format": FORMAT}}
+    if fmt == "json":
+        formatters["json"] = {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            # One JSON object per line for a container runtime's collector: the fields of FORMAT, named.
+            "fmt": FORMAT,
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        }
     config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"standard": {"format": FORMAT}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "standard"}},
+        "formatters": formatters,
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": fmt if fmt == "json" else "standard"}},
         "root": {"level": level, "handlers": handlers},
         "loggers": {
             "cron": {"level": level, "handlers": handlers, "propagate": False},

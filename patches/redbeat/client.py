@@ -10,8 +10,8 @@ every part of the store (scheduler, entries, lock) asks :func:`get_redis` for th
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import redis
@@ -19,6 +19,8 @@ from celery import Celery
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +166,24 @@ def retry_policy(retry_period: Any, attempt_seconds: float) -> Retry:
         while spent + backoff.compute(retries + 1) + attempt_seconds <= retry_period:
             retries += 1
             spent += backoff.compute(retries) + attempt_seconds
-    return Retry(backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError))
+    return StoreRetry(backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError))
+
+
+class StoreRetry(Retry):
+    """redis-py's Retry, except that a refused password is final: it is a ConnectionError to redis-py, but retrying
+    it only delays the one error the operator needs to see by the whole backoff."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        def retryable(error: Exception) -> bool:
+            return not isinstance(error, redis.AuthenticationError) and (is_retryable is None or is_retryable(error))
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
 
 
 def redact_url(url: str) -> str:

@@ -24,6 +24,10 @@ class SchedulerConfig:
     fetch_limit: int
     missed_run: MissedRun
     first_run_now: bool
+    # ``module:Class`` of an object with ``allows() -> bool``, ``max_interval`` (the longest beat may sleep between
+    # two questions) and ``close()``, built with the app: asked each tick whether this beat may lead at all (the
+    # platform's Consul ring leader check); empty means always.
+    leader_gate: str = ""
 
     @property
     def renew_interval(self) -> float:
@@ -42,6 +46,7 @@ class SchedulerConfig:
             fetch_limit=int(conf.get("redbeat_fetch_limit") or 0),
             missed_run=MissedRun.parse(conf.get("redbeat_missed_run"), where="redbeat_missed_run: "),
             first_run_now=first_run(conf.get("redbeat_first_run")),
+            leader_gate=str(conf.get("redbeat_leader_gate") or ""),
         )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +26,14 @@ CONFIRM_TIMEOUT = 30.0
 
 class PublishNotConfirmedError(Exception):
     """The broker did not confirm every message of a chunk."""
+
+
+class LeaseExpiredError(Exception):
+    """The beat's lease ran out in the middle of a chunk: the rest of it was not sent."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"the lease ran out after {sent} message(s) of the chunk")
+        self.sent = sent
 
 
 @dataclass(slots=True)
@@ -190,15 +198,21 @@ class BatchPublisher:
                 queue(channel).declare()
                 self._declared[1].add(queue.name)
 
-    def send(self, messages: Iterable[tuple[Template, str]], now: float) -> int:
+    def send(
+        self, messages: Iterable[tuple[Template, str]], now: float, still_valid: Callable[[], bool] | None = None
+    ) -> int:
         """Publish ``(template, task_id)`` pairs without waiting; returns a mark for :meth:`confirm`.
 
         Sending the next chunk while the broker confirms this one keeps both the beat and the broker busy (on two
-        cores they would otherwise take turns)."""
+        cores they would otherwise take turns). ``still_valid`` is asked before every message: a beat frozen in the
+        middle of a chunk (SIGSTOP, a stalled VM) must not send the rest of it once it runs again, since another
+        beat may lead by then; :class:`LeaseExpiredError` says how many went out."""
         confirms = self._channel_confirms()
         before = signals.before_task_publish.receivers
         after = signals.after_task_publish.receivers
-        for template, task_id in messages:
+        for sent, (template, task_id) in enumerate(messages):
+            if still_valid is not None and not still_valid():
+                raise LeaseExpiredError(sent)
             headers, properties = template.stamp(task_id, now)
             self._declare(template)
             if before:
@@ -219,9 +233,10 @@ class BatchPublisher:
                 **properties,
             )
             if after:
+                # With the headers, as Celery's own publish does: receivers read the task id from them.
                 signals.after_task_publish.send(
                     sender=template.task, body=template.payload, exchange=template.exchange,
-                    routing_key=template.routing_key,
+                    routing_key=template.routing_key, headers=headers,
                 )  # fmt: skip
             if confirms is not None:
                 confirms.published += 1
@@ -249,3 +264,18 @@ class BatchPublisher:
                 continue
         if confirms.nacked:
             raise PublishNotConfirmedError(f"the broker refused {confirms.nacked} message(s)")
+
+
+def open_producer(app: Celery, timeout: float) -> Producer:
+    """A producer on a new broker connection of ``app``.
+
+    On the Redis transport every socket wait is bounded by ``timeout``: kombu sets none, so a beat whose broker
+    vanished mid-publish (a cut link, a frozen server) waited for the kernel to give the connection up — about
+    15 minutes — and then sent its stale message. On RabbitMQ the confirm wait is bounded by ``BatchPublisher``.
+    """
+    connection = app.connection_for_write()
+    if connection.transport.driver_type == "redis":
+        # Read by the transport's channel when it is created, below.
+        connection.transport_options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+    connection.ensure_connection(max_retries=3)
+    return Producer(connection.default_channel, auto_declare=False)

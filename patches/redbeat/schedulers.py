@@ -3,13 +3,17 @@
 One beat leads (holds ``<prefix>:lock``); the others stand by and try the lock every second. Each tick of the
 leader costs a fixed number of Redis round trips however many entries are due:
 
-1. ``fetch_due.lua`` — the server clock, lock ownership and every due entry with its definition and meta;
+1. ``fetch_due.lua`` — the server clock, lock ownership and every due entry with its definition and meta (and the
+   operator's controls, ``controls.py``: paused entries, whose slots are skipped, and run-now requests);
 2. publish every due slot through one producer (confirms awaited per chunk on RabbitMQ), task id
-   ``<entry name>@<due epoch seconds>``;
-3. ``commit.lua`` — new scores and metas, only if the lock is still this beat's.
+   ``<entry name>@<due epoch seconds>`` (``<entry name>@<request epoch ms>`` for a run-now request);
+3. ``commit.lua`` — new scores and metas, and the requests served, only if the lock is still this beat's.
 
 Publishing comes before committing, so a crash in between re-publishes the same slot (same task id, dropped by the
 workers) rather than losing it. A beat that finds it lost the lock writes nothing, logs it and stands by.
+
+An optional leader gate (``redbeat_leader_gate``) is asked first on every tick: a beat it turns away does not try
+the lock, and gives it up if it held it. The platform gates beat by its Consul hash-ring leader check.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ import redis
 from celery import Celery
 from celery.beat import Scheduler
 from celery.schedules import crontab, schedule
+from celery.utils.imports import symbol_by_name
 from kombu import Producer
 from kombu.utils.url import maybe_sanitize_url
 
-from patches.redbeat.client import get_redis
+from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
+from patches.redbeat.controls import run_now_id
 from patches.redbeat.entries import (
     Definition,
     Definitions,
@@ -39,7 +45,7 @@ from patches.redbeat.entries import (
     run_count,
 )
 from patches.redbeat.policy import NEVER, MissedRun, from_epoch, next_due, plan, seed_score, task_id
-from patches.redbeat.publisher import BatchPublisher, Templates
+from patches.redbeat.publisher import BatchPublisher, LeaseExpiredError, Templates, open_producer
 from patches.redbeat.store import Due, DueEntry, LostLockError, Seed, Store, Update
 
 logger = logging.getLogger("celery.beat")
@@ -70,6 +76,8 @@ class RedBeatScheduler(Scheduler):
         policies: dict[str, MissedRun] = {}
         self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
         self.templates = Templates(app)
+        self.gate = symbol_by_name(self.conf.leader_gate)(app) if self.conf.leader_gate else None
+        self._gate_open = True  # the gate's last answer
         super().__init__(app, **kwargs)
 
     # --- the shared clock -------------------------------------------------------------------------------------
@@ -162,8 +170,38 @@ class RedBeatScheduler(Scheduler):
 
     # --- a tick -----------------------------------------------------------------------------------------------
 
-    def tick(self, *args: Any, **kwargs: Any) -> float:
+    def _gate_allows(self) -> bool:
+        """Whether the leader gate (if any) lets this beat lead. On the gate's first refusal the lock is given up
+        (a no-op unless this token holds it: it may, after a step-down on a Redis error), so the beat the gate now
+        lets lead does not wait for the lock's TTL."""
+        if self.gate is None:
+            return True
+        allowed = bool(self.gate.allows())
+        if not allowed and self._gate_open:
+            self._release_lock(expected=self.leading)
+            self._step_down("the leader gate turned this beat away")
+        self._gate_open = allowed
+        return allowed
+
+    def _release_lock(self, *, expected: bool = True) -> None:
+        """Release the lock if this token holds it; ``expected=False``: only a release worth mentioning is logged."""
         try:
+            released = self.store.release(self.token)
+        except redis.RedisError as exc:
+            logger.warning("beat: could not release the lock (it expires by itself): %s", exc)
+            return
+        if released or expected:
+            logger.info("beat: %s the lock %s", "released" if released else "no longer held", self.store.lock_key)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        interval = self._tick()
+        # The gate renews this beat's registration when asked: it must be asked often enough.
+        return min(interval, self.gate.max_interval) if self.gate is not None else interval
+
+    def _tick(self) -> float:
+        try:
+            if not self._gate_allows():
+                return self.conf.standby_interval
             if not self.leading and not self._try_lead():
                 return self.conf.standby_interval
             if not self._renew_if_due():
@@ -174,7 +212,8 @@ class RedBeatScheduler(Scheduler):
             self._step_down("the lock is held by another beat")
         except redis.RedisError as exc:
             self._step_down(f"Redis error: {exc}")
-            logger.error("beat: schedule store unavailable: %s", exc)
+            store = redact_url(str(self.app.conf.get("redbeat_redis_url") or ""))
+            logger.error("beat: schedule store %s unavailable: %s", store, exc)
         except Exception:
             # Whatever went wrong, beat must keep running: stand by, and try again in a second.
             logger.exception("beat: tick failed")
@@ -191,7 +230,10 @@ class RedBeatScheduler(Scheduler):
         sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
         if retry_soon:  # entries left unpublished are still due: try again shortly, not at the next head
             sleep = min(sleep, self.conf.standby_interval)
-        return min(sleep, self.max_interval, self.conf.renew_interval)
+        # Wake when the lease is due for renewal, not a whole renew interval after a tick that came just before
+        # it: otherwise renewals could be nearly 2·TTL/3 apart, leaving a third of the lease as the margin.
+        until_renewal = self._renewed + self.conf.renew_interval - time.monotonic()
+        return max(min(sleep, self.max_interval, until_renewal), 0.0)
 
     def _run(self, due: Due) -> tuple[list[float], bool]:
         """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
@@ -211,11 +253,15 @@ class RedBeatScheduler(Scheduler):
                 batch = due.entries[start : start + self.conf.publish_chunk]
                 chunk = [self._plan_or_park(item, now, following, meta) for item in batch]
                 messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
-                if not self._lease_valid():
-                    logger.warning("beat: paused past the lease, not publishing; re-checking the lock")
-                    break
                 publisher = self._get_publisher()
-                mark = publisher.send(messages, now) if messages else None
+                try:
+                    # The lease is checked before every message: a beat paused before or during the chunk (SIGSTOP,
+                    # a long GC, a frozen VM) sends nothing more, since another beat may lead by now.
+                    mark = publisher.send(messages, now, still_valid=self._lease_valid) if messages else None
+                except LeaseExpiredError as exc:
+                    # This chunk is not committed: whoever leads next publishes it again under the same ids.
+                    logger.warning("beat: paused past the lease while publishing (%s); re-checking the lock", exc)
+                    break
                 if logger.isEnabledFor(logging.DEBUG):
                     for template, i in messages:
                         logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
@@ -238,9 +284,10 @@ class RedBeatScheduler(Scheduler):
             self._close_publisher()
         if committed:
             self.store.commit(self.token, committed)
+            oldest = min((item.score for item in due.entries if item.due and item.score is not None), default=now)
             logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", sent, len(committed),
-                        now - min(item.score for item in due.entries))  # fmt: skip
-        return [u.score for u in committed], len(committed) < len(due.entries)
+                        now - oldest)  # fmt: skip
+        return [u.score for u in committed if u.score is not None], len(committed) < len(due.entries)
 
     def _plan_or_park(
         self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
@@ -254,37 +301,51 @@ class RedBeatScheduler(Scheduler):
             return planned
         except Exception:
             logger.exception("beat: entry %s cannot be dispatched; retrying in %.0fs", item.key, BROKEN_RETRY)
-            return None, [], Update(item.key, now + BROKEN_RETRY, "")
+            # A run-now request of it is dropped (served): retried every tick, it would fail every tick.
+            return None, [], Update(item.key, now + BROKEN_RETRY if item.due else None, "", item.requested)
 
     def _plan(
         self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
     ) -> tuple[Definition | None, list[str], Update]:
-        """One due entry → (its definition, the task ids to publish, its new score and meta)."""
+        """One due or requested entry → (its definition, the task ids to publish, its new score and meta)."""
         if item.definition is None:
-            logger.warning("beat: entry %s has no definition, removing it", item.key)
-            return None, [], Update(item.key, NEVER, "")
+            logger.warning("beat: entry %s has no definition, %s", item.key, "removing it" if item.due else
+                           "dropping the run requested of it")  # fmt: skip
+            return None, [], Update(item.key, NEVER if item.due else None, "", item.requested)
         definition = self.definitions.get(item.definition)
+        ids, score = self._slots(definition, item, now, following) if item.due else ([], None)
+        if item.requested is not None:  # an operator's `beat_schedule run`, paused or not
+            ids.append(run_now_id(definition.name, item.requested))
+        new_meta = meta(run_count(item.meta) + len(ids)) if ids else ""
+        return definition, ids, Update(item.key, score, new_meta, item.requested)
+
+    def _slots(
+        self, definition: Definition, item: DueEntry, now: float, following: dict[tuple[str, bool], float]
+    ) -> tuple[list[str], float]:
+        """The slot ids a due entry publishes, and its next score."""
         if not definition.enabled:
-            return definition, [], Update(item.key, now + DISABLED_RETRY, "")
+            return [], now + DISABLED_RETRY
         sched = definition.schedule
         # Only Celery's own types: their repr states every parameter that decides the next fire time.
         shape = (repr(sched), bool(getattr(sched, "relative", False))) if type(sched) in SHAREABLE else None
         if shape is not None and shape not in following:
             following[shape] = next_due(sched, from_epoch(now), now)
-        decided = plan(sched, item.score, now, definition.missed_run, following.get(shape) if shape else None)
+        upcoming = following.get(shape) if shape else None
+        if item.paused:  # skipped, not queued up: it resumes at its next slot
+            logger.info("beat: %s is paused: its slot is skipped", definition.name)
+            return [], upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
+        assert item.score is not None  # a due entry comes from the ZSET
+        decided = plan(sched, item.score, now, definition.missed_run, upcoming)
         if decided.skipped:
             logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
                            definition.missed_run.policy)  # fmt: skip
-        ids = [task_id(definition.name, slot) for slot in decided.slots]
-        return definition, ids, Update(item.key, decided.next_due, meta(run_count(item.meta) + len(ids)) if ids else "")
+        return [task_id(definition.name, slot) for slot in decided.slots], decided.next_due
 
     # --- publishing -------------------------------------------------------------------------------------------
 
     def _get_publisher(self) -> BatchPublisher:
         if self._publisher is None:
-            connection = self.app.connection_for_write()
-            connection.ensure_connection(max_retries=3)
-            producer = Producer(connection.default_channel, auto_declare=False)
+            producer = open_producer(self.app, timeout=self.conf.renew_interval)
             # Waiting for confirms longer than a third of the lease would let the lease lapse mid-batch.
             self._publisher = BatchPublisher(self.app, producer, confirm_timeout=self.conf.renew_interval)
         return self._publisher
@@ -306,13 +367,11 @@ class RedBeatScheduler(Scheduler):
 
     def close(self) -> None:
         if self.leading:
-            try:
-                released = self.store.release(self.token)
-                logger.info("beat: %s the lock %s", "released" if released else "no longer held", self.store.lock_key)
-            except redis.RedisError as exc:
-                logger.warning("beat: could not release the lock (it expires by itself): %s", exc)
+            self._release_lock()
             self.leading = False
         self._close_publisher()
+        if self.gate is not None:
+            self.gate.close()
         super().close()
 
     def sync(self) -> None:

@@ -7,9 +7,15 @@ Layout (unchanged, so a deployment's existing schedule carries over and stock to
 * ``<prefix>:statics``: SET of the names that came from the static ``beat_schedule``;
 * ``<prefix>:lock``: the leader's token, with a TTL.
 
-Every write is a Lua script (``lua/*.lua`` beside this module) that first checks the lock still holds this beat's
-token, so a beat that lost leadership — paused, partitioned, or just slow — changes nothing. The scripts touch entry
-hashes named by their arguments, so the store needs a single Redis (standalone or behind Sentinel), not a cluster.
+Two additions for ``manage.py beat_schedule`` (see ``controls.py``), which stock tools ignore: a ``paused`` field in
+an entry's hash (its slots are skipped while it is there), and ``<prefix>:run-now``, a hash of entry name → request
+time (epoch milliseconds) of the runs an operator asked for, served and cleared by the leader's fenced scripts.
+The operator's own writes (``pause.lua``, ``request_run.lua``) need no lock: they only ask; the leader acts.
+
+Every write a beat makes is a Lua script (``lua/*.lua`` beside this module) that first checks the lock still holds
+this beat's token, so a beat that lost leadership — paused, partitioned, or just slow — changes nothing. The scripts
+touch entry hashes named by their arguments, so the store needs a single Redis (standalone or behind Sentinel), not a
+cluster.
 """
 
 from __future__ import annotations
@@ -29,9 +35,12 @@ SEED_SLICE = 5000
 @dataclass(frozen=True)
 class DueEntry:
     key: str
-    score: float
+    score: float | None  # None: not in the schedule ZSET
     definition: str | None
     meta: str | None
+    paused: bool = False
+    requested: int | None = None  # a pending run-now request (epoch milliseconds)
+    due: bool = True  # False: returned only for its run-now request
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,9 @@ class Due:
 @dataclass(frozen=True)
 class Update:
     key: str
-    score: float
+    score: float | None  # None keeps the stored score
     meta: str  # "" keeps the stored meta
+    served: int | None = None  # the run-now request this update answers (cleared by the commit)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,11 @@ class Seed:
     definition: str
     meta: str  # written only if the entry has none yet
     score: float
+
+
+def load_script(client: redis.Redis, name: str) -> Script:
+    """``lua/<name>.lua``, registered on ``client`` (sent by SHA, and in full only the first time)."""
+    return client.register_script((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
 
 
 class LostLockError(Exception):
@@ -68,15 +83,13 @@ class Store:
         self.schedule_key = prefix + ":schedule"
         self.statics_key = prefix + ":statics"
         self.lock_key = prefix + ":lock"
-        self._acquire = self._script("acquire")
-        self._fetch_due = self._script("fetch_due")
-        self._commit = self._script("commit")
-        self._seed = self._script("seed")
-        self._renew = self._script("renew")
-        self._release = self._script("release")
-
-    def _script(self, name: str) -> Script:
-        return self.client.register_script((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+        self.run_now_key = prefix + ":run-now"
+        self._acquire = load_script(client, "acquire")
+        self._fetch_due = load_script(client, "fetch_due")
+        self._commit = load_script(client, "commit")
+        self._seed = load_script(client, "seed")
+        self._renew = load_script(client, "renew")
+        self._release = load_script(client, "release")
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -95,22 +108,34 @@ class Store:
     # --- a tick -----------------------------------------------------------------------------------------------
 
     def fetch_due(self, token: str, limit: int = 0) -> Due:
-        """One round trip: server time, lock ownership, and every entry due by then with its hash."""
-        reply = self._fetch_due(keys=[self.schedule_key, self.lock_key], args=[token, limit])
+        """One round trip: server time, lock ownership, every entry due by then with its hash, and every entry with
+        a pending run-now request."""
+        keys = [self.schedule_key, self.lock_key, self.run_now_key]
+        reply = self._fetch_due(keys=keys, args=[token, limit, self.prefix])
         now = int(reply[0]) + int(reply[1]) / 1e6
         entries = [
-            DueEntry(key=reply[i], score=float(reply[i + 1]), definition=reply[i + 2], meta=reply[i + 3])
-            for i in range(4, len(reply), 4)
+            DueEntry(
+                key=reply[i],
+                score=None if reply[i + 1] is None else float(reply[i + 1]),
+                definition=reply[i + 2],
+                meta=reply[i + 3],
+                paused=reply[i + 4] is not None,
+                requested=None if reply[i + 5] is None else int(reply[i + 5]),
+                due=bool(int(reply[i + 6])),
+            )
+            for i in range(4, len(reply), 7)
         ]
         head = None if reply[3] is None else float(reply[3])
         return Due(now=now, owned=bool(int(reply[2])), head=head, entries=entries)
 
     def commit(self, token: str, updates: Sequence[Update]) -> int:
-        """One round trip: new scores and metas, fenced. Raises LostLockError when the lock is not ours."""
-        args: list[str | float] = [token]
+        """One round trip: new scores and metas, and the run-now requests served, fenced. Raises LostLockError when
+        the lock is not ours."""
+        args: list[str | float] = [token, self.prefix]
         for update in updates:
-            args += [update.key, repr(update.score), update.meta]
-        written = int(self._commit(keys=[self.lock_key, self.schedule_key], args=args))
+            score = "" if update.score is None else repr(update.score)
+            args += [update.key, score, update.meta, "" if update.served is None else str(update.served)]
+        written = int(self._commit(keys=[self.lock_key, self.schedule_key, self.run_now_key], args=args))
         if written < 0:
             raise LostLockError(self.lock_key)
         return written

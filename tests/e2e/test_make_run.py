@@ -1,9 +1,11 @@
-"""`make run` starts beat and the crontab workers under supervisord, a `* * * * *` job runs on a worker, and
-`make stop` leaves no process of that run behind."""
+"""`make run` starts beat and the workers under supervisord, every queue has a consumer, a `* * * * *` job runs on a
+worker, a worker killed with SIGKILL is restarted, and `make stop` leaves no process and no socket behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from alarm_backends.management.supervisor import BEAT, WORKERS
+from alarm_backends.management.supervisor import BEAT
 from alarm_backends.management.supervisor_rpc import Supervisor, pid_alive
+from alarm_backends.management.workers import SMALL, workers
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +63,24 @@ def tail(path: Path, lines: int = 40) -> str:
         return f"({path}: {exc.strerror})"
 
 
+def active_queues(env: dict[str, str]) -> set[str]:
+    """The queues the running workers consume, as they answer `celery inspect active_queues`."""
+    cmd = [sys.executable, "-m", "celery", "-A", "alarm_backends.service.scheduler.app", "inspect", "active_queues",
+           "--json", "-t", "10"]  # fmt: skip
+    deadline = time.monotonic() + 60
+    queues: set[str] = set()
+    while time.monotonic() < deadline:
+        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode == 0:
+            replies = json.loads(out.stdout.strip().splitlines()[-1])
+            queues = {q["name"] for reply in replies.values() for q in reply}
+            # Every worker answers once it has started consuming; the gevent one can be last.
+            if len(replies) == len(workers(SMALL)):
+                return queues
+        time.sleep(2)
+    return queues
+
+
 @pytest.fixture
 def platform_env(tmp_path: Path, redis_dbs: None) -> Iterator[dict[str, str]]:
     env = {**os.environ, "BKM_RUN_DIR": str(tmp_path / "run"), "VENV": sys.prefix}
@@ -73,7 +94,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
     run_dir = Path(platform_env["BKM_RUN_DIR"])
     log_dir = run_dir / "logs"
     supervisor = Supervisor(str(run_dir / "supervisor.sock"))
-    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in WORKERS)]}
+    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL))]}
     test_start = time.time()
     pids: set[int] = set()
     timings: dict[str, float] = {}
@@ -115,6 +136,23 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
             f"--- celery_worker_cron\n{tail(log_dir / 'celery_worker_cron.log')}"
         )
         pids |= descendants(supervisord_pid)
+
+        consumed = active_queues(platform_env)
+        timings["queues inspected"] = time.time() - test_start
+        assert consumed == {q for w in workers(SMALL) for q in w.queues}
+
+        # supervisord brings back a worker that dies: SIGKILL (no clean shutdown) its main process.
+        [cron] = [p for p in processes if p.name == "scheduler:celery_worker_cron"]
+        os.kill(cron.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            [now] = [p for p in supervisor.processes() if p.name == "scheduler:celery_worker_cron"]
+            if now.state == "RUNNING" and now.pid != cron.pid:
+                break
+            time.sleep(0.5)
+        assert now.state == "RUNNING" and now.pid != cron.pid, now
+        timings["worker restarted"] = time.time() - test_start
+        pids |= {now.pid, *descendants(supervisord_pid)}
     finally:
         stop_start = time.time()
         stopped = run_make("stop", platform_env)

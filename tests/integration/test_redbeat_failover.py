@@ -7,10 +7,7 @@ fail them, and what they prove is that nothing is published twice and a stale le
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,52 +15,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
 from tests.integration.redbeat_helpers import broker, ids
-from tests.processes import stop_group
 
 pytestmark = pytest.mark.redis
 
-REPO = Path(__file__).resolve().parents[2]
 LOCK_TIMEOUT = 3.0
-
-
-class Beat:
-    def __init__(self, name: str, queue: str, tmp: Path) -> None:
-        self.log_path = tmp / f"{name}.log"
-        env = os.environ | {
-            "BEAT_TEST_QUEUE": queue,
-            "BEAT_TEST_LOCK_TIMEOUT": str(LOCK_TIMEOUT),
-            "PYTHONUNBUFFERED": "1",
-        }
-        cmd = [sys.executable, "-m", "celery", "-A", "tests.integration.beatapp", "beat", "-S",
-               "redbeat.RedBeatScheduler", "-l", "info", "-s", str(tmp / f"{name}.schedule")]  # fmt: skip
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def logged(self, text: str) -> bool:
-        """Whether a log line contains ``text`` (polled: the test times events with its own clock)."""
-        return text in self.log()
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self) -> None:
-        stop_group(self.proc, grace=20)
 
 
 @pytest.fixture
 def beats(redis_dbs: None, tmp_path: Path) -> Iterator[tuple[Beat, Beat, str]]:
     queue = f"bkm-test-failover-{uuid.uuid4().hex[:8]}"
-    first = Beat("a", queue, tmp_path)
+    first = Beat("a", queue, tmp_path, LOCK_TIMEOUT)
     wait_for(lambda: first.logged("acquired the lock"), 30, "beat a to lead")
-    second = Beat("b", queue, tmp_path)
+    second = Beat("b", queue, tmp_path, LOCK_TIMEOUT)
     wait_for(lambda: "beat: Starting..." in second.log(), 30, "beat b to start")
     time.sleep(1.5)
     try:

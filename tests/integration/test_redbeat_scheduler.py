@@ -16,6 +16,7 @@ from alarm_backends.service.scheduler import dedupe
 from alarm_backends.service.scheduler.config import redbeat_key_prefix
 from patches.redbeat.entries import decode_meta, encode_meta
 from patches.redbeat.policy import from_epoch
+from patches.redbeat.publisher import LeaseExpiredError
 from patches.redbeat.schedulers import RedBeatScheduler
 from patches.redbeat.store import LostLockError, Update
 from tests.integration.redbeat_helpers import ids, make_app, published, snapshot, store
@@ -307,4 +308,16 @@ def test_an_unreadable_meta_does_not_stop_the_sync() -> None:
     beat = RedBeatScheduler(app=app)
     beat.tick()
     assert beat.leading and [i.split("@")[0] for i in ids(app.conf.task_default_queue)] == ["h"]
+    beat.close()
+
+
+def test_a_lease_that_runs_out_mid_chunk_stops_the_chunk() -> None:
+    # A beat frozen in the middle of a chunk must not send the rest of it once it runs again.
+    app = make_app({"a": EVERY_MINUTE})
+    beat = RedBeatScheduler(app=app)
+    template = beat.templates.get("t.minutely", (), {}, {})
+    answers = iter([True, True, False])
+    with pytest.raises(LeaseExpiredError, match="after 2 message"):
+        beat._get_publisher().send([(template, f"a@{i}") for i in range(5)], time.time(), lambda: next(answers))
+    assert ids(app.conf.task_default_queue) == ["a@0", "a@1"]
     beat.close()

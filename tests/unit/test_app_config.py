@@ -44,6 +44,8 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "REDBEAT_STANDBY_INTERVAL": 1.0,
         "REDBEAT_MISSED_RUN": {"policy": "once"},
         "REDBEAT_FIRST_RUN": "now",
+        "CONSUL_ENABLED": False,
+        "IS_CONTAINER_MODE": False,
     }
     return SimpleNamespace(**(base | overrides))
 
@@ -115,3 +117,14 @@ def test_queue_names_are_scoped_by_cluster() -> None:
     config = backend_config(conf(), cpu_count=2, queue_name=lambda q: f"blue-{q}")
     assert [q.name for q in config["task_queues"]] == ["blue-monitor", "blue-celery_llm_task"]
     assert config["task_default_queue"] == "blue-monitor"
+
+
+@pytest.mark.parametrize(
+    ("consul", "container", "gate"),
+    [(False, False, ""), (True, False, "alarm_backends.management.leader:LeaderGate"), (True, True, "")],
+)
+def test_beat_is_gated_by_the_ring_leader_only_with_consul_outside_containers(
+    consul: bool, container: bool, gate: str
+) -> None:
+    config = backend_config(conf(CONSUL_ENABLED=consul, IS_CONTAINER_MODE=container), cpu_count=2)
+    assert config["redbeat_leader_gate"] == gate

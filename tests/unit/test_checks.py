@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from alarm_backends.checks import check_crontab_entries
+from alarm_backends.checks import check_crontab_entries, check_ring_settings
 
 
 def test_shipped_lists_pass() -> None:
@@ -58,3 +58,22 @@ def test_malformed_entries_and_excluded_paths() -> None:
             "expected 5 fields (minute hour day_of_week day_of_month month_of_year), got 2",
         )
     ]
+
+
+def test_ring_settings_are_checked_naming_the_setting() -> None:
+    assert check_ring_settings() == []
+    with override_settings(HOST_ADDR="10.0.0", CONSUL_SESSION_TTL=5):
+        messages = [(m.id, m.msg) for m in check_ring_settings()]
+    assert messages == [
+        ("bkmonitor.E003", "HOST_ADDR='10.0.0' is not an IP address"),
+        ("bkmonitor.E004", "CONSUL_SESSION_TTL=5 must be a whole number of seconds from 10 to 86400"),
+    ]
+
+
+def test_a_loopback_ring_address_is_refused_when_consul_is_configured() -> None:
+    with override_settings(HOST_ADDR="127.0.1.1", CONSUL_ENABLED=False):
+        assert check_ring_settings() == []
+    with override_settings(HOST_ADDR="127.0.1.1", CONSUL_ENABLED=True):
+        [message] = check_ring_settings()
+    assert message.id == "bkmonitor.E003"
+    assert "127.0.1.1, a loopback address: set BK_MONITOR_HOST_ADDR" in message.msg

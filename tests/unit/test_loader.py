@@ -26,12 +26,17 @@ print(json.dumps(out))
 """
 
 
-def registrations(**env: str) -> dict[str, Any]:
+def load(**env: str) -> tuple[dict[str, Any], str]:
+    """The registrations of a fresh process with ``env``, and what it wrote to stderr."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("BK_MONITOR_ALARM")} | env
     done = subprocess.run([sys.executable, "-c", DUMP], cwd=REPO, env=full, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return result, done.stderr
+
+
+def registrations(**env: str) -> dict[str, Any]:
+    return load(**env)[0]
 
 
 def failure(**env: str) -> str:
@@ -98,20 +103,32 @@ def test_global_entries_only_in_the_default_cluster() -> None:
     assert regs["alarm_backends.jobs.redis_metrics.collect_redis_metric"]["queue"] == "blue-celery_report_cron"
 
 
-def test_bad_entry_stops_start_up_with_one_line_naming_it() -> None:
-    message = failure(BKAPP_SETTINGS_ACTION_TASK_CRONTAB='[["a.job", "* * *", "cluster"]]')
-    assert message == "bkmonitor: ACTION_TASK_CRONTAB[0] = ['a.job', '* * *', 'cluster']: bad cron '* * *': " + (
-        "expected 5 fields (minute hour day_of_week day_of_month month_of_year), got 3"
+def bad_entry_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "(entry skipped)" in line]
+
+
+def test_a_bad_entry_is_one_line_naming_it_and_the_others_still_load() -> None:
+    # The original's loader stopped at the first bad entry and nothing ran; `manage.py check` refuses it instead.
+    good = ["alarm_backends.jobs.heartbeat.cluster_heartbeat", "* * * * *", "cluster"]
+    regs, log = load(BKAPP_SETTINGS_ACTION_TASK_CRONTAB=json.dumps([["a.job", "* * *", "cluster"], good]))
+    assert PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat" in regs
+    assert not any(name.endswith("a_job") for name in regs)
+    [line] = bad_entry_lines(log)
+    assert line.endswith(
+        "bkmonitor: ACTION_TASK_CRONTAB[0] = ['a.job', '* * *', 'cluster']: bad cron '* * *': "
+        "expected 5 fields (minute hour day_of_week day_of_month month_of_year), got 3 (entry skipped)"
     )
-    assert "run_type 'sometimes'" in failure(BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["a.job", "* * * * *", "sometimes"]]')
-    assert "already scheduled" in failure(
-        BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["alarm_backends.jobs.heartbeat", "0 * * * *", "global"]]'
-    )
+    _, log = load(BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["a.job", "* * * * *", "sometimes"]]')
+    assert "run_type 'sometimes'" in bad_entry_lines(log)[0]
+    regs, log = load(BKAPP_SETTINGS_LONG_TASK_CRONTAB='[["alarm_backends.jobs.heartbeat", "0 * * * *", "global"]]')
+    assert "already scheduled" in bad_entry_lines(log)[0]
+    assert PREFIX + "alarm_backends_jobs_heartbeat" in regs  # the first of the two keeps its place
 
 
 def test_bad_cluster_name_stops_start_up() -> None:
     assert failure(BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME="a.b") == (
-        "bkmonitor: invalid cluster name 'a.b': use 1-64 characters from a-z, 0-9, '-' and '_'"
+        "bkmonitor: BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME: invalid cluster name 'a.b': use 1-64 characters from "
+        "a-z, 0-9, '-' and '_'"
     )
     assert failure(BKAPP_SETTINGS_CELERY_SERIALIZER="yaml") == (
         "bkmonitor: CELERY_SERIALIZER='yaml' must be one of json, pickle"

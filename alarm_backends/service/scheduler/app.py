@@ -13,7 +13,7 @@ from typing import Any
 
 import django
 from celery import Celery, Task
-from celery.signals import beat_init, setup_logging
+from celery.signals import beat_init, celeryd_after_setup, setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 try:
@@ -24,7 +24,7 @@ except Exception as exc:  # settings errors already name the variable: say it in
 import billiard
 from django.conf import settings
 
-from alarm_backends.core.cluster import get_cluster
+from alarm_backends.core.cluster import get_cluster, queue_name_problem
 from alarm_backends.core.prometheus import celery_timer
 from alarm_backends.service.scheduler import dedupe
 from alarm_backends.service.scheduler.config import backend_config
@@ -92,14 +92,31 @@ class PeriodicTask(Task):
 
 
 def periodic_task(**options: Any) -> Any:
-    """``app.task(base=PeriodicTask, **options)``; ``run_every`` is required."""
-    return app.task(base=PeriodicTask, **options)
+    """``app.task(base=PeriodicTask, shared=False, **options)``; ``run_every`` is required.
+
+    Not shared: a shared task binds to every Celery app of the process, and its ``on_bound`` would add the backend's
+    crontabs to the SaaS app's ``beat_schedule`` too (both apps load in one process through Django's checks), so the
+    SaaS beat would publish every backend crontab a second time under task ids the workers cannot dedupe.
+    """
+    return app.task(base=PeriodicTask, shared=False, **options)
 
 
 @setup_logging.connect
 def _setup_logging(**_: object) -> None:
     os.makedirs(settings.LOG_PATH, exist_ok=True)
     logging.config.dictConfig(settings.LOGGING)
+
+
+@celeryd_after_setup.connect
+def _refuse_bad_queue_names(sender: str, instance: Any, **_: object) -> None:
+    """A worker asked (``-Q``) for a queue whose name the platform never uses logs one error naming it and does not
+    consume it; its other queues run as usual."""
+    queues = instance.app.amqp.queues
+    for name in list(queues.consume_from or {}):
+        problem = queue_name_problem(name)
+        if problem:
+            logging.getLogger("celery.worker").error("bkmonitor: not consuming queue %r: %s", name, problem)
+            queues.deselect([name])
 
 
 @beat_init.connect

@@ -16,12 +16,14 @@ from config.tools.celery import (
     serializer_settings,
     worker_concurrency,
 )
+from config.tools.consul import uses_ring
 from config.tools.redis import redis_url, shuffled_sentinels
 
 DEFAULT_QUEUE = "monitor"
 LLM_QUEUE = "celery_llm_task"
 # LLM jobs are only worth running while someone waits for them, and must not pile up.
 LLM_QUEUE_ARGUMENTS = {"x-message-ttl": 600_000, "x-max-length": 1000}
+LEADER_GATE = "alarm_backends.management.leader:LeaderGate"
 
 
 def task_queues(queue_name: Any = str) -> tuple[Queue, ...]:
@@ -47,6 +49,9 @@ def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
         "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
         "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
         "redbeat_first_run": conf.REDBEAT_FIRST_RUN,
+        # With Consul, only the ring's leader host may take the lock (§9); in a container or without Consul the
+        # platform runs one beat per deployment and the Redis lock alone decides.
+        "redbeat_leader_gate": LEADER_GATE if uses_ring(conf) else "",
     }
     if not redis.is_sentinel:
         settings["redbeat_redis_url"] = redis_url(redis, conf.REDBEAT_REDIS_DB)
@@ -71,6 +76,11 @@ def backend_config(conf: Any, cpu_count: int, queue_name: Any = str, cluster: st
         "worker_max_tasks_per_child": 1000,
         "worker_concurrency": worker_concurrency(cpu_count, int(conf.CELERY_WORKERS)),
         "task_acks_late": True,
+        # With acks_late alone Celery acknowledges the message of a run whose pool process was killed (the OOM
+        # killer, a segfault) and the run is never delivered again; rejecting it requeues it, and the worker-side
+        # dedupe lets exactly that unfinished run be taken over. A job that always kills its own process is
+        # redelivered until its message expires.
+        "task_reject_on_worker_lost": True,
         "task_default_exchange": queues[0].exchange.name,
         "task_default_queue": queues[0].name,
         "task_default_routing_key": queues[0].routing_key,

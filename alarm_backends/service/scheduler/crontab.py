@@ -141,22 +141,37 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
     )
 
 
-def parse_entries(lists: Iterable[tuple[str, str, Any]]) -> list[CronEntry]:
-    """``(queue, setting name, entries)`` triples → validated entries; one error for the first bad entry.
+def parse_entries(
+    lists: Iterable[tuple[str, str, Any]], errors: list[CronConfigError] | None = None
+) -> list[CronEntry]:
+    """``(queue, setting name, entries)`` triples → validated entries.
 
-    The same path twice would register one task name twice (the second silently replacing the first), so it is
-    an error too.
+    Without ``errors`` the first bad entry raises. With it, each bad entry (or list) is recorded there and skipped,
+    so one typo does not keep every other job from running; ``manage.py check`` still refuses it before deployment.
+    The same path twice would register one task name twice (the second silently replacing the first), so it is an
+    error too.
     """
     entries: list[CronEntry] = []
     seen: dict[str, str] = {}
+
+    def bad(error: CronConfigError) -> None:
+        if errors is None:
+            raise error
+        errors.append(error)
+
     for queue, source, raw_entries in lists:
         if not isinstance(raw_entries, list | tuple):
-            raise CronConfigError(f"{source} must be a list of (dotted path, cron, run_type), got {raw_entries!r}")
+            bad(CronConfigError(f"{source} must be a list of (dotted path, cron, run_type), got {raw_entries!r}"))
+            continue
         for index, raw in enumerate(raw_entries):
-            entry = _entry(raw, queue, source, index)
             where = f"{source}[{index}]"
-            if entry.path in seen:
-                raise CronConfigError(f"{where}: {entry.path!r} is already scheduled by {seen[entry.path]}")
+            try:
+                entry = _entry(raw, queue, source, index)
+                if entry.path in seen:
+                    raise CronConfigError(f"{where}: {entry.path!r} is already scheduled by {seen[entry.path]}")
+            except CronConfigError as error:
+                bad(error)
+                continue
             seen[entry.path] = where
             entries.append(entry)
     return entries

@@ -1,7 +1,9 @@
--- One tick's read: the server clock, whether this beat still holds the lock, and every due entry with its hash.
--- KEYS[1]: the schedule ZSET; KEYS[2]: the lock.
--- ARGV[1]: this beat's lock token; ARGV[2]: the most entries to return (0 = all).
--- Returns {seconds, microseconds, owned (1/0), next score or false, key, score, definition, meta, key, ...}.
+-- One tick's read: the server clock, whether this beat still holds the lock, every due entry with its hash, and
+-- every entry an operator asked to run now (`beat_schedule run`), so an idle tick stays one round trip.
+-- KEYS[1]: the schedule ZSET; KEYS[2]: the lock; KEYS[3]: the run-now requests (hash: entry name → epoch ms).
+-- ARGV[1]: this beat's lock token; ARGV[2]: the most due entries to return (0 = all); ARGV[3]: the key prefix.
+-- Returns {seconds, microseconds, owned (1/0), next score or false,
+--          key, score or false, definition, meta, paused, run-now request or false, due (1/0), key, ...}.
 -- Reading TIME here makes the Redis server the one clock every beat compares due times with.
 local time = redis.call('TIME')
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then
@@ -17,11 +19,31 @@ else
 end
 local head = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local out = {time[1], time[2], 1, head[2] or false}
-for i = 1, #due, 2 do
-    local fields = redis.call('HMGET', due[i], 'definition', 'meta')
-    out[#out + 1] = due[i]
-    out[#out + 1] = due[i + 1]
+local requests = redis.call('HGETALL', KEYS[3])
+local requested = {}
+for i = 1, #requests, 2 do
+    requested[ARGV[3] .. requests[i]] = requests[i + 1]
+end
+local served = {}
+local function add(key, score, is_due)
+    local fields = redis.call('HMGET', key, 'definition', 'meta', 'paused')
+    out[#out + 1] = key
+    out[#out + 1] = score
     out[#out + 1] = fields[1] or false
     out[#out + 1] = fields[2] or false
+    out[#out + 1] = fields[3] or false
+    out[#out + 1] = requested[key] or false
+    out[#out + 1] = is_due
+    served[key] = true
+end
+for i = 1, #due, 2 do
+    add(due[i], due[i + 1], 1)
+end
+-- Requested entries that are not due: returned for their request only (their score is left as it is).
+for i = 1, #requests, 2 do
+    local key = ARGV[3] .. requests[i]
+    if not served[key] then
+        add(key, redis.call('ZSCORE', KEYS[1], key) or false, 0)
+    end
 end
 return out

@@ -6,6 +6,7 @@ default cluster) and registered as a task that resolves its job lazily when it r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,8 +14,17 @@ from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.service.scheduler.app import periodic_task
-from alarm_backends.service.scheduler.crontab import CronEntry, expires_for, make_crontab, parse_entries, select
-from alarm_backends.service.scheduler.runner import run_job
+from alarm_backends.service.scheduler.crontab import (
+    CronConfigError,
+    CronEntry,
+    expires_for,
+    make_crontab,
+    parse_entries,
+    select,
+)
+from alarm_backends.service.scheduler.runner import CronJobImportError, run_job
+
+logger = logging.getLogger("cron")
 
 
 def make_task(entry: CronEntry, queue: str, name: str, expires: int) -> Any:
@@ -34,6 +44,9 @@ def make_task(entry: CronEntry, queue: str, name: str, expires: int) -> Any:
         queue=queue,
         expires=expires,
         missed_run=entry.missed_run,
+        # An unimportable job is already logged once, clearly, by run_job: Celery logs an expected error at INFO
+        # without its traceback (the task still fails).
+        throws=(CronJobImportError,),
         # Bound at once, so the beat entry exists as soon as the loader module is imported.
         lazy=False,
     )(task)
@@ -49,8 +62,13 @@ def register(
     job's dotted path as their name.
     """
     cluster = get_cluster()
+    errors: list[CronConfigError] = []
+    parsed = parse_entries([(queue, setting, getattr(settings, setting)) for queue, setting in lists], errors)
+    for error in errors:
+        # One line per bad entry, and the others are registered: `manage.py check` refuses it before deployment.
+        logger.error("bkmonitor: %s (entry skipped)", error)
     entries = select(
-        parse_entries([(queue, setting, getattr(settings, setting)) for queue, setting in lists]),
+        parsed,
         exclude=settings.EXCLUDE_WORKER_TASKS,
         is_default_cluster=cluster.is_default(),
     )

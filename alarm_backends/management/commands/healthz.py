@@ -1,0 +1,50 @@
+"""``manage.py healthz [--json] [--timeout S] [--queue-threshold N]``: check every dependency of the platform.
+
+One line per check — each Redis DB of the plan, the scheduler store, the broker, Consul, the beat lock, whether this
+host leads, the crontab queues' depths — with its status (ok/warn/fail), a one-line detail and its time. The
+original's ``healthz`` checked its dependencies the same way. Exit status 0 when nothing failed (warnings allowed),
+1 otherwise, so it serves as a probe. Every check is bounded by ``--timeout``: an unreachable dependency fails its
+own line and the others are still reported. No password is printed (see ``health_checks``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from alarm_backends.management import health, health_checks
+from alarm_backends.management.utils import backend_app
+
+
+class Command(BaseCommand):
+    help = "Check the platform's dependencies (Redis DBs, scheduler store, broker, Consul, beat lock, leader, queues)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print a JSON list of checks instead of the report")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=health_checks.DEFAULT_TIMEOUT,
+            help=f"seconds each check may take before it fails (default {health_checks.DEFAULT_TIMEOUT:g})",
+        )
+        parser.add_argument(
+            "--queue-threshold",
+            type=int,
+            default=health_checks.DEFAULT_QUEUE_THRESHOLD,
+            help=f"warn when a crontab queue holds more messages (default {health_checks.DEFAULT_QUEUE_THRESHOLD})",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        timeout, threshold = float(options["timeout"]), int(options["queue_threshold"])
+        if timeout <= 0:
+            raise CommandError(f"--timeout {timeout:g}: must be more than 0 seconds")
+        if threshold < 0:
+            raise CommandError(f"--queue-threshold {threshold}: must be 0 or more")
+        app = backend_app()
+        checks = health_checks.all_checks(app, timeout, threshold)
+        results = health_checks.run_checks(checks, timeout, health_checks.secrets_of(app))
+        self.stdout.write(health.to_json(results) if options["json"] else health.render(results))
+        if health.exit_code(results):
+            failed = ", ".join(result.name for result in results if result.status == health.FAIL)
+            raise CommandError(f"unhealthy: {failed}", returncode=health.EXIT_FAIL)

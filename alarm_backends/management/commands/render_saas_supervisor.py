@@ -1,0 +1,96 @@
+"""``manage.py render_saas_supervisor``: write the supervisord config of a SaaS host.
+
+It runs the SaaS app's two Celery workers (and, with ``--profile dev``, its beat after ``migrate``) with this
+interpreter, this repository and the run and log directories of the settings; ``--check`` parses the result with
+supervisord's own parser. Start it with ``python -m supervisor.supervisord -c <run dir>/saas-supervisord.conf``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from alarm_backends.management.saas_supervisor import (
+    BEAT_TEMPLATE_NAME,
+    EXAMPLE_HOST,
+    PROD,
+    PROFILES,
+    TEMPLATE_NAME,
+    SaasHost,
+    program_names,
+    render,
+)
+from alarm_backends.management.supervisor_rpc import SupervisorError, ensure_dirs, validate_config
+
+
+def read_template(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read the template {path}: {exc.strerror}") from None
+
+
+def write_private(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` at once (mode 0600: the config names every path and setting)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".saas-supervisord-")  # created 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+
+
+class Command(BaseCommand):
+    help = "Render the supervisord config of a SaaS host (the SaaS Celery workers; beat in the dev profile)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--profile",
+            choices=PROFILES,
+            default=PROD,
+            help="prod: the two workers, as the original's support-files/supervisord.conf (default); "
+            "dev: also the SaaS beat, after `manage.py migrate --noinput`",
+        )
+        parser.add_argument("--output", help="where to write the config (default: <run dir>/saas-supervisord.conf)")
+        parser.add_argument(
+            "--template-dir",
+            help="the directory holding supervisor-saas.conf and supervisor-saas-beat.conf (default: the repository's)",
+        )
+        parser.add_argument(
+            "--example",
+            action="store_true",
+            help="render for the original's container layout (/app/code) with no environment, as in "
+            "support-files/supervisord.conf, instead of for this host",
+        )
+        parser.add_argument("--check", action="store_true", help="validate the result with supervisord's parser")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        templates = Path(options["template_dir"] or Path(settings.BASE_DIR) / "support-files" / "templates")
+        template = read_template(templates / TEMPLATE_NAME)
+        beat_template = read_template(templates / BEAT_TEMPLATE_NAME)
+        profile = options["profile"]
+        saas = EXAMPLE_HOST if options["example"] else SaasHost.from_settings(settings, python=sys.executable)
+        try:
+            text = render(template, beat_template, saas, profile, environ={} if options["example"] else os.environ)
+        except ValueError as exc:
+            raise CommandError(f"{templates}: {exc}") from None
+        output = options["output"] or saas.config_path
+        try:
+            if not options["example"]:
+                ensure_dirs(saas.host)  # supervisord refuses a config whose log directory does not exist
+            write_private(output, text)
+            self.stdout.write(f"wrote {output} ({profile} profile: {', '.join(program_names(saas, profile))})")
+            if options["check"]:
+                names = validate_config(output)
+                self.stdout.write(f"supervisord accepts {output}: {len(names)} programs")
+        except SupervisorError as exc:
+            raise CommandError(str(exc)) from None

@@ -1,0 +1,13 @@
+"""What the chaos app and the harness share: the queue, and the lists (in the events Redis) beats and jobs record
+to, each item a JSON object with at least ``ts`` and ``pid``. Kept apart from the app module so the test process
+does not import the backend app (Django set-up, two Celery apps, logging signal handlers) just for these names."""
+
+QUEUE = "chaos"
+# beat: a message it published (its publish returned); ``id``
+PUBLISHED = "published"
+# worker: a delivery, before the dedupe decides whether it runs; ``id``, ``host``, ``redelivered``
+DELIVERED = "delivered"
+# worker: a run began / ran to its end; ``id``, ``host``
+STARTED, FINISHED = "started", "finished"
+# beat: an armed fault went off; ``action``, ``published_before``
+FAULT = "fault"

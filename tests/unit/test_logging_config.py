@@ -1,0 +1,66 @@
+"""LOGGING: text on hosts, JSON lines on the console in container mode (or with BKAPP_LOG_FORMAT=json)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.config
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from config.tools.logging import build_logging
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def emit(fmt: str) -> str:
+    config = build_logging(level="INFO", handlers=["console"], log_path="/nonexistent", prefix="", fmt=fmt)
+    stream = io.StringIO()
+    config["handlers"]["console"]["stream"] = stream
+    logging.config.dictConfig(config)
+    try:
+        logging.getLogger("cron").info("^[Cron Task](%s) start", "job")
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    return stream.getvalue()
+
+
+def test_json_lines_carry_the_text_formats_fields_by_name() -> None:
+    record = json.loads(emit("json"))
+    assert record["message"] == "^[Cron Task](job) start"
+    assert (record["level"], record["logger"], record["pid"]) == ("INFO", "cron", os.getpid())
+    assert record["time"]
+
+
+def test_text_is_the_default_format() -> None:
+    line = emit("text")
+    assert line.rstrip().endswith(f"INFO {os.getpid()} cron ^[Cron Task](job) start")
+
+
+def test_an_unknown_format_names_the_setting() -> None:
+    with pytest.raises(ValueError, match=r"LOG_FORMAT \(BKAPP_LOG_FORMAT\)='xml' must be one of text, json"):
+        build_logging(level="INFO", handlers=["console"], log_path="/tmp", prefix="", fmt="xml")
+
+
+def test_container_mode_logs_json_lines() -> None:
+    env = os.environ | {"DEPLOY_MODE": "kubernetes"}
+    env.pop("BKAPP_LOG_FORMAT", None)
+    code = "import logging; logging.getLogger('cron').warning('from a container')"
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "from a container" in line]
+    assert json.loads(line)["message"] == "from a container"
+
+
+def test_a_bad_log_format_stops_start_up_with_one_line() -> None:
+    env = os.environ | {"BKAPP_LOG_FORMAT": "xml"}
+    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "ImproperlyConfigured: LOG_FORMAT (BKAPP_LOG_FORMAT)='xml' must be one of text, json" in done.stderr
