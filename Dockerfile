@@ -27,4 +27,4 @@ RUN mkdir -p /app/run && chown bkmonitor:bkmonitor /app/run
 USER 10001:10001
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["sh", "-c", "python manage.py render_supervisor --profile production --output /app/run/supervisord.conf && exec supervisord --nodaemon -c /app/run/supervisord.conf"]
+CMD ["sh", "-c", "python manage.py render_supervisor --profile production --output /app/run/supervisord.conf --clear-metrics && exec supervisord --nodaemon -c /app/run/supervisord.conf"]

@@ -47,6 +47,10 @@ DEFAULT_BK_BIZ_ID = first_int(os.environ, "BKAPP_DEFAULT_BK_BIZ_ID", default=2)
 
 # Celery worker processes per worker program; 0 means int(cpu ** 0.6 * 1.85).
 CELERY_WORKERS = 0
+# `manage.py metrics_exporter` (a supervisord program) serves the host's metrics on this loopback address;
+# port 0 leaves the program out.
+METRICS_EXPORTER_HOST = "127.0.0.1"
+METRICS_EXPORTER_PORT = 9108
 # "json" (default) or "pickle". The original used pickle, which lets anyone who can publish to the broker run
 # arbitrary code in every worker; periodic jobs take no arguments, so JSON loses nothing.
 CELERY_SERIALIZER = "json"

@@ -151,7 +151,8 @@ def scheduler_store(app: Celery, timeout: float) -> Outcome:
 
 
 def beat_lock(app: Celery, timeout: float) -> Outcome:
-    """Whether a beat holds ``<prefix>:lock``, and for how long still; the token is a random id per beat."""
+    """Which beat holds ``<prefix>:lock`` (its token is ``<host>:<pid>:<random>``), since when (the leader record
+    ``<prefix>:leader`` the lock's taker writes), and how long its lease still runs."""
     client, where = _store_client(app, timeout)
     conf = SchedulerConfig.from_app(app.conf)
     lock_key = conf.key_prefix + ":lock"
@@ -159,17 +160,46 @@ def beat_lock(app: Celery, timeout: float) -> Outcome:
         with client.pipeline(transaction=False) as pipe:
             pipe.get(lock_key)
             pipe.pttl(lock_key)
-            token, pttl = pipe.execute()
+            pipe.hgetall(conf.key_prefix + ":leader")
+            pipe.time()
+            token, pttl, record, (seconds, micros) = pipe.execute()
     except redis.RedisError as exc:
         return FAIL, f"{lock_key} in {where}: {_error(exc)}", {"held": None}
     finally:
         client.close()
     if token is None:
         return WARN, f"no beat holds {lock_key}: nothing is dispatched until one does", {"held": False}
+    token = _text(token)
+    record = {_text(k): _text(v) for k, v in (record or {}).items()}
     left = pttl / 1000 if pttl is not None and pttl >= 0 else None
     ttl = f"{left:.0f}s left of {conf.lock_timeout:g}s" if left is not None else "no TTL (set by hand?)"
-    data = {"held": True, "token": str(token), "ttl": left}
-    return OK, f"held by beat {str(token)[:8]}… ({ttl})", data
+    host, _, rest = token.partition(":")
+    pid = rest.partition(":")[0]
+    holder = f"{host} pid {pid}" if pid.isdigit() else f"{token[:8]}…"
+    data: dict[str, Any] = {"held": True, "token": token, "ttl": left, "host": host if pid else None}
+    detail = f"held by {holder}"
+    if record.get("token") == token and record.get("since"):
+        age = max(seconds + micros / 1e6 - float(record["since"]), 0.0)
+        data.update(age=round(age, 3), terms=int(record.get("terms") or 0))
+        # A term is one beat's hold of the lock: how often leadership moved since the store was new.
+        detail += f" for {duration_text(age)}, term {data['terms']}"
+    return OK, f"{detail} ({ttl})", data
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def duration_text(seconds: float) -> str:
+    """``42s``, ``5m03s``, ``2h07m``, ``3d04h``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def broker(app: Celery, timeout: float) -> Outcome:

@@ -17,10 +17,12 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from alarm_backends.core.prometheus.exporter import check_address
 from alarm_backends.management.workers import APP, SMALL, Sizing, check_profile, workers
 
 GROUP = "scheduler"
 BEAT = "celery_beat"
+EXPORTER = "metrics_exporter"
 REDIS = "redis"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
@@ -70,6 +72,14 @@ environment=${environment}
 )
 
 
+def metrics_port(conf: Any) -> int:
+    """``METRICS_EXPORTER_PORT``, its address checked when the exporter is on (the port is not 0)."""
+    port = int(conf.METRICS_EXPORTER_PORT)
+    if port:
+        check_address(str(conf.METRICS_EXPORTER_HOST), port)
+    return port
+
+
 @dataclass(frozen=True)
 class Host:
     """Where the programs run on this host."""
@@ -82,6 +92,7 @@ class Host:
     cpu_count: int = 1
     celery_workers: int = 0  # CELERY_WORKERS: 0 means the sizing formula
     log_to_stdout: bool = False  # container mode: the runtime collects stdout
+    metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
 
     @classmethod
     def from_settings(cls, conf: Any, python: str) -> Host:
@@ -97,6 +108,7 @@ class Host:
             cpu_count=os.cpu_count() or 1,
             celery_workers=int(conf.CELERY_WORKERS),
             log_to_stdout=bool(conf.IS_CONTAINER_MODE),
+            metrics_port=metrics_port(conf),
         )
 
     def sizing(self, profile: str) -> Sizing:
@@ -105,6 +117,11 @@ class Host:
     @property
     def config_path(self) -> str:
         return str(Path(self.run_dir) / CONFIG_NAME)
+
+    @property
+    def metrics_dir(self) -> str:
+        """Every program's ``PROMETHEUS_MULTIPROC_DIR``, which the exporter serves."""
+        return str(Path(self.run_dir) / "metrics")
 
     @property
     def pidfile(self) -> str:
@@ -151,9 +168,14 @@ def beat_argv(host: Host) -> list[str]:
     return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", "-S", SCHEDULER, f"--pidfile={pidfile}"]
 
 
-def program_names(profile: str, redis: LocalRedis | None = None) -> list[str]:
+def exporter_argv(host: Host) -> list[str]:
+    # Its address comes from the settings, like every other program's configuration.
+    return [host.python, str(Path(host.repo_dir) / "manage.py"), EXPORTER]
+
+
+def program_names(profile: str, redis: LocalRedis | None = None, exporter: bool = False) -> list[str]:
     """Every program of a rendered config, in start order."""
-    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile))]
+    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *([EXPORTER] if exporter else [])]
 
 
 def is_secret(name: str, value: str) -> bool:
@@ -188,7 +210,13 @@ def env_value(value: str) -> str | None:
 def environment_line(host: Host, environ: Mapping[str, str]) -> str:
     env = passthrough_environment(environ)
     # The run dir is fixed for the programs even when it came from the default, so they agree with supervisord.
-    env.update({"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "BKM_RUN_DIR": host.run_dir,
+            "PROMETHEUS_MULTIPROC_DIR": host.metrics_dir,
+        }
+    )
     pairs = []
     for name, value in sorted(env.items()):
         quoted = env_value(value)
@@ -274,6 +302,8 @@ def render(
     for worker in workers(profile):
         argv = worker.argv(host.python, host.sizing(profile), queue_name)
         sections.append(program_section(host, worker.name, argv, env, PROGRAM_PRIORITY))
+    if host.metrics_port:
+        sections.append(program_section(host, EXPORTER, exporter_argv(host), env, PROGRAM_PRIORITY))
     maxbytes, backups = host.log_rotation()
     values = {
         "profile": profile,
@@ -283,7 +313,7 @@ def render(
         "socket_path": host.socket_path,
         "programs": "\n".join(sections),
         "group": GROUP,
-        "group_programs": ",".join(program_names(profile)),
+        "group_programs": ",".join(program_names(profile, exporter=bool(host.metrics_port))),
         "supervisord_logfile": host.logfile("supervisord"),
         "logfile_maxbytes": maxbytes,
         "logfile_backups": backups,

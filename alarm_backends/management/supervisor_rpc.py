@@ -126,7 +126,7 @@ def local_redis(conf: Any, mode: str = REDIS_AUTO) -> LocalRedis | None:
 
 
 def ensure_dirs(host: Host) -> None:
-    for path in (host.run_dir, host.log_dir, str(Path(host.socket_path).parent)):
+    for path in (host.run_dir, host.log_dir, host.metrics_dir, str(Path(host.socket_path).parent)):
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
@@ -175,7 +175,7 @@ def render_to_file(
     os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
     with os.fdopen(fd, "w") as fh:
         fh.write(rendered)
-    return Rendered(path=output, programs=program_names(profile, redis), redis=redis)
+    return Rendered(path=output, programs=program_names(profile, redis, bool(host.metrics_port)), redis=redis)
 
 
 def validate_config(path: str) -> list[str]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -27,34 +29,26 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.beat import Scheduler
-from celery.schedules import crontab, schedule
 from celery.utils.imports import symbol_by_name
 from kombu import Producer
 from kombu.utils.url import maybe_sanitize_url
 
 from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
-from patches.redbeat.controls import run_now_id
 from patches.redbeat.entries import (
     Definition,
     Definitions,
-    MetaWriter,
     decode_meta,
     encode_definition,
     encode_meta,
-    run_count,
 )
-from patches.redbeat.policy import NEVER, MissedRun, from_epoch, next_due, plan, seed_score, task_id
+from patches.redbeat.observe import Observer, Run
+from patches.redbeat.planner import TickPlanner
+from patches.redbeat.policy import MissedRun, from_epoch, seed_score
 from patches.redbeat.publisher import BatchPublisher, LeaseExpiredError, Templates, open_producer
-from patches.redbeat.store import Due, DueEntry, LostLockError, Seed, Store, Update
+from patches.redbeat.store import Due, LostLockError, Seed, Store, Update
 
 logger = logging.getLogger("celery.beat")
-
-SHAREABLE = (crontab, schedule)
-# A disabled entry is looked at again after this long, as in celery-redbeat.
-DISABLED_RETRY = 5.0
-# An entry that cannot be dispatched (see _plan_or_park) is looked at again after this long.
-BROKEN_RETRY = 60.0
 
 
 class RedBeatScheduler(Scheduler):
@@ -65,12 +59,16 @@ class RedBeatScheduler(Scheduler):
     def __init__(self, app: Celery, **kwargs: Any) -> None:
         self.conf = SchedulerConfig.from_app(app.conf)
         self.store = Store(get_redis(app), self.conf.key_prefix)
-        self.token = uuid.uuid4().hex
+        # Host and pid first, so the lock's value tells an operator which beat leads; the random part keeps two
+        # schedulers of one process apart.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.observer = Observer(self.store.lock_key)
         self.leading = False
         # Monotonic time the lock's TTL was last reset (acquire or renew): the lease runs from there. Seeing that we
         # still own the lock does not extend it.
         self._renewed = 0.0
         self._server_now = time.time()
+        self._fetched = time.monotonic()  # when _server_now was read
         self._publisher: BatchPublisher | None = None
         self._static: dict[str, str] = {}  # name → the definition JSON the sync writes
         policies: dict[str, MissedRun] = {}
@@ -140,17 +138,17 @@ class RedBeatScheduler(Scheduler):
     def _try_lead(self) -> bool:
         # The lease is counted from before the call: the TTL may have started any time during it.
         asked = time.monotonic()
-        if not self.store.acquire(self.token, self.conf.lock_timeout):
+        taken = self.store.acquire(self.token, self.conf.lock_timeout)
+        if not taken:
             return False
         self._renewed = asked
         self.leading = True
-        logger.info("beat: acquired the lock %s (ttl %.0fs): leading", self.store.lock_key, self.conf.lock_timeout)
+        self.observer.acquired(self.conf.lock_timeout, took_over=taken.took_over)
         self._sync()
         return True
 
     def _step_down(self, why: str) -> None:
-        if self.leading:
-            logger.warning("beat: lost leadership (%s): standing by", why)
+        self.observer.stepped_down(why, was_leading=self.leading)
         self.leading = False
         self._close_publisher()
 
@@ -163,7 +161,13 @@ class RedBeatScheduler(Scheduler):
         asked = time.monotonic()
         if asked - self._renewed < self.conf.renew_interval:
             return True
-        if not self.store.renew(self.token, self.conf.lock_timeout):
+        try:
+            renewed = self.store.renew(self.token, self.conf.lock_timeout)
+        except redis.RedisError:
+            self.observer.renew_failed()
+            raise
+        if not renewed:
+            self.observer.renew_failed()
             return False
         self._renewed = asked
         return True
@@ -194,7 +198,9 @@ class RedBeatScheduler(Scheduler):
             logger.info("beat: %s the lock %s", "released" if released else "no longer held", self.store.lock_key)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        started = time.perf_counter()
         interval = self._tick()
+        self.observer.tick(time.perf_counter() - started)
         # The gate renews this beat's registration when asked: it must be asked often enough.
         return min(interval, self.gate.max_interval) if self.gate is not None else interval
 
@@ -225,6 +231,10 @@ class RedBeatScheduler(Scheduler):
         if not due.owned:
             raise LostLockError(self.store.lock_key)
         self._server_now = due.now
+        self._fetched = time.monotonic()
+        oldest = min((e.score for e in due.entries if e.due and e.score is not None), default=None)
+        requested = sum(e.requested is not None for e in due.entries)
+        self.observer.claimed(sum(e.due for e in due.entries), requested, oldest)
         next_scores, retry_soon = self._run(due) if due.entries else ([], False)
         wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
         sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
@@ -239,43 +249,43 @@ class RedBeatScheduler(Scheduler):
         """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
         planned), then commit, in one call, every entry whose messages all went out."""
         now = due.now
-        # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
-        following: dict[tuple[str, bool], float] = {}
-        meta = MetaWriter(from_epoch(now))
+        planner = TickPlanner(self.definitions, self.templates, now)
         committed: list[Update] = []
-        # Chunks sent but not yet confirmed: (confirmation mark, their updates). At most one stays in flight.
-        in_flight: list[tuple[int, list[Update]]] = []
-        sent = 0
+        sent: list[tuple[Run, str, float]] = []  # of the committed updates: (run, task, publish time)
+        # Chunks sent but not yet confirmed: (confirmation mark, their updates, their runs). At most one in flight.
+        in_flight: list[tuple[int, list[Update], list[tuple[Run, str, float]]]] = []
         try:
             for start in range(0, len(due.entries), self.conf.publish_chunk):
                 if not self._renew_if_due():  # a long batch outlasts a third of the TTL
                     raise LostLockError(self.store.lock_key)
                 batch = due.entries[start : start + self.conf.publish_chunk]
-                chunk = [self._plan_or_park(item, now, following, meta) for item in batch]
-                messages = [(d.template(self.templates), i) for d, ids, _ in chunk if d is not None for i in ids]
+                chunk = [planner(item) for item in batch]
+                runs = [(d.template(self.templates), r) for d, planned, _ in chunk if d is not None for r in planned]
                 publisher = self._get_publisher()
                 try:
                     # The lease is checked before every message: a beat paused before or during the chunk (SIGSTOP,
                     # a long GC, a frozen VM) sends nothing more, since another beat may lead by now.
+                    messages = [(template, run.id) for template, run in runs]
                     mark = publisher.send(messages, now, still_valid=self._lease_valid) if messages else None
                 except LeaseExpiredError as exc:
                     # This chunk is not committed: whoever leads next publishes it again under the same ids.
                     logger.warning("beat: paused past the lease while publishing (%s); re-checking the lock", exc)
                     break
-                if logger.isEnabledFor(logging.DEBUG):
-                    for template, i in messages:
-                        logger.debug("Scheduler: Sending due task %s (%s)", i, template.task)
-                sent += len(messages)
-                in_flight.append((mark or 0, [update for *_, update in chunk]))
+                at = self._server_clock()
+                self.observer.published((run for _, run in runs), at)
+                in_flight.append((mark or 0, [update for *_, update in chunk], [(r, t.task, at) for t, r in runs]))
                 while len(in_flight) > 1:
-                    mark_, updates = in_flight.pop(0)
+                    mark_, updates, done = in_flight.pop(0)
                     publisher.confirm(mark_)
                     committed += updates
+                    sent += done
             while in_flight:
-                mark_, updates = in_flight.pop(0)
+                mark_, updates, done = in_flight.pop(0)
                 self._get_publisher().confirm(mark_)
                 committed += updates
+                sent += done
         except LostLockError:
+            self.observer.uncommitted(sent + [r for *_, done in in_flight for r in done], "this beat lost the lock")
             raise
         except Exception as exc:
             # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
@@ -283,63 +293,20 @@ class RedBeatScheduler(Scheduler):
                          exc)  # fmt: skip
             self._close_publisher()
         if committed:
-            self.store.commit(self.token, committed)
+            try:
+                self.store.commit(self.token, committed)
+            except (LostLockError, redis.RedisError) as exc:
+                self.observer.uncommitted(sent, f"the commit failed: {exc}")
+                raise
+            self.observer.committed(sent)
             oldest = min((item.score for item in due.entries if item.due and item.score is not None), default=now)
-            logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", sent, len(committed),
+            logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", len(sent), len(committed),
                         now - oldest)  # fmt: skip
         return [u.score for u in committed if u.score is not None], len(committed) < len(due.entries)
 
-    def _plan_or_park(
-        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
-    ) -> tuple[Definition | None, list[str], Update]:
-        """``_plan``, but an entry that cannot be planned or built (unreadable definition or meta, bad options) is
-        logged and parked for BROKEN_RETRY seconds instead of blocking every entry behind it."""
-        try:
-            planned = self._plan(item, now, following, meta)
-            if planned[0] is not None and planned[1]:
-                planned[0].template(self.templates)
-            return planned
-        except Exception:
-            logger.exception("beat: entry %s cannot be dispatched; retrying in %.0fs", item.key, BROKEN_RETRY)
-            # A run-now request of it is dropped (served): retried every tick, it would fail every tick.
-            return None, [], Update(item.key, now + BROKEN_RETRY if item.due else None, "", item.requested)
-
-    def _plan(
-        self, item: DueEntry, now: float, following: dict[tuple[str, bool], float], meta: MetaWriter
-    ) -> tuple[Definition | None, list[str], Update]:
-        """One due or requested entry → (its definition, the task ids to publish, its new score and meta)."""
-        if item.definition is None:
-            logger.warning("beat: entry %s has no definition, %s", item.key, "removing it" if item.due else
-                           "dropping the run requested of it")  # fmt: skip
-            return None, [], Update(item.key, NEVER if item.due else None, "", item.requested)
-        definition = self.definitions.get(item.definition)
-        ids, score = self._slots(definition, item, now, following) if item.due else ([], None)
-        if item.requested is not None:  # an operator's `beat_schedule run`, paused or not
-            ids.append(run_now_id(definition.name, item.requested))
-        new_meta = meta(run_count(item.meta) + len(ids)) if ids else ""
-        return definition, ids, Update(item.key, score, new_meta, item.requested)
-
-    def _slots(
-        self, definition: Definition, item: DueEntry, now: float, following: dict[tuple[str, bool], float]
-    ) -> tuple[list[str], float]:
-        """The slot ids a due entry publishes, and its next score."""
-        if not definition.enabled:
-            return [], now + DISABLED_RETRY
-        sched = definition.schedule
-        # Only Celery's own types: their repr states every parameter that decides the next fire time.
-        shape = (repr(sched), bool(getattr(sched, "relative", False))) if type(sched) in SHAREABLE else None
-        if shape is not None and shape not in following:
-            following[shape] = next_due(sched, from_epoch(now), now)
-        upcoming = following.get(shape) if shape else None
-        if item.paused:  # skipped, not queued up: it resumes at its next slot
-            logger.info("beat: %s is paused: its slot is skipped", definition.name)
-            return [], upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
-        assert item.score is not None  # a due entry comes from the ZSET
-        decided = plan(sched, item.score, now, definition.missed_run, upcoming)
-        if decided.skipped:
-            logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
-                           definition.missed_run.policy)  # fmt: skip
-        return [task_id(definition.name, slot) for slot in decided.slots], decided.next_due
+    def _server_clock(self) -> float:
+        """The Redis server's time now, from its reading at the last fetch and this host's monotonic clock."""
+        return self._server_now + (time.monotonic() - self._fetched)
 
     # --- publishing -------------------------------------------------------------------------------------------
 

@@ -5,7 +5,11 @@ Layout (unchanged, so a deployment's existing schedule carries over and stock to
 * ``<prefix><name>``: hash with ``definition`` and ``meta`` (``last_run_at``, ``total_run_count``), JSON;
 * ``<prefix>:schedule``: ZSET of entry keys scored by next due time (epoch seconds; < 0 = never);
 * ``<prefix>:statics``: SET of the names that came from the static ``beat_schedule``;
-* ``<prefix>:lock``: the leader's token, with a TTL.
+* ``<prefix>:lock``: the leader's token (``<host>:<pid>:<random>``), with a TTL.
+
+One addition for operators: ``<prefix>:leader``, a hash of who took the lock last and when (``token``, ``since``,
+``previous``, ``terms``, ``released``), written by ``acquire.lua`` when the lock changes hands and by ``release.lua``
+on a clean stop.
 
 Two additions for ``manage.py beat_schedule`` (see ``controls.py``), which stock tools ignore: a ``paused`` field in
 an entry's hash (its slots are skipped while it is there), and ``<prefix>:run-now``, a hash of entry name → request
@@ -72,6 +76,21 @@ def load_script(client: redis.Redis, name: str) -> Script:
     return client.register_script((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class Acquired:
+    """What ``acquire.lua`` answered; true when this beat holds the lock."""
+
+    held: bool
+    took_over: bool = False  # from another beat whose lease ran out (a failover), not a start or a hand-over
+
+    def __bool__(self) -> bool:
+        return self.held
+
+    @classmethod
+    def from_reply(cls, reply: int) -> Acquired:
+        return cls(held=reply != 0, took_over=reply == 3)
+
+
 class LostLockError(Exception):
     """The lock no longer holds this beat's token: another beat leads now."""
 
@@ -83,6 +102,7 @@ class Store:
         self.schedule_key = prefix + ":schedule"
         self.statics_key = prefix + ":statics"
         self.lock_key = prefix + ":lock"
+        self.leader_key = prefix + ":leader"
         self.run_now_key = prefix + ":run-now"
         self._acquire = load_script(client, "acquire")
         self._fetch_due = load_script(client, "fetch_due")
@@ -96,14 +116,16 @@ class Store:
 
     # --- the lock ---------------------------------------------------------------------------------------------
 
-    def acquire(self, token: str, ttl: float) -> bool:
-        return bool(self._acquire(keys=[self.lock_key], args=[token, int(ttl * 1000)]))
+    def acquire(self, token: str, ttl: float) -> Acquired:
+        return Acquired.from_reply(
+            int(self._acquire(keys=[self.lock_key, self.leader_key], args=[token, int(ttl * 1000)]))
+        )
 
     def renew(self, token: str, ttl: float) -> bool:
         return bool(self._renew(keys=[self.lock_key], args=[token, int(ttl * 1000)]))
 
     def release(self, token: str) -> bool:
-        return bool(self._release(keys=[self.lock_key], args=[token]))
+        return bool(self._release(keys=[self.lock_key, self.leader_key], args=[token]))
 
     # --- a tick -----------------------------------------------------------------------------------------------
 

@@ -26,17 +26,12 @@ import redis
 
 from alarm_backends.management.supervisor_rpc import find_redis_server
 from tests.integration.conftest import wait_for
+from tests.net import free_port
 from tests.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "tests.chaos.chaosapp"
 LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

@@ -26,8 +26,8 @@ import pytest
 from alarm_backends.service.scheduler.crontab import task_name
 from tests.chaos.badinput import Platform, PlatformProcess, good_tasks, is_error, lines_with, quote
 from tests.chaos.harness import Row
-from tests.chaos.services import free_port
 from tests.integration.conftest import wait_for
+from tests.net import free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -28,6 +28,7 @@ from tests.conftest import REDIS_HOST, TEST_DB_PLAN, TEST_REDBEAT_DB
 from tests.fakeconsul.fixture import ConsulAgent, private_ring
 from tests.integration.conftest import wait_for
 from tests.integration.redbeat_helpers import make_app
+from tests.net import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -45,12 +46,6 @@ CHECKS = [
 ]
 ENTRIES = {"minutely": {"task": "t.minutely", "schedule": crontab(minute="*")}}
 PASSWORD = "hunter2/s3cr@t"  # reserved characters: quoted in URLs, so both forms must stay out of the output
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:  # bound and released at once: nothing listens there
-        probe.bind((REDIS_HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def healthz(*args: str) -> tuple[str, str, int]:
@@ -108,7 +103,8 @@ def test_all_ok_with_a_beat_holding_the_lock(use_app: Callable[..., Celery], bea
     assert all(line[len(name) :].split()[0] == "OK" for name, line in rows.items()), out
     assert f"redis log db {TEST_DB_PLAN['log']} at 127.0.0.1:6379: PONG" in rows["redis log"]
     assert f"redis://127.0.0.1:6379/{TEST_REDBEAT_DB}: PONG, 1 entries" in rows["scheduler store"]
-    assert "held by beat" in rows["beat lock"] and "left of 3s" in rows["beat lock"]
+    assert f"held by {socket.gethostname()} pid " in rows["beat lock"] and "left of 3s" in rows["beat lock"]
+    assert " for 0s, term 1 (" in rows["beat lock"] or " for 1s, term 1 (" in rows["beat lock"]
     assert "yes: no Consul configured" in rows["leader"]
     assert "crontab queues" in rows["queue depth"]
     assert lines[-1] == "OK: 10 ok, 0 warn, 0 fail"
@@ -140,7 +136,7 @@ def test_json_shape_and_warnings_do_not_fail(use_app: Callable[..., Celery]) -> 
 
 
 def test_a_closed_broker_port_fails_its_lines_and_the_rest_is_reported(use_app: Callable[..., Celery]) -> None:
-    port = closed_port()
+    port = free_port()
     use_app(broker_url=f"redis://{REDIS_HOST}:{port}/13")
     out, err, code = healthz("--json")
     assert code == 1 and "unhealthy: broker, queue depth" in err
@@ -154,7 +150,7 @@ def test_a_closed_broker_port_fails_its_lines_and_the_rest_is_reported(use_app: 
 
 def test_a_closed_redis_port_fails_that_db_only(use_app: Callable[..., Celery]) -> None:
     use_app()
-    with override_settings(CACHE_REDIS_PORT=closed_port()):
+    with override_settings(CACHE_REDIS_PORT=free_port()):
         out, err, code = healthz()
     assert code == 1 and err.strip().endswith("unhealthy: redis cache")
     cache = next(line for line in out.splitlines() if line.startswith("redis cache "))
@@ -165,7 +161,7 @@ def test_a_closed_redis_port_fails_that_db_only(use_app: Callable[..., Celery]) 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[int]:
     """A redis-server of this test's own, on a free loopback port, requiring PASSWORD."""
-    port = closed_port()
+    port = free_port()
     cmd = [find_redis_server(), "--bind", REDIS_HOST, "--port", str(port), "--save", "", "--appendonly", "no",
            "--dir", str(tmp_path), "--requirepass", PASSWORD]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -225,7 +221,7 @@ def test_consul_registration_and_leader(use_app: Callable[..., Celery], ring: st
 
 def test_an_unreachable_consul_fails_its_lines(use_app: Callable[..., Celery]) -> None:
     use_app()
-    with override_settings(CONSUL_ENABLED=True, CONSUL_CLIENT_HOST=REDIS_HOST, CONSUL_CLIENT_PORT=closed_port()):
+    with override_settings(CONSUL_ENABLED=True, CONSUL_CLIENT_HOST=REDIS_HOST, CONSUL_CLIENT_PORT=free_port()):
         out, err, code = healthz("--json")
     assert code == 1 and "unhealthy: consul, leader" in err
     found = {item["name"]: item for item in json.loads(out)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,19 +18,27 @@ import pytest
 
 from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
-from tests.integration.redbeat_helpers import broker, ids
+from tests.integration.redbeat_helpers import broker, ids, store
+from tests.metrics import metric_samples, value
 
 pytestmark = pytest.mark.redis
 
 LOCK_TIMEOUT = 3.0
 
 
+def start_beat(name: str, queue: str, tmp: Path) -> Beat:
+    """A beat writing its metrics to ``tmp/metrics-<name>``."""
+    metrics = tmp / f"metrics-{name}"
+    metrics.mkdir()
+    return Beat(name, queue, tmp, LOCK_TIMEOUT, PROMETHEUS_MULTIPROC_DIR=str(metrics))
+
+
 @pytest.fixture
 def beats(redis_dbs: None, tmp_path: Path) -> Iterator[tuple[Beat, Beat, str]]:
     queue = f"bkm-test-failover-{uuid.uuid4().hex[:8]}"
-    first = Beat("a", queue, tmp_path, LOCK_TIMEOUT)
+    first = start_beat("a", queue, tmp_path)
     wait_for(lambda: first.logged("acquired the lock"), 30, "beat a to lead")
-    second = Beat("b", queue, tmp_path, LOCK_TIMEOUT)
+    second = start_beat("b", queue, tmp_path)
     wait_for(lambda: "beat: Starting..." in second.log(), 30, "beat b to start")
     time.sleep(1.5)
     try:
@@ -44,9 +53,12 @@ def duplicates(queue: str) -> list[str]:
     return [task_id for task_id, n in collections.Counter(ids(queue)).items() if n > 1]
 
 
-def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Beat, str]) -> None:
+def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Beat, str], tmp_path: Path) -> None:
     leader, standby, queue = beats
     assert not standby.logged("acquired the lock")
+    assert leader.logged("acquired the lock redbeat::lock (free, ttl 3s)")
+    first = store().hgetall("redbeat::leader")
+    assert first["token"].startswith(f"{socket.gethostname()}:{leader.proc.pid}:") and first["terms"] == "1"
     killed_at = time.time()
     leader.signal(signal.SIGKILL)
     wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
@@ -54,9 +66,23 @@ def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Bea
     wait_for(lambda: "Sent " in standby.log(), 10, "the new leader to dispatch")
     time.sleep(1)
     assert duplicates(queue) == []
+    # The take-over is told apart from a first start: in its log line, the leader record and the failovers counter.
+    assert standby.logged("acquired the lock redbeat::lock (failover: the last leader's lease ran out, ttl 3s)")
+    record = store().hgetall("redbeat::leader")
+    assert record["token"].startswith(f"{socket.gethostname()}:{standby.proc.pid}:")
+    assert (record["previous"], record["terms"]) == (first["token"], "2")
+    assert 0 < time.time() - float(record["since"]) < 20
+    samples = metric_samples(tmp_path / "metrics-b")
+    assert value(samples, "bkmonitor_beat_failovers_total") == 1
+    assert value(samples, "bkmonitor_beat_leader") == 1
+    assert value(samples, "bkmonitor_beat_dispatch_lateness_seconds_count") > 0
+    assert value(samples, "bkmonitor_beat_dispatched_total", kind="slot") > 0
+    assert value(metric_samples(tmp_path / "metrics-a"), "bkmonitor_beat_failovers_total") == 0
 
 
-def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(beats: tuple[Beat, Beat, str]) -> None:
+def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(
+    beats: tuple[Beat, Beat, str], tmp_path: Path
+) -> None:
     leader, standby, queue = beats
     leader.signal(signal.SIGSTOP)
     wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
@@ -64,6 +90,10 @@ def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(beats: tuple[
     resumed = len(leader.log())
     leader.signal(signal.SIGCONT)
     wait_for(lambda: "lost leadership" in leader.log()[resumed:], 15, "the old leader to step down")
+    # Its renewal failed once it ran again: counted, and it no longer reads as a leader.
+    samples = metric_samples(tmp_path / "metrics-a")
+    assert value(samples, "bkmonitor_beat_lock_renew_failures_total") >= 1
+    assert value(samples, "bkmonitor_beat_leader") == 0
     time.sleep(2)
     after = leader.log()[resumed:]
     assert "Sent " not in after, after  # it published nothing once resumed

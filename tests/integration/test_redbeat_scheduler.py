@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections.abc import Iterator
 
 import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule
+from prometheus_client import REGISTRY
 from redbeat.schedulers import RedBeatSchedulerEntry
 
 from alarm_backends.service.scheduler import dedupe
 from alarm_backends.service.scheduler.config import redbeat_key_prefix
+from patches.redbeat.controls import Controls
 from patches.redbeat.entries import decode_meta, encode_meta
 from patches.redbeat.policy import from_epoch
 from patches.redbeat.publisher import LeaseExpiredError
@@ -170,8 +173,19 @@ def test_standby_takes_over_on_the_next_tick_after_a_clean_stop() -> None:
     leader.tick()
     assert standby.tick() == 1.0 and not standby.leading
     leader.close()
+    assert store().hget("redbeat::leader", "released") == "1"
+    failovers = REGISTRY.get_sample_value("bkmonitor_beat_failovers_total")
     standby.tick()
     assert standby.leading and store().get("redbeat::lock") == standby.token
+    # A hand-over, not a failover: the leader gave the lock up.
+    assert REGISTRY.get_sample_value("bkmonitor_beat_failovers_total") == failovers
+    record = store().hgetall("redbeat::leader")
+    assert (record["token"], record["previous"], record["terms"], record["released"]) == (
+        standby.token,
+        leader.token,
+        "2",
+        "0",
+    )
     standby.close()
 
 
@@ -320,4 +334,49 @@ def test_a_lease_that_runs_out_mid_chunk_stops_the_chunk() -> None:
     with pytest.raises(LeaseExpiredError, match="after 2 message"):
         beat._get_publisher().send([(template, f"a@{i}") for i in range(5)], time.time(), lambda: next(answers))
     assert ids(app.conf.task_default_queue) == ["a@0", "a@1"]
+    beat.close()
+
+
+def test_every_decision_is_logged_once_with_the_entry_and_its_due_time(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="celery.beat")
+    beat, queue = overdue({"a": EVERY_MINUTE}, minutes=10)
+    caplog.clear()  # the seeding beat's lines
+    beat.tick()
+    (task_id,) = ids(queue)
+    slot = int(task_id.split("@")[1])
+    due = dt.datetime.fromtimestamp(slot, tz=dt.UTC).isoformat(timespec="milliseconds")
+    lines = [r.getMessage() for r in caplog.records]
+    # The seeding beat released the lock: a hand-over, not a failover.
+    assert lines.count("beat: acquired the lock redbeat::lock (free, ttl 3s): leading") == 1
+    assert lines.count(f"beat: claimed 1 due entry and 0 run-now request(s), the oldest due {due}") == 1
+    [sent] = [line for line in lines if line.startswith("Scheduler: Sent due task a@")]
+    assert sent.startswith(f"Scheduler: Sent due task {task_id} (t.minutely): due {due}, late ")
+    assert float(sent.rpartition("late ")[2].rstrip("s")) > 8 * 60
+
+    # An operator's run-now request: its own line, with the time it was asked for.
+    caplog.clear()
+    requested = Controls(beat.store).request_run("a").stamp
+    assert requested is not None
+    beat.tick()
+    asked = dt.datetime.fromtimestamp(requested / 1000, tz=dt.UTC).isoformat(timespec="milliseconds")
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"Scheduler: Sent due task a@{requested} (t.minutely): run now, requested {asked}" in lines
+    assert "beat: claimed 0 due entries and 1 run-now request(s)" in lines
+
+    # Published but not committed (the lock went to another beat meanwhile): said once per run, with its id.
+    caplog.clear()
+    store().zadd("redbeat::schedule", {"redbeat:a": slot})
+    store().set("redbeat::lock", beat.token, px=3000)
+
+    def lost(token: str, updates: object) -> int:
+        raise LostLockError("redbeat::lock")
+
+    beat.store.commit = lost  # type: ignore[method-assign]
+    beat.tick()
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line for line in lines if "was sent but not committed" in line] == [
+        f"beat: {task_id} ({due}) was sent but not committed (the commit failed: redbeat::lock): "
+        "it goes out again under the same id"
+    ]
+    assert "beat: lost leadership (the lock is held by another beat): standing by" in lines
     beat.close()

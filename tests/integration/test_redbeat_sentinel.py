@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 from alarm_backends.service.scheduler.config import redbeat_settings
 from patches.redbeat.client import get_redis, reset_redis
 from tests.integration.conftest import wait_for
+from tests.net import free_port
 from tests.processes import stop_group
 
 MASTER_NAME = "bkmtest"
@@ -39,13 +39,6 @@ def redis_server() -> str:
     if os.environ.get("BKM_REQUIRE_SERVICES") == "1":
         pytest.fail(f"{reason} (BKM_REQUIRE_SERVICES=1: services are required here)")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_up(predicate: Callable[[], Any], what: str) -> Any:

@@ -7,7 +7,6 @@ path, where a URL with credentials is the most likely to be printed whole — an
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,20 +14,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tests.integration.conftest import wait_for
+from tests.net import free_port
 from tests.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-P@ss/w%rd"
 
 
-def closed_port() -> str:
-    with socket.socket() as sock:  # bound and released: nothing listens there afterwards
-        sock.bind(("127.0.0.1", 0))
-        return str(sock.getsockname()[1])
-
-
 def secret_env(tmp_path: Path) -> dict[str, str]:
-    port = closed_port()
+    port = str(free_port())  # nothing listens there
     return os.environ | {
         "BK_MONITOR_REDIS_HOST": "127.0.0.1",
         "BK_MONITOR_REDIS_PORT": port,

@@ -10,34 +10,21 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from alarm_backends.core.runlog import Run, stream_key
 from alarm_backends.core.storage.redis import LOG, SERVICE, get_client
 from config.tools.rabbitmq import RabbitMQSettings
 from tests.integration.conftest import Worker, wait_for
 from tests.integration.jobs import EFFECT_KEY
+from tests.metrics import Samples, metric_samples, value
 
 PREFIX = "alarm_backends.service.scheduler.tasks.cron.tests_integration_"
 RECORD, MODULE, BOOM, MISSING = (PREFIX + n for n in ("jobs_record_effect", "jobmodule", "jobs_boom", "nothere"))
 
 
-def metric_samples(metrics_dir: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics_dir))
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in registry.collect()
-        for sample in family.samples
-    }
-
-
-def count(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], task: str, status: str, exception: str
-) -> float:
-    labels = (("exception", exception), ("queue", "celery_cron"), ("status", status), ("task_name", task))
-    return samples.get(("bkmonitor_cron_task_execute_count_total", labels), 0.0)
+def count(samples: Samples, task: str, status: str, exception: str) -> float:
+    name = "bkmonitor_cron_task_execute_count_total"
+    return value(samples, name, exception=exception, queue="celery_cron", status=status, task_name=task)
 
 
 def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:

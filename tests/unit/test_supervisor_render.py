@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from supervisor.datatypes import RestartUnconditionally, dict_of_key_value_pairs
@@ -21,6 +22,7 @@ from alarm_backends.core.cluster import reset_cluster
 from alarm_backends.management import supervisor_rpc
 from alarm_backends.management.supervisor import (
     BEAT,
+    EXPORTER,
     Host,
     LocalRedis,
     check_host,
@@ -157,7 +159,38 @@ def test_every_program_is_supervised_the_same_way(host: Host, tmp_path: Path) ->
         assert (p.autostart, p.autorestart, p.startsecs, p.stopwaitsecs) == (True, RestartUnconditionally, 5, 30)
         assert (p.stopasgroup, p.killasgroup, p.redirect_stderr) == (True, True, True)
         assert p.stdout_logfile == f"{host.log_dir}/{name}.log"
-        assert p.environment == {"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir}
+        assert p.environment == {
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "BKM_RUN_DIR": host.run_dir,
+            "PROMETHEUS_MULTIPROC_DIR": f"{host.run_dir}/metrics",
+        }
+
+
+def test_the_metrics_exporter_is_a_program_unless_its_port_is_0(host: Host, tmp_path: Path) -> None:
+    assert EXPORTER not in programs(parse(render(TEMPLATE, host, SMALL), tmp_path))
+    procs = programs(parse(render(TEMPLATE, replace(host, metrics_port=9300), SMALL), tmp_path))
+    assert shlex.split(procs[EXPORTER].command) == [sys.executable, f"{REPO}/manage.py", "metrics_exporter"]
+    # Every program writes its samples where the exporter reads them.
+    assert {p.environment["PROMETHEUS_MULTIPROC_DIR"] for p in procs.values()} == {f"{host.run_dir}/metrics"}
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "error"),
+    [
+        ("0.0.0.0", 9108, "METRICS_EXPORTER_HOST='0.0.0.0' is not a loopback address"),
+        ("10.0.0.1", 9108, "METRICS_EXPORTER_HOST='10.0.0.1' is not a loopback address"),
+        ("127.0.0.1", 70000, "METRICS_EXPORTER_PORT=70000 is not a TCP port"),
+    ],
+)
+def test_the_exporter_address_is_checked(address: str, port: int, error: str) -> None:
+    with override_settings(METRICS_EXPORTER_HOST=address, METRICS_EXPORTER_PORT=port), pytest.raises(ValueError) as exc:
+        Host.from_settings(settings, sys.executable)
+    assert error in str(exc.value)
+    with override_settings(METRICS_EXPORTER_HOST="0.0.0.0", METRICS_EXPORTER_PORT=0):
+        assert Host.from_settings(settings, sys.executable).metrics_port == 0  # off: the host is not used
+    for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        with override_settings(METRICS_EXPORTER_HOST=loopback, METRICS_EXPORTER_PORT=port % 65536 or 1):
+            assert Host.from_settings(settings, sys.executable).metrics_port
 
 
 def test_container_mode_logs_to_stdout(host: Host, tmp_path: Path) -> None:
@@ -286,7 +319,7 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     output = tmp_path / "out" / "supervisord.conf"
     call_command("render_supervisor", "--check", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     out = capsys.readouterr().out
-    assert "supervisord accepts" in out and "16 programs" in out  # redis, beat and the 14 workers
+    assert "supervisord accepts" in out and "17 programs" in out  # redis, beat, the 14 workers and the exporter
     text = output.read_text()
     assert f"command={fake_redis_binary} --bind 127.0.0.1" in text
     assert "-c 8 " in text

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
+from alarm_backends.core.prometheus.exporter import clear as clear_metrics
 from alarm_backends.management.supervisor import Host
 from alarm_backends.management.supervisor_rpc import (
     REDIS_AUTO,
@@ -96,6 +98,8 @@ class Command(BaseCommand):
             queue_name=get_cluster().queue_name,
         )
         validate_config(rendered.path)
+        # supervisord is not running: the samples left by its previous run's processes go.
+        clear_metrics(Path(self.host.metrics_dir))
         if rendered.redis is not None:
             self.stdout.write(
                 f"no Redis answers on {settings.REDIS_HOST}:{settings.REDIS_PORT}: "

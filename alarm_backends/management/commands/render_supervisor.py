@@ -7,16 +7,19 @@ directories of the settings; ``--check`` parses the result with supervisord's ow
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
+from alarm_backends.core.prometheus.exporter import clear
 from alarm_backends.management.supervisor import Host
 from alarm_backends.management.supervisor_rpc import (
     REDIS_AUTO,
     REDIS_CHOICES,
+    Supervisor,
     SupervisorError,
     render_to_file,
     validate_config,
@@ -43,6 +46,11 @@ class Command(BaseCommand):
             help="add a local redis-server program: auto (when nothing answers at a local REDIS_HOST), yes or no",
         )
         parser.add_argument("--check", action="store_true", help="validate the result with supervisord's parser")
+        parser.add_argument(
+            "--clear-metrics",
+            action="store_true",
+            help="empty the programs' metrics directory too (before supervisord starts; refused while it runs)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -64,5 +72,14 @@ class Command(BaseCommand):
             if options["check"]:
                 names = validate_config(rendered.path)
                 self.stdout.write(f"supervisord accepts {rendered.path}: {len(names)} programs")
+            if options["clear_metrics"]:
+                self.clear_metrics(host)
         except SupervisorError as exc:
             raise CommandError(str(exc)) from None
+
+    def clear_metrics(self, host: Host) -> None:
+        # The running programs' counters would restart from zero mid-run, and their files vanish under them.
+        if Supervisor(host.socket_path).answers():
+            raise CommandError(f"supervisord answers on {host.socket_path}: not clearing the metrics of its programs")
+        removed = clear(Path(host.metrics_dir))
+        self.stdout.write(f"cleared {host.metrics_dir} ({removed} sample file(s) of an earlier run)")

@@ -1,8 +1,23 @@
 -- Take the lock, or keep it: a beat that still holds its token (it stepped down on a transient Redis error) leads
 -- again at once instead of waiting out its own TTL.
--- KEYS[1]: the lock; ARGV[1]: this beat's token; ARGV[2]: the TTL in milliseconds. Returns 1 when held, else 0.
+-- A beat that takes the lock anew writes who leads since when into the leader record (a hash: token, since = server
+-- time, previous = the token before it, terms = how many times the lock was taken, released = 1 once its holder
+-- gave it up cleanly), for `manage.py healthz` and so the new leader can tell a failover — its predecessor's lease
+-- ran out (a crash, a pause, a partition) — from a first start or a hand-over (a clean stop or restart).
+-- KEYS[1]: the lock; KEYS[2]: the leader record; ARGV[1]: this beat's token; ARGV[2]: the TTL in milliseconds.
+-- Returns 0 (another beat holds it), 1 (it was already ours), 2 (taken: first start, hand-over, or its own lapsed
+-- lease) or 3 (taken over from another beat whose lease ran out: a failover).
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    return 1
+    local previous = redis.call('HGET', KEYS[2], 'token')
+    local released = redis.call('HGET', KEYS[2], 'released') == '1'
+    local time = redis.call('TIME')
+    redis.call('HSET', KEYS[2], 'token', ARGV[1], 'since', string.format('%d.%06d', time[1], time[2]),
+               'previous', previous or '', 'released', '0')
+    redis.call('HINCRBY', KEYS[2], 'terms', 1)
+    if previous and previous ~= ARGV[1] and not released then
+        return 3
+    end
+    return 2
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])

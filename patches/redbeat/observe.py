@@ -1,0 +1,127 @@
+"""What the scheduler reports: one log line per decision and the beat's Prometheus metrics.
+
+Every decision is logged once, by the beat that made it: the lock taken, kept or lost; the due entries a tick
+claimed (one line per tick); each run sent and committed, with its id (``<entry name>@<slot>``), task and due time
+(one line per run, as Celery's own "Sending due task" line); runs sent but not committed, which the next leader
+sends again under the same ids.
+
+Metrics live in ``PROMETHEUS_MULTIPROC_DIR`` when it is set (supervisord sets it for every program and
+``manage.py metrics_exporter`` serves them); otherwise in this process's default registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+logger = logging.getLogger("celery.beat")
+
+# From a healthy beat's milliseconds to a run missed by minutes.
+LATENESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, float("inf"))
+DUE_BUCKETS = (0, 1, 10, 100, 1000, 10_000, 100_000, float("inf"))
+TICK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, float("inf"))
+
+DISPATCH_LATENESS = Histogram(
+    "bkmonitor_beat_dispatch_lateness_seconds",
+    "Publish time minus due time of each scheduled run (the Redis server's clock)",
+    buckets=LATENESS_BUCKETS,
+)
+DUE_PER_TICK = Histogram(
+    "bkmonitor_beat_due_entries", "Entries due (or asked to run now) per tick of the leading beat", buckets=DUE_BUCKETS
+)
+TICK_DURATION = Histogram("bkmonitor_beat_tick_duration_seconds", "Duration of one beat tick", buckets=TICK_BUCKETS)
+# livesum: the sum over beats still running, so a host reads 1 while one of its beats leads (the exporter forgets
+# the samples of processes that died).
+LEADER = Gauge("bkmonitor_beat_leader", "1 while this beat holds the schedule lock", multiprocess_mode="livesum")
+RENEW_FAILURES = Counter(
+    "bkmonitor_beat_lock_renew_failures", "Lock renewals that failed (the lock was another beat's, or Redis erred)"
+)
+FAILOVERS = Counter(
+    "bkmonitor_beat_failovers", "Times this beat took the lock from another beat whose lease ran out (not released)"
+)
+DISPATCHED = Counter("bkmonitor_beat_dispatched", "Runs published and committed by this beat", ["kind"])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One message a tick publishes: a slot of an entry's schedule, or an operator's run-now request."""
+
+    entry: str
+    id: str  # the task id: ``<entry>@<slot epoch s>`` or ``<entry>@<request epoch ms>``
+    due: float  # epoch seconds: the slot, or when the run was requested
+    requested: bool = False
+
+
+def _at(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+class Observer:
+    """The scheduler's log lines and metrics, in one place so each decision is reported exactly once."""
+
+    def __init__(self, lock_key: str) -> None:
+        self.lock_key = lock_key
+        LEADER.set(0)
+
+    # --- leadership -------------------------------------------------------------------------------------------
+
+    def acquired(self, ttl: float, took_over: bool) -> None:
+        LEADER.set(1)
+        if took_over:
+            FAILOVERS.inc()
+        how = "failover: the last leader's lease ran out" if took_over else "free"
+        logger.info("beat: acquired the lock %s (%s, ttl %.0fs): leading", self.lock_key, how, ttl)
+
+    def renew_failed(self) -> None:
+        RENEW_FAILURES.inc()
+
+    def stepped_down(self, why: str, was_leading: bool) -> None:
+        LEADER.set(0)
+        if was_leading:
+            logger.warning("beat: lost leadership (%s): standing by", why)
+
+    # --- a tick -----------------------------------------------------------------------------------------------
+
+    def tick(self, seconds: float) -> None:
+        TICK_DURATION.observe(seconds)
+
+    def claimed(self, due: int, requested: int, oldest: float | None) -> None:
+        DUE_PER_TICK.observe(due + requested)
+        if due or requested:
+            since = f", the oldest due {_at(oldest)}" if oldest is not None else ""
+            logger.info("beat: claimed %d due entr%s and %d run-now request(s)%s", due,
+                        "y" if due == 1 else "ies", requested, since)  # fmt: skip
+
+    def published(self, runs: Iterable[Run], at: float) -> None:
+        """``runs`` left for the broker at ``at`` (the server's clock): their lateness."""
+        for run in runs:
+            if not run.requested:
+                DISPATCH_LATENESS.observe(max(at - run.due, 0.0))
+
+    def committed(self, sent: list[tuple[Run, str, float]]) -> None:
+        """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again."""
+        slots = sum(1 for run, _, _ in sent if not run.requested)
+        if slots:
+            DISPATCHED.labels(kind="slot").inc(slots)
+        if len(sent) > slots:
+            DISPATCHED.labels(kind="run_now").inc(len(sent) - slots)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        for run, task, at in sent:
+            # The id starts with the entry's name; the task is named too where it differs (crontab entries are
+            # named after their task).
+            what = run.id if task == run.entry else f"{run.id} ({task})"
+            if run.requested:
+                logger.info("Scheduler: Sent due task %s: run now, requested %s", what, _at(run.due))
+            else:
+                logger.info("Scheduler: Sent due task %s: due %s, late %.3fs", what, _at(run.due), max(at - run.due, 0))
+
+    def uncommitted(self, sent: list[tuple[Run, str, float]], why: str) -> None:
+        """Runs published whose commit did not happen: the next leader publishes them again, under the same ids."""
+        for run, _, _ in sent:
+            logger.warning("beat: %s (%s) was sent but not committed (%s): it goes out again under the same id",
+                           run.id, _at(run.due), why)  # fmt: skip

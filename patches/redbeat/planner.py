@@ -1,0 +1,88 @@
+"""Planning one tick: each due or requested entry → the runs to publish, its next score and its new meta.
+
+Pure apart from logging: the scheduler fetches the entries, publishes the runs and commits the updates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery.schedules import crontab, schedule
+
+from patches.redbeat.controls import run_now_id
+from patches.redbeat.entries import Definition, Definitions, MetaWriter, run_count
+from patches.redbeat.observe import Run
+from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, task_id
+from patches.redbeat.publisher import Templates
+from patches.redbeat.store import DueEntry, Update
+
+logger = logging.getLogger("celery.beat")
+
+SHAREABLE = (crontab, schedule)
+# A disabled entry is looked at again after this long, as in celery-redbeat.
+DISABLED_RETRY = 5.0
+# An entry that cannot be dispatched (see TickPlanner.__call__) is looked at again after this long.
+BROKEN_RETRY = 60.0
+
+Planned = tuple[Definition | None, list[Run], Update]
+
+
+class TickPlanner:
+    """Plans the entries of one tick, all against the same ``now`` (the Redis server's clock at the fetch)."""
+
+    def __init__(self, definitions: Definitions, templates: Templates, now: float) -> None:
+        self.definitions = definitions
+        self.templates = templates
+        self.now = now
+        # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
+        self.following: dict[tuple[str, bool], float] = {}
+        self.meta = MetaWriter(from_epoch(now))
+
+    def __call__(self, item: DueEntry) -> Planned:
+        """``plan``, but an entry that cannot be planned or built (unreadable definition or meta, bad options) is
+        logged and parked for BROKEN_RETRY seconds instead of blocking every entry behind it."""
+        try:
+            planned = self.plan(item)
+            if planned[0] is not None and planned[1]:
+                planned[0].template(self.templates)
+            return planned
+        except Exception:
+            logger.exception("beat: entry %s cannot be dispatched; retrying in %.0fs", item.key, BROKEN_RETRY)
+            # A run-now request of it is dropped (served): retried every tick, it would fail every tick.
+            return None, [], Update(item.key, self.now + BROKEN_RETRY if item.due else None, "", item.requested)
+
+    def plan(self, item: DueEntry) -> Planned:
+        """One due or requested entry → (its definition, the runs to publish, its new score and meta)."""
+        if item.definition is None:
+            logger.warning("beat: entry %s has no definition, %s", item.key, "removing it" if item.due else
+                           "dropping the run requested of it")  # fmt: skip
+            return None, [], Update(item.key, NEVER if item.due else None, "", item.requested)
+        definition = self.definitions.get(item.definition)
+        runs, score = self.slots(definition, item) if item.due else ([], None)
+        if item.requested is not None:  # an operator's `beat_schedule run`, paused or not
+            name = definition.name
+            runs.append(Run(name, run_now_id(name, item.requested), item.requested / 1000, requested=True))
+        new_meta = self.meta(run_count(item.meta) + len(runs)) if runs else ""
+        return definition, runs, Update(item.key, score, new_meta, item.requested)
+
+    def slots(self, definition: Definition, item: DueEntry) -> tuple[list[Run], float]:
+        """The slots a due entry publishes, and its next score."""
+        now = self.now
+        if not definition.enabled:
+            return [], now + DISABLED_RETRY
+        sched = definition.schedule
+        # Only Celery's own types: their repr states every parameter that decides the next fire time.
+        shape = (repr(sched), bool(getattr(sched, "relative", False))) if type(sched) in SHAREABLE else None
+        if shape is not None and shape not in self.following:
+            self.following[shape] = next_due(sched, from_epoch(now), now)
+        upcoming = self.following.get(shape) if shape else None
+        if item.paused:  # skipped, not queued up: it resumes at its next slot
+            logger.info("beat: %s is paused: its slot is skipped", definition.name)
+            return [], upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
+        assert item.score is not None  # a due entry comes from the ZSET
+        decided = plan(sched, item.score, now, definition.missed_run, upcoming)
+        if decided.skipped:
+            logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
+                           definition.missed_run.policy)  # fmt: skip
+        name = definition.name
+        return [Run(name, task_id(name, slot), slot) for slot in decided.slots], decided.next_due
