@@ -1,0 +1,91 @@
+"""kombu's Redis transport, but a message a worker was taking when the broker went away is put back, not lost.
+
+kombu consumes a Redis queue with ``BRPOP`` and then, in a second command, records the message in its ``unacked``
+hash — the record that lets an ``acks_late`` message be redelivered when its worker dies. When the connection breaks
+between the two (the broker restarts or fails over, the network drops, just as a message was popped), the message
+is in neither place, and the worker never runs it either: kombu's connections do not retry, the error ends the
+delivery. The chaos scenario "restart broker" lost one run in about one restart in eight that way.
+
+``DurableQoS.append`` catches that error and pushes the message back to the head of its queue as soon as the broker
+answers again (for at most ``PUT_BACK_TIMEOUT`` seconds), then lets the error take its course: the consumer
+reconnects and takes it again. If the record had in fact reached Redis and only its reply was lost, the message now
+exists twice, in the queue and in ``unacked``; the workers' slot dedupe (by task id) runs it once. A duplicate that
+is dropped is the price of never losing a run.
+
+``install()`` points the ``redis``, ``rediss`` and ``sentinel`` broker URLs at these classes; the backend app calls
+it when it loads, so every worker and beat of the platform uses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as stock
+from kombu.utils.json import dumps
+
+logger = logging.getLogger("kombu.transport.redis")
+
+PUT_BACK_TIMEOUT = 30.0
+PUT_BACK_INTERVAL = 0.5
+
+
+class DurableQoS(stock.QoS):
+    def append(self, message: Any, delivery_tag: str) -> None:
+        try:
+            super().append(message, delivery_tag)
+        except self.channel.connection_errors as exc:
+            self.put_back(message, exc)
+            raise
+
+    def put_back(self, message: Any, exc: BaseException) -> None:
+        """Push ``message`` back where the next ``BRPOP`` of its queue takes it first, retrying until the broker
+        answers or PUT_BACK_TIMEOUT passes. Its headers are left alone: it was never delivered, so it is not
+        marked redelivered (which would let a second copy run beside the first, see the slot dedupe)."""
+        channel = self.channel
+        payload = message._raw
+        delivery = message.delivery_info
+        task_id = (payload.get("headers") or {}).get("id") or message.delivery_tag
+        priority = channel._get_message_priority(payload, reverse=False)
+        keys = [channel._q_for_pri(q, priority) for q in channel._lookup(delivery["exchange"], delivery["routing_key"])]
+        deadline = time.monotonic() + PUT_BACK_TIMEOUT
+        while True:
+            try:
+                with channel.conn_or_acquire() as client, client.pipeline() as pipe:
+                    for key in keys:
+                        pipe.rpush(key, dumps(payload))
+                    pipe.execute()
+            except channel.connection_errors as retry_exc:
+                if time.monotonic() >= deadline:
+                    logger.critical("message %s taken from the broker as the connection broke (%s) could not be "
+                                    "put back within %.0fs: %s", task_id, exc, PUT_BACK_TIMEOUT, retry_exc)  # fmt: skip
+                    return
+                time.sleep(PUT_BACK_INTERVAL)
+                continue
+            logger.warning("message %s was taken as the broker connection broke (%s): put back at the head of %s",
+                           task_id, exc, ", ".join(keys))  # fmt: skip
+            return
+
+
+class Channel(stock.Channel):
+    QoS = DurableQoS
+
+
+class Transport(stock.Transport):
+    Channel = Channel
+
+
+class SentinelChannel(stock.SentinelChannel):
+    QoS = DurableQoS
+
+
+class SentinelTransport(stock.SentinelTransport):
+    Channel = SentinelChannel
+
+
+def install() -> None:
+    """Make the Redis broker URLs use these classes (idempotent)."""
+    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
+    TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
