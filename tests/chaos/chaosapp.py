@@ -10,10 +10,12 @@
 ``CHAOS_JOB_SECONDS``   how long each run sleeps between recording its start and its finish
 ``CHAOS_LEADER_GATE``   ``1``: gate the beat by the platform's Consul ring-leader check (``redbeat_leader_gate``), with
                         Consul, host address and ring settings from the environment, as on a host
-``CHAOS_FAULT_FILE``    beat only: when this file appears, the beat reads ``<ACTION> <n> [seconds]`` from it and, at the
-                        n-th message it publishes from then on — after it fetched its due entries, before it finished
-                        publishing and committing them — records a ``fault`` event and: ``SIGSTOP`` stops itself (the
-                        test then kills or resumes it), ``PAUSE`` sleeps ``seconds`` (the test restarts the broker)
+``CHAOS_FAULT_FILE``    when this file appears, the process reads ``<ACTION> <n> [seconds]`` from it and, at the n-th
+                        message from then on, records a ``fault`` event and: ``SIGSTOP`` stops itself (the test then
+                        kills or resumes it), ``PAUSE`` sleeps ``seconds`` (the test restarts the broker). A beat
+                        counts the messages it publishes (the fault lands after it fetched its due entries, before
+                        it finished publishing and committing them); a worker counts the messages it takes from the
+                        Redis broker (the fault lands after ``BRPOP`` took one, before it is recorded in ``unacked``)
 
 What the workers run is the platform's own mechanism: the task class derives from the backend app's
 ``PeriodicTask``, so every delivery goes through the same dedupe (``alarm_backends/service/scheduler/dedupe.py``),
@@ -33,6 +35,7 @@ from typing import Any
 import redis
 from celery import Celery, signals
 from celery.schedules import schedule
+from kombu.transport import redis as stock_redis
 
 # Sets Django up and installs the patched scheduler, exactly as the platform's beat and workers do.
 from alarm_backends.service.scheduler.app import PeriodicTask
@@ -151,14 +154,14 @@ def record_run(self: ChaosTask) -> None:
     record(FINISHED, id=self.request.id, host=self.request.hostname)
 
 
-# --- beat side ------------------------------------------------------------------------------------------------
+# --- faults ---------------------------------------------------------------------------------------------------
 
 _FAULT_FILE = os.environ.get("CHAOS_FAULT_FILE") or ""
 _fault: list[str] = []  # the armed fault: action, n, [seconds]
 _sent_since_armed = 0
 
 
-def _maybe_fault() -> None:
+def _maybe_fault(**fields: Any) -> None:
     global _sent_since_armed
     if not _fault:
         if not os.path.exists(_FAULT_FILE):
@@ -171,7 +174,7 @@ def _maybe_fault() -> None:
     action, at = _fault[0], int(_fault[1])
     if _sent_since_armed != at:
         return
-    record(FAULT, action=action, published_before=at - 1)
+    record(FAULT, action=action, published_before=at - 1, **fields)
     if action == "SIGSTOP":
         os.kill(PID, signal.SIGSTOP)
     elif action == "PAUSE":
@@ -185,6 +188,19 @@ def _maybe_fault() -> None:
 def _before_publish(**_: Any) -> None:
     if _FAULT_FILE:
         _maybe_fault()
+
+
+_record_taken = stock_redis.QoS.append
+
+
+def _take(self: stock_redis.QoS, message: Any, delivery_tag: str) -> None:
+    """A worker's fault point: the message is off the queue, not yet in ``unacked``."""
+    if _FAULT_FILE:
+        _maybe_fault(id=(message.headers or {}).get("id"))
+    _record_taken(self, message, delivery_tag)
+
+
+stock_redis.QoS.append = _take  # the platform's transport records through it (patches.kombu_redis.DurableQoS)
 
 
 @signals.after_task_publish.connect(weak=False)

@@ -9,5 +9,6 @@ PUBLISHED = "published"
 DELIVERED = "delivered"
 # worker: a run began / ran to its end; ``id``, ``host``
 STARTED, FINISHED = "started", "finished"
-# beat: an armed fault went off; ``action``, ``published_before``
+# beat or worker: an armed fault went off; ``action``, ``published_before`` (messages counted before it), on a
+# worker the ``id`` of the message it was taking
 FAULT = "fault"

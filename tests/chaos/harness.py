@@ -164,14 +164,15 @@ class Scenario:
     def worker(self, name: str, concurrency: int = 1, **env: str) -> CeleryProcess:
         args = ["worker", "-Q", QUEUE, "-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
-        return self._start(name, args, **env)
+        return self._start(name, args, CHAOS_FAULT_FILE=str(self.fault_file(name)), **env)
 
     def fault_file(self, beat: str) -> Path:
         return self.tmp / f"{beat}.fault"
 
-    def arm(self, beat: CeleryProcess, action: str, at: int, *extra: object) -> None:
-        """Make ``beat`` fault itself at the ``at``-th message it publishes from now on (see chaosapp)."""
-        path = self.fault_file(beat.name)
+    def arm(self, proc: CeleryProcess, action: str, at: int, *extra: object) -> None:
+        """Make a beat fault itself at the ``at``-th message it publishes from now on, a worker at the ``at``-th
+        message it takes (see chaosapp)."""
+        path = self.fault_file(proc.name)
         path.with_suffix(".tmp").write_text(" ".join(map(str, (action, at, *extra))))
         path.with_suffix(".tmp").rename(path)  # the beat never reads half a file
 

@@ -95,3 +95,31 @@ def test_restart_of_the_broker(chaos: Callable[..., Scenario], report: Callable[
 
     assert failures >= 1, "no publish failed: the broker restart did not hit the beat"
     scenario.assert_every_run_once(tally, start)
+
+
+@pytest.mark.timeout(150)
+def test_restart_of_the_broker_as_a_worker_takes_a_message(
+    chaos: Callable[..., Scenario], report: Callable[[Row], None]
+) -> None:
+    scenario = chaos("4b restart broker mid-take", lock_timeout=10.0, persistent_broker=True)
+    workers, beats, start = scenario.launch(beats=1, workers=1)
+    worker = workers[0]
+    # The worker holds still with its 5th message off the queue but not yet recorded in `unacked`; the broker goes
+    # down meanwhile and stays down past the pause: recording the message fails, the moment kombu's own transport
+    # loses it.
+    scenario.arm(worker, "PAUSE", 5, 1.0)
+    fault = scenario.wait_events(FAULT, lambda e: e.pid == worker.pid, 1, 3 * scenario.interval + 10)[0]
+    went_down, back = scenario.broker.restart(down=2.0)
+    taken = str(fault.fields["id"])
+    closed = scenario.finish(beats)
+
+    tally = scenario.tally(start, closed)
+    put_back = [line for line in worker.log().splitlines() if "put back at the head of" in line]
+    ran = tally.executed[taken]
+    note = (f"{taken} taken as the broker went down for {back - went_down:.1f}s: put back {len(put_back)}x, "
+            f"ran {ran}x")  # fmt: skip
+    report(scenario.row(tally, None, note))
+
+    assert len(put_back) == 1 and taken in put_back[0], put_back
+    assert ran == 1
+    scenario.assert_every_run_once(tally, start)

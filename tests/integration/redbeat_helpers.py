@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import uuid
 from typing import Any
@@ -48,6 +49,11 @@ def published(queue: str) -> list[dict[str, Any]]:
 
 def ids(queue: str) -> list[str]:
     return [message["headers"]["id"] for message in published(queue)]
+
+
+def duplicates(queue: str) -> list[str]:
+    """The task ids published to ``queue`` more than once."""
+    return [task_id for task_id, n in collections.Counter(ids(queue)).items() if n > 1]
 
 
 def snapshot() -> dict[str, Any]:

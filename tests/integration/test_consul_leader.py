@@ -6,7 +6,6 @@ under its own APP_CODE, so its keys live under a prefix nobody else uses, and re
 
 from __future__ import annotations
 
-import collections
 import json
 import signal
 import time
@@ -27,7 +26,7 @@ from alarm_backends.management.leader import LeaderGate, is_leader
 from tests.fakeconsul.fixture import ConsulAgent, private_ring
 from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
-from tests.integration.redbeat_helpers import broker, ids, published
+from tests.integration.redbeat_helpers import broker, duplicates, published
 
 TTL = 10  # Consul's minimum session TTL
 # Consul invalidates a session that was not renewed within twice its TTL.
@@ -190,10 +189,6 @@ def gated_beats(
 def origins(queue: str, task_id: str) -> list[str]:
     """Who published each copy of ``task_id``, oldest first: Celery's ``gen<pid>@<host>`` without the host."""
     return [m["headers"]["origin"].split("@")[0] + "@" for m in published(queue) if m["headers"]["id"] == task_id]
-
-
-def duplicates(queue: str) -> list[str]:
-    return [task_id for task_id, n in collections.Counter(ids(queue)).items() if n > 1]
 
 
 @pytest.mark.slow

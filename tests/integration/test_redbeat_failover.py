@@ -6,7 +6,6 @@ fail them, and what they prove is that nothing is published twice and a stale le
 
 from __future__ import annotations
 
-import collections
 import signal
 import socket
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
-from tests.integration.redbeat_helpers import broker, ids, store
+from tests.integration.redbeat_helpers import broker, duplicates, store
 from tests.metrics import metric_samples, value
 
 pytestmark = pytest.mark.redis
@@ -47,10 +46,6 @@ def beats(redis_dbs: None, tmp_path: Path) -> Iterator[tuple[Beat, Beat, str]]:
         first.stop()
         second.stop()
         broker().delete(queue)
-
-
-def duplicates(queue: str) -> list[str]:
-    return [task_id for task_id, n in collections.Counter(ids(queue)).items() if n > 1]
 
 
 def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Beat, str], tmp_path: Path) -> None:
