@@ -200,7 +200,8 @@ def _take(self: stock_redis.QoS, message: Any, delivery_tag: str) -> None:
     _record_taken(self, message, delivery_tag)
 
 
-stock_redis.QoS.append = _take  # the platform's transport records through it (patches.kombu_redis.DurableQoS)
+# The platform's transport (patches.kombu_redis.DurableQoS) records a taken message through this method.
+stock_redis.QoS.append = _take  # type: ignore[method-assign]
 
 
 @signals.after_task_publish.connect(weak=False)
