@@ -282,6 +282,10 @@ class Beat:
         self.name, self.run_dir = name, run_dir
         self.log_path, self.marker = run_dir / f"{name}.log", run_dir / f"{name}.marker"
         self.env = dict(os.environ)
+        # With a Django settings module in its environment (importing the platform's `config` package sets one in
+        # this process) Celery sets Django up in the beat, and the platform's apps install the patched scheduler:
+        # the stock variant would run it too.
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
         # The repository root makes both ``bench.benchapp`` and the ``patches`` package importable.
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         self.env.update(BENCH_VARIANT=args.variant, BENCH_BROKER=args.broker, BENCH_REDIS=args.redis)

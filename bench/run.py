@@ -172,8 +172,11 @@ def execute(job: Job, t_begin: float) -> None:
     except Exception as exc:
         job.summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     job.summary["wall_s"] = round(time.time() - started, 1)
-    if job.variant.startswith("patched") and str(job.summary.get("scheduler_class", "")).startswith("redbeat."):
+    ran = str(job.summary.get("scheduler_class") or "")
+    if job.variant.startswith("patched") and ran.startswith("redbeat."):
         job.summary["error"] = "the patched variant ran the stock scheduler class"
+    elif job.variant.startswith("stock") and ran.startswith("patches."):
+        job.summary["error"] = "the stock variant ran the patched scheduler class"
     note = f"error: {job.summary['error']}" if "error" in job.summary else "done"
     print(f"bench:   {note} in {job.summary['wall_s']:.0f} s", file=sys.stderr, flush=True)
 

@@ -86,3 +86,26 @@ def test_leader_changes_counts_switches_of_the_publishing_pid() -> None:
     msgs = [msg("a", pid, t, t) for pid, t in ((1, 1.0), (1, 2.0), (2, 3.0), (2, 4.0), (1, 5.0), (2, 50.0))]
     assert beat_failover.leader_changes(msgs, 0.0, 10.0) == 2
     assert beat_failover.leader_changes(msgs, 4.5, 10.0) == 0
+
+
+def test_a_variant_that_ran_the_other_scheduler_is_an_error() -> None:
+    cases = [("stock", "patches.redbeat.schedulers.RedBeatScheduler", "the stock variant ran the patched"),
+             ("patched", "redbeat.schedulers.RedBeatScheduler", "the patched variant ran the stock"),
+             ("stock", "redbeat.schedulers.RedBeatScheduler", None),
+             ("patched", "patches.redbeat.schedulers.RedBeatScheduler", None)]  # fmt: skip
+    for variant, ran, error in cases:
+        job = run.Job("burst", "1000", variant, 1.0, lambda ran=ran: {"scheduler_class": ran})  # type: ignore[misc]
+        run.execute(job, 0.0)
+        assert (error in job.summary["error"]) if error else "error" not in job.summary, (variant, job.summary)
+
+
+def test_the_bench_beat_runs_without_the_platforms_django_settings(monkeypatch: Any, tmp_path: Any) -> None:
+    # Importing the platform's `config` sets DJANGO_SETTINGS_MODULE; a beat inheriting it would set Django up and
+    # install the patched scheduler under the stock variant's name.
+    from bench import common
+
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "settings")
+    ns = argparse.Namespace(variant="stock", broker="redis://127.0.0.1:6379/9", redis="redis://127.0.0.1:6379/0",
+                            conf=None, loglevel="INFO")  # fmt: skip
+    beat = common.Beat(ns, tmp_path, "beat", {})
+    assert "DJANGO_SETTINGS_MODULE" not in beat.env and beat.env["BENCH_VARIANT"] == "stock"
