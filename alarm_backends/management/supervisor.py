@@ -207,16 +207,13 @@ def env_value(value: str) -> str | None:
     return quote + value.replace("%", "%%") + quote
 
 
-def environment_line(host: Host, environ: Mapping[str, str]) -> str:
+def environment_line(host: Host, environ: Mapping[str, str], metrics_dir: str | None = None) -> str:
+    """Every program's ``environment=``; ``metrics_dir``: where they write their metrics for the exporter."""
     env = passthrough_environment(environ)
     # The run dir is fixed for the programs even when it came from the default, so they agree with supervisord.
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "settings",
-            "BKM_RUN_DIR": host.run_dir,
-            "PROMETHEUS_MULTIPROC_DIR": host.metrics_dir,
-        }
-    )
+    env.update({"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir})
+    if metrics_dir:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     pairs = []
     for name, value in sorted(env.items()):
         quoted = env_value(value)
@@ -294,7 +291,7 @@ def render(
     """The supervisord config for ``host``; ``queue_name`` scopes queue names by cluster."""
     check_profile(profile)
     check_host(host)
-    env = environment_line(host, environ or {})
+    env = environment_line(host, environ or {}, host.metrics_dir)
     sections = []
     if redis is not None:
         sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))

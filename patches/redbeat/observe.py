@@ -12,6 +12,7 @@ Metrics live in ``PROMETHEUS_MULTIPROC_DIR`` when it is set (supervisord sets it
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,25 +26,50 @@ LATENESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 30
 DUE_BUCKETS = (0, 1, 10, 100, 1000, 10_000, 100_000, float("inf"))
 TICK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, float("inf"))
 
-DISPATCH_LATENESS = Histogram(
-    "bkmonitor_beat_dispatch_lateness_seconds",
-    "Publish time minus due time of each scheduled run (the Redis server's clock)",
-    buckets=LATENESS_BUCKETS,
-)
-DUE_PER_TICK = Histogram(
-    "bkmonitor_beat_due_entries", "Entries due (or asked to run now) per tick of the leading beat", buckets=DUE_BUCKETS
-)
-TICK_DURATION = Histogram("bkmonitor_beat_tick_duration_seconds", "Duration of one beat tick", buckets=TICK_BUCKETS)
-# livesum: the sum over beats still running, so a host reads 1 while one of its beats leads (the exporter forgets
-# the samples of processes that died).
-LEADER = Gauge("bkmonitor_beat_leader", "1 while this beat holds the schedule lock", multiprocess_mode="livesum")
-RENEW_FAILURES = Counter(
-    "bkmonitor_beat_lock_renew_failures", "Lock renewals that failed (the lock was another beat's, or Redis erred)"
-)
-FAILOVERS = Counter(
-    "bkmonitor_beat_failovers", "Times this beat took the lock from another beat whose lease ran out (not released)"
-)
-DISPATCHED = Counter("bkmonitor_beat_dispatched", "Runs published and committed by this beat", ["kind"])
+
+@dataclass(frozen=True)
+class BeatMetrics:
+    dispatch_lateness: Histogram
+    due_per_tick: Histogram
+    tick_duration: Histogram
+    leader: Gauge
+    renew_failures: Counter
+    failovers: Counter
+    dispatched: Counter
+
+
+@functools.cache
+def beat_metrics() -> BeatMetrics:
+    """The beat's metrics, created by the first scheduler of the process rather than at import: in multi-process
+    mode an unlabelled metric opens its sample file when created, and a process that only imports the scheduler
+    (a CLI command, the exporter) should leave no files behind."""
+    return BeatMetrics(
+        dispatch_lateness=Histogram(
+            "bkmonitor_beat_dispatch_lateness_seconds",
+            "Publish time minus due time of each scheduled run (the Redis server's clock)",
+            buckets=LATENESS_BUCKETS,
+        ),
+        due_per_tick=Histogram(
+            "bkmonitor_beat_due_entries",
+            "Entries due (or asked to run now) per tick of the leading beat",
+            buckets=DUE_BUCKETS,
+        ),
+        tick_duration=Histogram(
+            "bkmonitor_beat_tick_duration_seconds", "Duration of one beat tick", buckets=TICK_BUCKETS
+        ),
+        # livesum: the sum over beats still running, so a host reads 1 while one of its beats leads (the exporter
+        # forgets the samples of processes that died).
+        leader=Gauge("bkmonitor_beat_leader", "1 while this beat holds the schedule lock", multiprocess_mode="livesum"),
+        renew_failures=Counter(
+            "bkmonitor_beat_lock_renew_failures",
+            "Lock renewals that failed (the lock was another beat's, or Redis erred)",
+        ),
+        failovers=Counter(
+            "bkmonitor_beat_failovers",
+            "Times this beat took the lock from another beat whose lease ran out (not released)",
+        ),
+        dispatched=Counter("bkmonitor_beat_dispatched", "Runs published and committed by this beat", ["kind"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -65,32 +91,33 @@ class Observer:
 
     def __init__(self, lock_key: str) -> None:
         self.lock_key = lock_key
-        LEADER.set(0)
+        self.metrics = beat_metrics()
+        self.metrics.leader.set(0)
 
     # --- leadership -------------------------------------------------------------------------------------------
 
     def acquired(self, ttl: float, took_over: bool) -> None:
-        LEADER.set(1)
+        self.metrics.leader.set(1)
         if took_over:
-            FAILOVERS.inc()
+            self.metrics.failovers.inc()
         how = "failover: the last leader's lease ran out" if took_over else "free"
         logger.info("beat: acquired the lock %s (%s, ttl %.0fs): leading", self.lock_key, how, ttl)
 
     def renew_failed(self) -> None:
-        RENEW_FAILURES.inc()
+        self.metrics.renew_failures.inc()
 
     def stepped_down(self, why: str, was_leading: bool) -> None:
-        LEADER.set(0)
+        self.metrics.leader.set(0)
         if was_leading:
             logger.warning("beat: lost leadership (%s): standing by", why)
 
     # --- a tick -----------------------------------------------------------------------------------------------
 
     def tick(self, seconds: float) -> None:
-        TICK_DURATION.observe(seconds)
+        self.metrics.tick_duration.observe(seconds)
 
     def claimed(self, due: int, requested: int, oldest: float | None) -> None:
-        DUE_PER_TICK.observe(due + requested)
+        self.metrics.due_per_tick.observe(due + requested)
         if due or requested:
             since = f", the oldest due {_at(oldest)}" if oldest is not None else ""
             logger.info("beat: claimed %d due entr%s and %d run-now request(s)%s", due,
@@ -101,15 +128,15 @@ class Observer:
         time its last one was sent, an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
         for run in runs:
             if not run.requested:
-                DISPATCH_LATENESS.observe(max(at - run.due, 0.0))
+                self.metrics.dispatch_lateness.observe(max(at - run.due, 0.0))
 
     def committed(self, sent: list[tuple[Run, str, float]]) -> None:
         """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again."""
         slots = sum(1 for run, _, _ in sent if not run.requested)
         if slots:
-            DISPATCHED.labels(kind="slot").inc(slots)
+            self.metrics.dispatched.labels(kind="slot").inc(slots)
         if len(sent) > slots:
-            DISPATCHED.labels(kind="run_now").inc(len(sent) - slots)
+            self.metrics.dispatched.labels(kind="run_now").inc(len(sent) - slots)
         if not logger.isEnabledFor(logging.INFO):
             return
         for run, task, at in sent:

@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 # A beat-like process: counts a failover, leads, and either exits at once or stays until it is stopped.
 WRITER = """
 import sys, time
-from patches.redbeat.observe import FAILOVERS, LEADER
-FAILOVERS.inc()
-LEADER.set(1)
+from patches.redbeat.observe import beat_metrics
+beat_metrics().failovers.inc()
+beat_metrics().leader.set(1)
 print("written", flush=True)
 if sys.argv[1] == "stay":
     time.sleep(120)
@@ -91,9 +91,9 @@ def test_serves_the_sum_of_every_process_and_only_live_gauges(
         assert (metrics / f"gauge_livesum_{staying.pid}.db").exists()
     finally:
         stop_group(staying, grace=5)
-    # Killed: its gauge is gone at the next scrape, its counter stays.
+    # Killed: its gauge is gone at the next scrape (no beat runs: no leader sample at all), its counter stays.
     samples = scrape(port)
-    assert (samples["bkmonitor_beat_leader"], samples["bkmonitor_beat_failovers_total"]) == (0, 2)
+    assert "bkmonitor_beat_leader" not in samples and samples["bkmonitor_beat_failovers_total"] == 2
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
@@ -126,3 +126,14 @@ def test_errors_name_what_is_wrong(metrics: Path, monkeypatch: pytest.MonkeyPatc
         port = busy.getsockname()[1]
         with pytest.raises(CommandError, match=re.escape(f"cannot listen on 127.0.0.1:{port}: Address already in use")):
             call_command("metrics_exporter", "--port", str(port))
+
+
+def test_a_missing_metrics_directory_is_created_and_importing_writes_no_samples(tmp_path: Path) -> None:
+    """prometheus-client fails on the first metric when the directory is missing: beat and the workers must start
+    anyway; and a process that only loads the app (a CLI command, the exporter) leaves no sample files."""
+    metrics = tmp_path / "not-yet" / "metrics"
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    code = "import alarm_backends.service.scheduler.app, patches.redbeat.schedulers; print('loaded')"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "loaded", result.stderr
+    assert metrics.is_dir() and list(metrics.iterdir()) == []
