@@ -7,10 +7,11 @@ is in neither place, and the worker never runs it either: kombu's connections do
 delivery. The chaos scenario "restart broker" lost one run in about one restart in eight that way.
 
 ``DurableQoS.append`` catches that error and pushes the message back to the head of its queue as soon as the broker
-answers again (for at most ``PUT_BACK_TIMEOUT`` seconds), then lets the error take its course: the consumer
-reconnects and takes it again. If the record had in fact reached Redis and only its reply was lost, the message now
-exists twice, in the queue and in ``unacked``; the workers' slot dedupe (by task id) runs it once. A duplicate that
-is dropped is the price of never losing a run.
+answers again, then lets the error take its course: the consumer reconnects and takes it again. It waits for the
+broker at most ``PUT_BACK_TIMEOUT`` seconds (the consumer is disconnected meanwhile anyway); a broker down longer
+than that, or a message no queue is bound for any more, is logged CRITICAL with the task id. If the record had in
+fact reached Redis and only its reply was lost, the message now exists twice, in the queue and in ``unacked``; the
+workers' slot dedupe (by task id) runs it once. A duplicate that is dropped is the price of never losing a run.
 
 ``install()`` points the ``redis``, ``rediss`` and ``sentinel`` broker URLs at these classes; the backend app calls
 it when it loads, so every worker and beat of the platform uses them.
@@ -49,10 +50,12 @@ class DurableQoS(stock.QoS):
         delivery = message.delivery_info
         task_id = (payload.get("headers") or {}).get("id") or message.delivery_tag
         priority = channel._get_message_priority(payload, reverse=False)
-        keys = [channel._q_for_pri(q, priority) for q in channel._lookup(delivery["exchange"], delivery["routing_key"])]
         deadline = time.monotonic() + PUT_BACK_TIMEOUT
         while True:
             try:
+                # Inside the retry: routing through a named exchange reads its bindings from the broker too.
+                queues = channel._lookup(delivery["exchange"], delivery["routing_key"])
+                keys = [channel._q_for_pri(queue, priority) for queue in queues]
                 with channel.conn_or_acquire() as client, client.pipeline() as pipe:
                     for key in keys:
                         pipe.rpush(key, dumps(payload))
@@ -64,6 +67,11 @@ class DurableQoS(stock.QoS):
                     return
                 time.sleep(PUT_BACK_INTERVAL)
                 continue
+            if not keys:
+                logger.critical("message %s taken from the broker as the connection broke (%s) could not be put "
+                                "back: no queue is bound to %r / %r", task_id, exc, delivery["exchange"],
+                                delivery["routing_key"])  # fmt: skip
+                return
             logger.warning("message %s was taken as the broker connection broke (%s): put back at the head of %s",
                            task_id, exc, ", ".join(keys))  # fmt: skip
             return

@@ -29,6 +29,7 @@ from redis.retry import Retry
 from alarm_backends.core.consul_client import ConsulUnavailableError
 from alarm_backends.core.storage.redis import ROLES, build_client, db_of, describe, server_settings
 from alarm_backends.management.health import FAIL, OK, WARN, CheckResult
+from alarm_backends.management.schedule_view import duration
 from config.tools.consul import uses_ring
 from patches.redbeat.client import MASK, build_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
@@ -182,24 +183,12 @@ def beat_lock(app: Celery, timeout: float) -> Outcome:
         age = max(seconds + micros / 1e6 - float(record["since"]), 0.0)
         data.update(age=round(age, 3), terms=int(record.get("terms") or 0))
         # A term is one beat's hold of the lock: how often leadership moved since the store was new.
-        detail += f" for {duration_text(age)}, term {data['terms']}"
+        detail += f" for {duration(age)}, term {data['terms']}"
     return OK, f"{detail} ({ttl})", data
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def duration_text(seconds: float) -> str:
-    """``42s``, ``5m03s``, ``2h07m``, ``3d04h``."""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def broker(app: Celery, timeout: float) -> Outcome:

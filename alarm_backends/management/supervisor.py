@@ -72,14 +72,6 @@ environment=${environment}
 )
 
 
-def metrics_port(conf: Any) -> int:
-    """``METRICS_EXPORTER_PORT``, its address checked when the exporter is on (the port is not 0)."""
-    port = int(conf.METRICS_EXPORTER_PORT)
-    if port:
-        check_address(str(conf.METRICS_EXPORTER_HOST), port)
-    return port
-
-
 @dataclass(frozen=True)
 class Host:
     """Where the programs run on this host."""
@@ -93,6 +85,7 @@ class Host:
     celery_workers: int = 0  # CELERY_WORKERS: 0 means the sizing formula
     log_to_stdout: bool = False  # container mode: the runtime collects stdout
     metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
+    metrics_host: str = "127.0.0.1"  # METRICS_EXPORTER_HOST
 
     @classmethod
     def from_settings(cls, conf: Any, python: str) -> Host:
@@ -108,7 +101,8 @@ class Host:
             cpu_count=os.cpu_count() or 1,
             celery_workers=int(conf.CELERY_WORKERS),
             log_to_stdout=bool(conf.IS_CONTAINER_MODE),
-            metrics_port=metrics_port(conf),
+            metrics_port=int(conf.METRICS_EXPORTER_PORT),
+            metrics_host=str(conf.METRICS_EXPORTER_HOST),
         )
 
     def sizing(self, profile: str) -> Sizing:
@@ -241,6 +235,8 @@ def check_host(host: Host) -> Host:
         ("the supervisor socket (SUPERVISOR_SERVER)", host.socket_path),
     ):
         check_path(what, path)
+    if host.metrics_port:  # checked when rendering, so a bad value never keeps `platform stop` from stopping
+        check_address(host.metrics_host, host.metrics_port)
     if len(host.socket_path.encode()) > MAX_SOCKET_PATH:
         raise ValueError(
             f"the supervisor socket path {host.socket_path!r} is longer than {MAX_SOCKET_PATH} bytes, "

@@ -26,6 +26,7 @@ from typing import Any
 from supervisor.options import ServerOptions
 from supervisor.xmlrpc import SupervisorTransport
 
+from alarm_backends.core.processes import pid_alive
 from alarm_backends.management.supervisor import (
     MIN_REDIS_VERSION,
     TEMPLATE_NAME,
@@ -286,21 +287,6 @@ def read_pid(pidfile: str) -> int | None:
         return int(Path(pidfile).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped by its parent) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        # The state follows the parenthesised command name, which may itself contain ") ".
-        return stat.read_text().rpartition(")")[2].split()[0] != "Z"
-    return True
 
 
 def is_supervisord(pid: int) -> bool:

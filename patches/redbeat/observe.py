@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -82,7 +81,9 @@ class Run:
     requested: bool = False
 
 
+@functools.lru_cache(maxsize=256)
 def _at(epoch: float) -> str:
+    # A burst's runs share a handful of due times: format each once.
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
@@ -96,11 +97,13 @@ class Observer:
 
     # --- leadership -------------------------------------------------------------------------------------------
 
-    def acquired(self, ttl: float, took_over: bool) -> None:
+    def acquired(self, ttl: float, took_over: bool, kept: bool = False) -> None:
+        """The lock is this beat's: taken over from a beat whose lease ran out, taken free, or ``kept`` (still its
+        own after it stood by on an error)."""
         self.metrics.leader.set(1)
         if took_over:
             self.metrics.failovers.inc()
-        how = "failover: the last leader's lease ran out" if took_over else "free"
+        how = "failover: the last leader's lease ran out" if took_over else "still this beat's" if kept else "free"
         logger.info("beat: acquired the lock %s (%s, ttl %.0fs): leading", self.lock_key, how, ttl)
 
     def renew_failed(self) -> None:
@@ -111,27 +114,29 @@ class Observer:
         if was_leading:
             logger.warning("beat: lost leadership (%s): standing by", why)
 
+    def closed(self) -> None:
+        self.metrics.leader.set(0)
+
     # --- a tick -----------------------------------------------------------------------------------------------
 
     def tick(self, seconds: float) -> None:
         self.metrics.tick_duration.observe(seconds)
 
-    def claimed(self, due: int, requested: int, oldest: float | None) -> None:
-        self.metrics.due_per_tick.observe(due + requested)
-        if due or requested:
+    def claimed(self, entries: int, due: int, requested: int, oldest: float | None) -> None:
+        """A tick's fetch: ``entries`` (due, asked to run now, or both), ``oldest`` the earliest due score."""
+        self.metrics.due_per_tick.observe(entries)
+        if entries:
             since = f", the oldest due {_at(oldest)}" if oldest is not None else ""
             logger.info("beat: claimed %d due entr%s and %d run-now request(s)%s", due,
                         "y" if due == 1 else "ies", requested, since)  # fmt: skip
 
-    def published(self, runs: Iterable[Run], at: float) -> None:
-        """``runs`` left for the broker by ``at`` (the server's clock): their lateness. A chunk's messages share the
-        time its last one was sent, an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
-        for run in runs:
+    def committed(self, sent: list[tuple[Run, str, float]]) -> None:
+        """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again, so each
+        is counted once here. Lateness is publish time minus due time on the server's clock; a chunk's messages share
+        the time its last one was sent, an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
+        for run, _, at in sent:
             if not run.requested:
                 self.metrics.dispatch_lateness.observe(max(at - run.due, 0.0))
-
-    def committed(self, sent: list[tuple[Run, str, float]]) -> None:
-        """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again."""
         slots = sum(1 for run, _, _ in sent if not run.requested)
         if slots:
             self.metrics.dispatched.labels(kind="slot").inc(slots)

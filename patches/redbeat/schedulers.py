@@ -117,7 +117,7 @@ class RedBeatScheduler(Scheduler):
     def _sync(self) -> None:
         names = list(self._static)
         now, statics, metas = self.store.read_for_sync(names)
-        self._server_now = now
+        self._server_now, self._fetched = now, time.monotonic()
         seeds = []
         new_meta = encode_meta(None)  # written only where an entry has no meta yet
         for name, raw_meta in zip(names, metas, strict=True):
@@ -143,7 +143,7 @@ class RedBeatScheduler(Scheduler):
             return False
         self._renewed = asked
         self.leading = True
-        self.observer.acquired(self.conf.lock_timeout, took_over=taken.took_over)
+        self.observer.acquired(self.conf.lock_timeout, took_over=taken.took_over, kept=taken.kept)
         self._sync()
         return True
 
@@ -234,8 +234,8 @@ class RedBeatScheduler(Scheduler):
         self._fetched = time.monotonic()
         oldest = min((e.score for e in due.entries if e.due and e.score is not None), default=None)
         requested = sum(e.requested is not None for e in due.entries)
-        self.observer.claimed(sum(e.due for e in due.entries), requested, oldest)
-        next_scores, retry_soon = self._run(due) if due.entries else ([], False)
+        self.observer.claimed(len(due.entries), sum(e.due for e in due.entries), requested, oldest)
+        next_scores, retry_soon = self._run(due, due.now if oldest is None else oldest) if due.entries else ([], False)
         wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
         sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
         if retry_soon:  # entries left unpublished are still due: try again shortly, not at the next head
@@ -245,9 +245,9 @@ class RedBeatScheduler(Scheduler):
         until_renewal = self._renewed + self.conf.renew_interval - time.monotonic()
         return max(min(sleep, self.max_interval, until_renewal), 0.0)
 
-    def _run(self, due: Due) -> tuple[list[float], bool]:
+    def _run(self, due: Due, oldest: float) -> tuple[list[float], bool]:
         """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
-        planned), then commit, in one call, every entry whose messages all went out."""
+        planned), then commit, in one call, every entry whose messages all went out; ``oldest``: the earliest due."""
         now = due.now
         planner = TickPlanner(self.definitions, self.templates, now)
         committed: list[Update] = []
@@ -270,9 +270,10 @@ class RedBeatScheduler(Scheduler):
                 except LeaseExpiredError as exc:
                     # This chunk is not committed: whoever leads next publishes it again under the same ids.
                     logger.warning("beat: paused past the lease while publishing (%s); re-checking the lock", exc)
+                    at = self._server_clock()
+                    self.observer.uncommitted([(r, t.task, at) for t, r in runs[: exc.sent]], "paused past the lease")
                     break
                 at = self._server_clock()
-                self.observer.published((run for _, run in runs), at)
                 in_flight.append((mark or 0, [update for *_, update in chunk], [(r, t.task, at) for t, r in runs]))
                 while len(in_flight) > 1:
                     mark_, updates, done = in_flight.pop(0)
@@ -291,6 +292,7 @@ class RedBeatScheduler(Scheduler):
             # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
             logger.error("beat: publishing failed, %d entries will be retried: %s", len(due.entries) - len(committed),
                          exc)  # fmt: skip
+            self.observer.uncommitted([r for *_, done in in_flight for r in done], "publishing failed")
             self._close_publisher()
         if committed:
             try:
@@ -299,7 +301,6 @@ class RedBeatScheduler(Scheduler):
                 self.observer.uncommitted(sent, f"the commit failed: {exc}")
                 raise
             self.observer.committed(sent)
-            oldest = min((item.score for item in due.entries if item.due and item.score is not None), default=now)
             logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", len(sent), len(committed),
                         now - oldest)  # fmt: skip
         return [u.score for u in committed if u.score is not None], len(committed) < len(due.entries)
@@ -336,6 +337,7 @@ class RedBeatScheduler(Scheduler):
         if self.leading:
             self._release_lock()
             self.leading = False
+        self.observer.closed()
         self._close_publisher()
         if self.gate is not None:
             self.gate.close()

@@ -82,13 +82,14 @@ class Acquired:
 
     held: bool
     took_over: bool = False  # from another beat whose lease ran out (a failover), not a start or a hand-over
+    kept: bool = False  # it was still this beat's (it had stood by on an error)
 
     def __bool__(self) -> bool:
         return self.held
 
     @classmethod
     def from_reply(cls, reply: int) -> Acquired:
-        return cls(held=reply != 0, took_over=reply == 3)
+        return cls(held=reply != 0, took_over=reply == 3, kept=reply == 1)
 
 
 class LostLockError(Exception):

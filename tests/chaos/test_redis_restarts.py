@@ -116,9 +116,9 @@ def test_restart_of_the_broker_as_a_worker_takes_a_message(
     # The worker holds still with its 5th message off the queue but not yet recorded in `unacked`; the broker goes
     # down meanwhile and stays down past the pause: recording the message fails, the moment kombu's own transport
     # loses it.
-    scenario.arm(worker, "PAUSE", 5, 1.0)
+    scenario.arm(worker, "PAUSE", 5, 2.0)
     fault = scenario.wait_events(FAULT, lambda e: e.pid == worker.pid, 1, 3 * scenario.interval + 10)[0]
-    went_down, back = scenario.broker.restart(down=2.0)
+    went_down, back = scenario.broker.restart(down=3.0)
     taken = str(fault.fields["id"])
     closed = scenario.finish(beats)
 

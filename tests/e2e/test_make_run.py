@@ -10,17 +10,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from alarm_backends.management.supervisor import BEAT, EXPORTER
 from alarm_backends.management.supervisor_rpc import Supervisor, pid_alive
 from alarm_backends.management.workers import SMALL, workers
 from tests.integration.conftest import wait_for
+from tests.metrics import scrape, total, value
 from tests.net import free_port
 
 pytestmark = pytest.mark.slow
@@ -86,22 +85,6 @@ def active_queues(env: dict[str, str]) -> set[str]:
     return queues
 
 
-def scrape(port: int) -> dict[str, float]:
-    """``name{labels}`` → value of every sample the exporter serves, labels sorted."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        sample.name + json.dumps(dict(sorted(sample.labels.items())), separators=(",", ":")): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: dict[str, float], prefix: str, *parts: str) -> float:
-    """The sum of the samples named ``prefix`` whose labels contain every one of ``parts``."""
-    return sum(v for k, v in samples.items() if k.startswith(prefix + "{") and all(p in k for p in parts))
-
-
 @pytest.fixture
 def platform_env(tmp_path: Path, redis_dbs: None) -> Iterator[dict[str, str]]:
     env = {**os.environ, "BKM_RUN_DIR": str(tmp_path / "run"), "VENV": sys.prefix}
@@ -162,13 +145,13 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         # The exporter serves what beat and the workers' pool processes wrote: the dispatch and the job's run.
         # (The heartbeat is written during the job; its run is counted when it returns.)
         port = int(platform_env["BKAPP_SETTINGS_METRICS_EXPORTER_PORT"])
-        ran = '"status":"success"'
-        wait_for(lambda: total(scrape(port), "bkmonitor_cron_task_execute_count_total", ran), 30, "a counted run")
+        runs = "bkmonitor_cron_task_execute_count_total"
+        wait_for(lambda: total(scrape(port), runs, status="success"), 30, "a counted run")
         samples = scrape(port)
-        assert samples["bkmonitor_beat_leader{}"] == 1
-        assert samples["bkmonitor_beat_dispatch_lateness_seconds_count{}"] > 0
-        assert total(samples, "bkmonitor_beat_dispatched_total", '"kind":"slot"') > 0
-        assert total(samples, "bkmonitor_cron_task_execute_time_count", '"queue":"celery_cron"') > 0
+        assert value(samples, "bkmonitor_beat_leader") == 1
+        assert value(samples, "bkmonitor_beat_dispatch_lateness_seconds_count") > 0
+        assert value(samples, "bkmonitor_beat_dispatched_total", kind="slot") > 0
+        assert total(samples, "bkmonitor_cron_task_execute_time_count", queue="celery_cron") > 0
         assert total(samples, "bkmonitor_celery_task_execute_time_count") > 0
         timings["metrics scraped"] = time.time() - test_start
 

@@ -268,14 +268,18 @@ def test_new_entries_can_wait_for_their_first_slot() -> None:
         RedBeatScheduler(app=make_app({}, redbeat_first_run="later"))
 
 
-def test_a_leader_that_stepped_down_on_a_redis_error_leads_again_at_once() -> None:
+def test_a_leader_that_stepped_down_on_a_redis_error_leads_again_at_once(caplog: pytest.LogCaptureFixture) -> None:
     app = make_app({"h": HOURLY})
     beat, other = RedBeatScheduler(app=app), RedBeatScheduler(app=app)
     beat.tick()
     beat._step_down("Redis error: simulated")  # what a failed round trip does; the lock still holds its token
     assert other.tick() == other.conf.standby_interval and not other.leading
+    caplog.set_level(logging.INFO, logger="celery.beat")
     beat.tick()
     assert beat.leading and store().get("redbeat::lock") == beat.token
+    # Not a new term: the lock never left it.
+    assert "beat: acquired the lock redbeat::lock (still this beat's, ttl 3s): leading" in caplog.messages
+    assert store().hget("redbeat::leader", "terms") == "1"
     beat.close()
 
 

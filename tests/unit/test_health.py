@@ -10,7 +10,7 @@ import time
 import pytest
 
 from alarm_backends.management.health import EXIT_FAIL, EXIT_OK, FAIL, OK, WARN, CheckResult, exit_code, render, to_json
-from alarm_backends.management.health_checks import Check, Outcome, duration_text, run_checks, scrub, url_password
+from alarm_backends.management.health_checks import Check, Outcome, run_checks, scrub, url_password
 
 RESULTS = [
     CheckResult("redis log", OK, "redis log db 7 at 127.0.0.1:6379: PONG", 0.004),
@@ -91,11 +91,3 @@ def test_scrub_and_url_password() -> None:
     assert scrub("a s3cret b", ["s3cret"]) == "a *** b"
     assert url_password("amqp://user:p%40ss@mq:5672/vhost") == "p%40ss"
     assert url_password("redis://127.0.0.1:6379/9") == ""
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(0, "0s"), (59.9, "59s"), (60, "1m00s"), (303, "5m03s"), (3599, "59m59s"), (7620, "2h07m"), (273600, "3d04h")],
-)
-def test_lock_age_reads_at_a_glance(seconds: float, text: str) -> None:
-    assert duration_text(seconds) == text

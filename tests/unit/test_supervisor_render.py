@@ -182,15 +182,17 @@ def test_the_metrics_exporter_is_a_program_unless_its_port_is_0(host: Host, tmp_
         ("127.0.0.1", 70000, "METRICS_EXPORTER_PORT=70000 is not a TCP port"),
     ],
 )
-def test_the_exporter_address_is_checked(address: str, port: int, error: str) -> None:
-    with override_settings(METRICS_EXPORTER_HOST=address, METRICS_EXPORTER_PORT=port), pytest.raises(ValueError) as exc:
-        Host.from_settings(settings, sys.executable)
+def test_the_exporter_address_is_checked_when_rendering(address: str, port: int, error: str, host: Host) -> None:
+    with override_settings(METRICS_EXPORTER_HOST=address, METRICS_EXPORTER_PORT=port):
+        # Read as is: `platform stop` and `status` must work whatever the exporter's settings say.
+        read = Host.from_settings(settings, sys.executable)
+    assert (read.metrics_host, read.metrics_port) == (address, port)
+    with pytest.raises(ValueError) as exc:
+        render(TEMPLATE, replace(host, metrics_host=address, metrics_port=port), SMALL)
     assert error in str(exc.value)
-    with override_settings(METRICS_EXPORTER_HOST="0.0.0.0", METRICS_EXPORTER_PORT=0):
-        assert Host.from_settings(settings, sys.executable).metrics_port == 0  # off: the host is not used
+    assert EXPORTER not in render(TEMPLATE, replace(host, metrics_host="0.0.0.0", metrics_port=0), SMALL)  # off
     for loopback in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
-        with override_settings(METRICS_EXPORTER_HOST=loopback, METRICS_EXPORTER_PORT=port % 65536 or 1):
-            assert Host.from_settings(settings, sys.executable).metrics_port
+        assert f"[program:{EXPORTER}]" in render(TEMPLATE, replace(host, metrics_host=loopback, metrics_port=9300))
 
 
 def test_container_mode_logs_to_stdout(host: Host, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ namespace, which is why it runs under the same supervisord, not in a container o
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import os
@@ -26,6 +27,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from alarm_backends.core.processes import pid_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
@@ -35,14 +38,11 @@ class ExporterError(ValueError):
 
 
 def metrics_dir(environ: Mapping[str, str]) -> Path:
-    """The multi-process directory the programs write to (it must exist)."""
+    """The multi-process directory the programs write to (this package creates it when missing, see __init__)."""
     value = environ.get(ENV, "")
     if not value:
         raise ExporterError(f"{ENV} is not set: the programs write no samples for the exporter to serve")
-    path = Path(value)
-    if not path.is_dir():
-        raise ExporterError(f"{ENV}={value} is not a directory")
-    return path
+    return Path(value)
 
 
 def check_address(host: str, port: int) -> tuple[str, int]:
@@ -59,25 +59,15 @@ def check_address(host: str, port: int) -> tuple[str, int]:
     return host, port
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
-
-
 def forget_dead(path: Path) -> list[int]:
-    """Remove the live-gauge files of processes that no longer run; the pids forgotten."""
-    dead = []
-    for name in os.listdir(path):
-        match = _LIVE_GAUGE.match(name)
-        if match and not _alive(pid := int(match[1])):
+    """Remove the live-gauge files of processes that no longer run; the pids forgotten. Two scrapes at once may
+    both find a dead pid: a file the other one removed first is not an error."""
+    pids = {int(match[1]) for name in os.listdir(path) if (match := _LIVE_GAUGE.match(name))}
+    dead = sorted(pid for pid in pids if not pid_alive(pid))
+    for pid in dead:
+        with contextlib.suppress(FileNotFoundError):
             mark_process_dead(pid, str(path))
-            dead.append(pid)
-    return sorted(set(dead))
+    return dead
 
 
 def clear(path: Path) -> int:

@@ -7,6 +7,8 @@
 -- KEYS[1]: the lock; KEYS[2]: the leader record; ARGV[1]: this beat's token; ARGV[2]: the TTL in milliseconds.
 -- Returns 0 (another beat holds it), 1 (it was already ours), 2 (taken: first start, hand-over, or its own lapsed
 -- lease) or 3 (taken over from another beat whose lease ran out: a failover).
+-- Writes follow TIME: replicate the effects, not the script (required before Redis 5, the default since).
+redis.replicate_commands()
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     local previous = redis.call('HGET', KEYS[2], 'token')
     local released = redis.call('HGET', KEYS[2], 'released') == '1'
