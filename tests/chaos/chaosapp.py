@@ -10,12 +10,15 @@
 ``CHAOS_JOB_SECONDS``   how long each run sleeps between recording its start and its finish
 ``CHAOS_LEADER_GATE``   ``1``: gate the beat by the platform's Consul ring-leader check (``redbeat_leader_gate``), with
                         Consul, host address and ring settings from the environment, as on a host
-``CHAOS_FAULT_FILE``    when this file appears, the process reads ``<ACTION> <n> [seconds]`` from it and, at the n-th
+``CHAOS_BEAT_FAULT_FILE``, ``CHAOS_WORKER_FAULT_FILE``
+                        when its file appears, the process reads ``<ACTION> <n> [seconds]`` from it and, at the n-th
                         message from then on, records a ``fault`` event and: ``SIGSTOP`` stops itself (the test then
                         kills or resumes it), ``PAUSE`` sleeps ``seconds`` (the test restarts the broker). A beat
                         counts the messages it publishes (the fault lands after it fetched its due entries, before
                         it finished publishing and committing them); a worker counts the messages it takes from the
-                        Redis broker (the fault lands after ``BRPOP`` took one, before it is recorded in ``unacked``)
+                        Redis broker (the fault lands after ``BRPOP`` took one, before it is recorded in ``unacked``).
+                        Two variables, because the programs of a supervised host (tests/chaos/netns.py) share one
+                        environment: with one file, the host's worker could take the fault meant for its beat
 
 What the workers run is the platform's own mechanism: the task class derives from the backend app's
 ``PeriodicTask``, so every delivery goes through the same dedupe (``alarm_backends/service/scheduler/dedupe.py``),
@@ -156,19 +159,20 @@ def record_run(self: ChaosTask) -> None:
 
 # --- faults ---------------------------------------------------------------------------------------------------
 
-_FAULT_FILE = os.environ.get("CHAOS_FAULT_FILE") or ""
+_BEAT_FAULT_FILE = os.environ.get("CHAOS_BEAT_FAULT_FILE") or ""
+_WORKER_FAULT_FILE = os.environ.get("CHAOS_WORKER_FAULT_FILE") or ""
 _fault: list[str] = []  # the armed fault: action, n, [seconds]
 _sent_since_armed = 0
 
 
-def _maybe_fault(**fields: Any) -> None:
+def _maybe_fault(path: str, **fields: Any) -> None:
     global _sent_since_armed
     if not _fault:
-        if not os.path.exists(_FAULT_FILE):
+        if not os.path.exists(path):
             return
-        with open(_FAULT_FILE) as fh:
+        with open(path) as fh:
             _fault[:] = fh.read().split()
-        os.unlink(_FAULT_FILE)
+        os.unlink(path)
         _sent_since_armed = 0
     _sent_since_armed += 1
     action, at = _fault[0], int(_fault[1])
@@ -186,8 +190,8 @@ def _maybe_fault(**fields: Any) -> None:
 
 @signals.before_task_publish.connect(weak=False)
 def _before_publish(**_: Any) -> None:
-    if _FAULT_FILE:
-        _maybe_fault()
+    if _BEAT_FAULT_FILE:
+        _maybe_fault(_BEAT_FAULT_FILE)
 
 
 _record_taken = stock_redis.QoS.append
@@ -195,8 +199,8 @@ _record_taken = stock_redis.QoS.append
 
 def _take(self: stock_redis.QoS, message: Any, delivery_tag: str) -> None:
     """A worker's fault point: the message is off the queue, not yet in ``unacked``."""
-    if _FAULT_FILE:
-        _maybe_fault(id=(message.headers or {}).get("id"))
+    if _WORKER_FAULT_FILE:
+        _maybe_fault(_WORKER_FAULT_FILE, id=(message.headers or {}).get("id"))
     _record_taken(self, message, delivery_tag)
 
 

@@ -161,12 +161,12 @@ class Scenario:
     def beat(self, name: str, **env: str) -> CeleryProcess:
         """A beat; ``env`` on top of the scenario's (another store URL through a proxy, a skewed clock …)."""
         args = ["beat", "-S", "redbeat.RedBeatScheduler", "-s", str(self.tmp / f"{name}.schedule")]
-        return self._start(name, args, CHAOS_FAULT_FILE=str(self.fault_file(name)), **env)
+        return self._start(name, args, CHAOS_BEAT_FAULT_FILE=str(self.fault_file(name)), **env)
 
     def worker(self, name: str, concurrency: int = 1, **env: str) -> CeleryProcess:
         args = ["worker", "-Q", QUEUE, "-c", str(concurrency), "-P", "prefork", "-n", f"{name}@%h",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
-        return self._start(name, args, CHAOS_FAULT_FILE=str(self.fault_file(name)), **env)
+        return self._start(name, args, CHAOS_WORKER_FAULT_FILE=str(self.fault_file(name)), **env)
 
     def fault_file(self, beat: str) -> Path:
         return self.tmp / f"{beat}.fault"

@@ -264,8 +264,8 @@ class SupervisedHost:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def arm(self, *fault: object) -> None:
-        """Arm the beat's fault (``CHAOS_FAULT_FILE``, see chaosapp): ``action, at[, seconds]``."""
-        path = Path(self.env["CHAOS_FAULT_FILE"])
+        """Arm the beat's fault (``CHAOS_BEAT_FAULT_FILE``, see chaosapp): ``action, at[, seconds]``."""
+        path = Path(self.env["CHAOS_BEAT_FAULT_FILE"])
         path.with_suffix(".tmp").write_text(" ".join(map(str, fault)))
         path.with_suffix(".tmp").rename(path)  # the beat never reads half a file
 
@@ -362,7 +362,7 @@ def cluster(name: str, tmp: Path, count: int, host_env: dict[str, str], **option
             env = scenario.env() | {
                 "BKM_RUN_DIR": str(run), "BK_LOG_DIR": str(logs), "BK_MONITOR_HOST_ADDR": net.address,
                 "CONSUL_HOST": network.address, "CONSUL_PORT": str(agent.port), "BK_MONITOR_APP_CODE": app_code,
-                "CHAOS_LEADER_GATE": "1", "CHAOS_FAULT_FILE": str(run / "beat.fault"),
+                "CHAOS_LEADER_GATE": "1", "CHAOS_BEAT_FAULT_FILE": str(run / "beat.fault"),
             } | host_env  # fmt: skip
             hosts.append(SupervisedHost(net, host, env))
         for supervised in hosts:
