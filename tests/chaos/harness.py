@@ -107,6 +107,13 @@ def table(rows: Iterable[Row]) -> str:
     )
 
 
+def write_fault(path: Path, *fault: object) -> None:
+    """Arm a process's fault file (see chaosapp) with ``action, at[, seconds]``; renamed into place, so the process
+    never reads half a file."""
+    path.with_suffix(".tmp").write_text(" ".join(map(str, fault)))
+    path.with_suffix(".tmp").rename(path)
+
+
 class Scenario:
     """Services and processes of one scenario; ``close`` stops every one of them (by PID), whatever happened."""
 
@@ -174,9 +181,7 @@ class Scenario:
     def arm(self, proc: CeleryProcess, action: str, at: int, *extra: object) -> None:
         """Make a beat fault itself at the ``at``-th message it publishes from now on, a worker at the ``at``-th
         message it takes (see chaosapp)."""
-        path = self.fault_file(proc.name)
-        path.with_suffix(".tmp").write_text(" ".join(map(str, (action, at, *extra))))
-        path.with_suffix(".tmp").rename(path)  # the beat never reads half a file
+        write_fault(self.fault_file(proc.name), action, at, *extra)
 
     def wait_ready(self, workers: list[CeleryProcess], beats: list[CeleryProcess], timeout: float = 60) -> None:
         for worker in workers:

@@ -37,7 +37,7 @@ from alarm_backends.management.supervisor import Host
 from alarm_backends.management.supervisor_rpc import RPC_ERRORS, Supervisor, default_template, validate_config
 from alarm_backends.management.workers import NOGMH
 from tests.chaos.events import QUEUE
-from tests.chaos.harness import Scenario
+from tests.chaos.harness import Scenario, write_fault
 from tests.chaos.services import APP, LOOPBACK, REPO, RedisServer
 from tests.integration.conftest import wait_for
 from tests.processes import stop_group
@@ -265,9 +265,7 @@ class SupervisedHost:
 
     def arm(self, *fault: object) -> None:
         """Arm the beat's fault (``CHAOS_BEAT_FAULT_FILE``, see chaosapp): ``action, at[, seconds]``."""
-        path = Path(self.env["CHAOS_BEAT_FAULT_FILE"])
-        path.with_suffix(".tmp").write_text(" ".join(map(str, fault)))
-        path.with_suffix(".tmp").rename(path)  # the beat never reads half a file
+        write_fault(Path(self.env["CHAOS_BEAT_FAULT_FILE"]), *fault)
 
     def stop_program(self, program: str) -> None:
         Supervisor(self.host.socket_path).call("stopProcess", f"{rendering.GROUP}:{program}", True)
