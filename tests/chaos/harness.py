@@ -175,8 +175,9 @@ class Scenario:
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
         return self._start(name, args, CHAOS_WORKER_FAULT_FILE=str(self.fault_file(name)), **env)
 
-    def fault_file(self, beat: str) -> Path:
-        return self.tmp / f"{beat}.fault"
+    def fault_file(self, name: str) -> Path:
+        """The fault file of the beat or worker started as ``name``."""
+        return self.tmp / f"{name}.fault"
 
     def arm(self, proc: CeleryProcess, action: str, at: int, *extra: object) -> None:
         """Make a beat fault itself at the ``at``-th message it publishes from now on, a worker at the ``at``-th
