@@ -1,8 +1,9 @@
 """Django settings: ``config.default`` → ``config.<dev|stag|prod>`` → ``config.role.<ROLE>`` → overrides.
 
 Each later module may replace what an earlier one set; finally every ``BKAPP_SETTINGS_<NAME>`` environment variable
-replaces setting ``<NAME>`` (typed: see ``config.tools.overrides``). A bad value stops start-up with
-``ImproperlyConfigured`` naming the variable.
+replaces setting ``<NAME>`` (typed: see ``config.tools.overrides``). Then every setting the processes read is
+checked (``config.tools.validation``). A bad value stops start-up with ``ImproperlyConfigured``, one line per
+culprit naming the variable; ``manage.py`` and the backend app print those lines and exit with status 2.
 """
 
 import importlib
@@ -17,6 +18,7 @@ try:
     from config.default import *
     from config.tools.environment import NEW_ENV, ROLE
     from config.tools.overrides import apply_overrides
+    from config.tools.validation import validate
 
     for _name in (f"config.{NEW_ENV}", f"config.role.{ROLE}"):
         try:
@@ -30,6 +32,7 @@ try:
         globals().update({_key: getattr(_module, _key) for _key in dir(_module) if _key.isupper()})
 
     apply_overrides(globals(), os.environ)
+    validate(globals(), os.environ)
     LOGGING = build_logging(
         level=LOG_LEVEL, handlers=LOG_HANDLERS, log_path=LOG_PATH, prefix=LOG_FILE_PREFIX, fmt=LOG_FORMAT
     )

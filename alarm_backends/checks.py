@@ -1,12 +1,15 @@
-"""``manage.py check``: every crontab entry parses and its dotted path imports.
+"""``manage.py check``: every crontab entry parses and its dotted path imports, and the settings keep their rules.
 
 The loader resolves job paths only when a task runs, so one broken job cannot stop the others; this check finds
 the broken ones before deployment (``make run`` runs it), naming the list, the index and the import error.
+:func:`crontab_problems` is the same finding for the operators' commands (``healthz``, ``beat_schedule``), which
+show each bad entry as an error row instead of refusing to run: those commands skip Django's system checks.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -14,57 +17,78 @@ from django.core.checks import CheckMessage, Error, register
 
 from alarm_backends.service.scheduler.crontab import CronConfigError, parse_entries
 from alarm_backends.service.scheduler.runner import CronJobImportError, resolve
+from config.tools.validation import problems
 
 LISTS = ("DEFAULT_CRONTAB", "ACTION_TASK_CRONTAB", "LONG_TASK_CRONTAB", "API_CRONTAB", "REPORT_CRONTAB")
+MALFORMED, UNIMPORTABLE = "bkmonitor.E001", "bkmonitor.E002"
 
 
-@register("bkmonitor")
-def check_crontab_entries(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
-    errors: list[CheckMessage] = []
+@dataclass(frozen=True)
+class EntryProblem:
+    """A crontab entry that will not run: ``malformed`` ones are skipped by the loader (E001), the others are
+    registered and fail each time they run (E002)."""
+
+    id: str
+    setting: str
+    index: int  # -1: the whole list is unusable
+    path: str  # the entry's dotted path, "" when it has no readable one
+    message: str
+
+    @property
+    def malformed(self) -> bool:
+        return self.id == MALFORMED
+
+    @property
+    def where(self) -> str:
+        return f"{self.setting}[{self.index}]" if self.index >= 0 else self.setting
+
+
+def crontab_problems(conf: Any = settings) -> list[EntryProblem]:
+    """Every entry of the crontab lists that is malformed or whose job cannot be imported, in list order."""
+    found: list[EntryProblem] = []
+    excluded = set(conf.EXCLUDE_WORKER_TASKS)
     for setting in LISTS:
         bad: list[CronConfigError] = []
-        entries = parse_entries([("", setting, getattr(settings, setting))], bad)
-        errors += [Error(str(exc), id="bkmonitor.E001") for exc in bad]
-        excluded = set(settings.EXCLUDE_WORKER_TASKS)
-        for index, entry in enumerate(entries):
+        entries = parse_entries([("", setting, getattr(conf, setting))], bad)
+        found += [EntryProblem(MALFORMED, exc.setting, exc.index, exc.path, str(exc)) for exc in bad]
+        for entry in entries:
             if entry.path in excluded:
                 continue
             try:
                 resolve(entry.path)
             except CronJobImportError as exc:
-                errors.append(Error(f"{setting}[{index}]: {exc}", id="bkmonitor.E002"))
-    return errors
+                message = f"{setting}[{entry.index}]: {exc}"
+                found.append(EntryProblem(UNIMPORTABLE, setting, entry.index, entry.path, message))
+    return sorted(found, key=lambda problem: (LISTS.index(problem.setting), problem.index))
 
 
 @register("bkmonitor")
-def check_ring_settings(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
-    """The settings registration and the leader check need, refused before beat starts rather than in its tick."""
-    from alarm_backends.management.base.service_discovery import session_ttl
+def check_crontab_entries(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
+    return [Error(problem.message, id=problem.id) for problem in crontab_problems()]
+
+
+@register("bkmonitor")
+def check_settings(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
+    """The settings' rules (``config.tools.validation``), which ``settings.py`` already enforces when it loads:
+    this reports values changed after that (``override_settings``, a settings module edited under a running
+    process) the same way."""
+    conf = {name: getattr(settings, name) for name in dir(settings) if name.isupper()}
+    return [Error(problem, id="bkmonitor.E004") for problem in problems(conf, {})]
+
+
+@register("bkmonitor")
+def check_ring_address(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
+    """With Consul, this host's address on the ring must be one the other hosts can tell apart."""
     from alarm_backends.management.utils import get_host_addr
 
-    errors: list[CheckMessage] = []
+    if not settings.CONSUL_ENABLED:
+        return []
     try:
         addr = get_host_addr()
-        if settings.CONSUL_ENABLED and ipaddress.ip_address(addr).is_loopback:
-            # Every host would register as 127.x and each would think it owns the leader's business.
-            errors.append(Error(f"this host's address on the ring is {addr}, a loopback address: set "
-                                "BK_MONITOR_HOST_ADDR to its address on the network", id="bkmonitor.E003"))  # fmt: skip
-    except ValueError as exc:
-        errors.append(Error(str(exc), id="bkmonitor.E003"))
-    try:
-        session_ttl()
-    except ValueError as exc:
-        errors.append(Error(str(exc), id="bkmonitor.E004"))
-    return errors
-
-
-@register("bkmonitor")
-def check_cluster(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
-    """The cluster's name, code and routing rules: beat and the workers refuse to start without a valid one."""
-    from alarm_backends.core.cluster import Cluster
-
-    try:
-        Cluster.from_settings()
-    except ValueError as exc:
-        return [Error(str(exc), id="bkmonitor.E005")]
+    except ValueError:
+        return []  # a malformed HOST_ADDR is check_settings' line
+    if ipaddress.ip_address(addr).is_loopback:
+        # Every host would register as 127.x and each would think it owns the leader's business.
+        return [Error(f"this host's address on the ring is {addr}, a loopback address: set BK_MONITOR_HOST_ADDR to "
+                      "its address on the network", id="bkmonitor.E003")]  # fmt: skip
     return []

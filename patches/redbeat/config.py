@@ -35,19 +35,34 @@ class SchedulerConfig:
 
     @classmethod
     def from_app(cls, conf: Any) -> SchedulerConfig:
-        lock_timeout = float(conf.get("redbeat_lock_timeout") or DEFAULT_LOCK_TIMEOUT)
-        if lock_timeout < 1:
-            raise ValueError(f"redbeat_lock_timeout={lock_timeout!r} must be at least 1 second")
+        # Unset means the default; a set value is used as given or refused, never replaced: `0` is not "30".
+        lock_timeout = seconds(conf, "redbeat_lock_timeout", DEFAULT_LOCK_TIMEOUT, minimum=1)
+        standby_interval = seconds(conf, "redbeat_standby_interval", DEFAULT_STANDBY_INTERVAL, minimum=0.1)
         return cls(
             key_prefix=conf.get("redbeat_key_prefix") or "redbeat:",
             lock_timeout=lock_timeout,
-            standby_interval=float(conf.get("redbeat_standby_interval") or DEFAULT_STANDBY_INTERVAL),
+            standby_interval=standby_interval,
             publish_chunk=int(conf.get("redbeat_publish_chunk") or DEFAULT_PUBLISH_CHUNK),
             fetch_limit=int(conf.get("redbeat_fetch_limit") or 0),
             missed_run=MissedRun.parse(conf.get("redbeat_missed_run"), where="redbeat_missed_run: "),
             first_run_now=first_run(conf.get("redbeat_first_run")),
             leader_gate=str(conf.get("redbeat_leader_gate") or ""),
         )
+
+
+def seconds(conf: Any, name: str, default: float, minimum: float) -> float:
+    """A duration setting: ``default`` when unset (None), else a number of at least ``minimum`` seconds."""
+    value = conf.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    # A negative standby interval busy-loops a standby; NaN fails every comparison, so test the good case.
+    if isinstance(value, bool) or not number >= minimum:
+        raise ValueError(f"{name}={value!r} must be a number of seconds, at least {minimum:g}")
+    return number
 
 
 FIRST_RUN = ("now", "next")

@@ -58,7 +58,8 @@ class StoreErrorWithoutAddressError(AssertionError):
 
 class UncheckedSettingError(AssertionError):
     """No system check built the cluster, so `manage.py check` (and `platform start`'s pre-flight) passed an illegal
-    cluster name that beat and the workers then refused; now bkmonitor.E005 names the variable."""
+    cluster name that beat and the workers then refused; now every process, `manage.py check` included, refuses it
+    at settings load with one line naming the variable (exit status 2)."""
 
 
 class QueueNotRefusedError(AssertionError):
@@ -212,10 +213,11 @@ def test_an_illegal_cluster_name(platform: Callable[[str], Platform], report: Ca
     lines = [the_line(proc.log(), repr(name), proc.name) for proc in procs]
     report(case.row(f"beat, worker exit {'/'.join(map(str, statuses))}: {quote(lines[0])}; check exit {status}"))
 
-    assert statuses == [1, 1], statuses
-    assert all(line.startswith(f"bkmonitor: {VARIABLE}: invalid cluster name") for line in lines), lines
+    # Exit status 2: refused for its configuration (config.tools.validation), which supervisord does not restart.
+    assert statuses == [2, 2], statuses
+    assert all(line.startswith(f"bkmonitor: {VARIABLE}={name!r}: invalid cluster name") for line in lines), lines
     assert case.lock_holder() is None
-    if status != 1 or len(lines_with(checked, repr(name))) != 1:
+    if status != 2 or len(lines_with(checked, repr(name))) != 1:
         raise UncheckedSettingError(f"manage.py check exited {status}: {checked.strip()}")
 
 

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from alarm_backends.checks import check_crontab_entries, check_ring_settings
+from alarm_backends.checks import check_crontab_entries, check_ring_address, check_settings, crontab_problems
 
 
 def test_shipped_lists_pass() -> None:
@@ -60,20 +60,37 @@ def test_malformed_entries_and_excluded_paths() -> None:
     ]
 
 
-def test_ring_settings_are_checked_naming_the_setting() -> None:
-    assert check_ring_settings() == []
+def test_settings_are_checked_naming_the_setting() -> None:
+    """Values changed after the settings loaded (settings.py enforces the same rules at load) are errors too."""
+    assert check_settings() == []
     with override_settings(HOST_ADDR="10.0.0", CONSUL_SESSION_TTL=5):
-        messages = [(m.id, m.msg) for m in check_ring_settings()]
+        messages = [(m.id, m.msg) for m in check_settings()]
     assert messages == [
-        ("bkmonitor.E003", "HOST_ADDR='10.0.0' is not an IP address"),
-        ("bkmonitor.E004", "CONSUL_SESSION_TTL=5 must be a whole number of seconds from 10 to 86400"),
+        ("bkmonitor.E004", "CONSUL_SESSION_TTL=5 (settings): expected a whole number of seconds from 10 to 86400 "
+                           "(Consul's bounds)"),
+        ("bkmonitor.E004", "HOST_ADDR='10.0.0' (settings): expected this host's IP address, or empty to detect it"),
+    ]  # fmt: skip
+
+
+def test_a_bad_entry_is_located_by_its_list_index_even_after_another_bad_one() -> None:
+    with override_settings(
+        DEFAULT_CRONTAB=[
+            ("a.b", "* *", "global"),
+            ("alarm_backends.jobs.heartbeat", "* * * * *", "global"),
+            ("no.such.job", "* * * * *", "global"),
+        ]
+    ):
+        found = [(p.id, p.where, p.path, p.malformed) for p in crontab_problems()]
+    assert found == [
+        ("bkmonitor.E001", "DEFAULT_CRONTAB[0]", "a.b", True),
+        ("bkmonitor.E002", "DEFAULT_CRONTAB[2]", "no.such.job", False),
     ]
 
 
 def test_a_loopback_ring_address_is_refused_when_consul_is_configured() -> None:
     with override_settings(HOST_ADDR="127.0.1.1", CONSUL_ENABLED=False):
-        assert check_ring_settings() == []
+        assert check_ring_address() == []
     with override_settings(HOST_ADDR="127.0.1.1", CONSUL_ENABLED=True):
-        [message] = check_ring_settings()
+        [message] = check_ring_address()
     assert message.id == "bkmonitor.E003"
     assert "127.0.1.1, a loopback address: set BK_MONITOR_HOST_ADDR" in message.msg

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import logging.config
 import os
-import sys
 from typing import Any
 
 import django
 from celery import Celery, Task
 from celery.signals import beat_init, celeryd_after_setup, setup_logging
+from django.core.exceptions import ImproperlyConfigured
+
+from config.tools.validation import refuse
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 try:
     django.setup()
-except Exception as exc:  # settings errors already name the variable: say it in one line and stop
-    sys.exit(f"bkmonitor: settings failed to load: {exc}")
+except ImproperlyConfigured as exc:
+    # Settings errors name their variable (config.tools.validation): one line each and exit status 2, so
+    # supervisord's log shows the cause and the program goes FATAL instead of restarting in a loop.
+    refuse(str(exc))
 
 import billiard
 from django.conf import settings
@@ -36,7 +40,7 @@ try:
     _cluster = get_cluster()
     app.conf.update(backend_config(settings, billiard.cpu_count(), _cluster.queue_name, _cluster.name))
 except ValueError as exc:  # a bad cluster name, serializer or broker backend: the message names it
-    sys.exit(f"bkmonitor: {exc}")
+    refuse(str(exc))
 celery_timer.install(app)
 # `celery beat -S redbeat.RedBeatScheduler` (the original's command line) gets the patched scheduler.
 patched_redbeat.install()
@@ -135,4 +139,4 @@ from alarm_backends.service.scheduler.crontab import CronConfigError  # noqa: E4
 try:
     from alarm_backends.service.scheduler import tasks  # noqa: F401
 except CronConfigError as exc:
-    sys.exit(f"bkmonitor: {exc}")
+    refuse(str(exc))

@@ -30,7 +30,21 @@ _EPOCH = dt.date(2024, 1, 1)
 
 
 class CronConfigError(ValueError):
-    """A crontab list holds an entry that cannot be scheduled; the message names the list and the entry."""
+    """A crontab list holds an entry that cannot be scheduled; the message names the list and the entry.
+
+    ``setting`` and ``index`` locate the entry (index -1: the list itself is unusable), ``path`` is its dotted path
+    when it has a readable one (what the operators' commands name the error row after).
+    """
+
+    setting: str = ""
+    index: int = -1
+    path: str = ""
+
+    def located(self, setting: str, index: int, raw: Any = None) -> CronConfigError:
+        self.setting, self.index = setting, index
+        first = raw[0] if isinstance(raw, list | tuple) and raw else None
+        self.path = first if isinstance(first, str) else ""
+        return self
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class CronEntry:
     run_type: str
     queue: str
     source: str  # the setting the entry came from, for error messages
+    index: int = 0  # its position in that setting's list
     missed_run: dict[str, Any] | None = None  # the entry's own missed-run policy (see patches.redbeat.policy)
 
     @property
@@ -137,7 +152,13 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
     except ValueError as exc:
         raise CronConfigError(f"{where} = {raw!r}: bad cron {cron!r}: {exc}") from None
     return CronEntry(
-        path=path, cron=cron, run_type=run_type, queue=queue, source=source, missed_run=missed_run and dict(missed_run)
+        path=path,
+        cron=cron,
+        run_type=run_type,
+        queue=queue,
+        source=source,
+        index=index,
+        missed_run=missed_run and dict(missed_run),
     )
 
 
@@ -161,7 +182,8 @@ def parse_entries(
 
     for queue, source, raw_entries in lists:
         if not isinstance(raw_entries, list | tuple):
-            bad(CronConfigError(f"{source} must be a list of (dotted path, cron, run_type), got {raw_entries!r}"))
+            message = f"{source} must be a list of (dotted path, cron, run_type), got {raw_entries!r}"
+            bad(CronConfigError(message).located(source, -1))
             continue
         for index, raw in enumerate(raw_entries):
             where = f"{source}[{index}]"
@@ -170,7 +192,7 @@ def parse_entries(
                 if entry.path in seen:
                     raise CronConfigError(f"{where}: {entry.path!r} is already scheduled by {seen[entry.path]}")
             except CronConfigError as error:
-                bad(error)
+                bad(error.located(source, index, raw))
                 continue
             seen[entry.path] = where
             entries.append(entry)
