@@ -5,12 +5,25 @@ business — the original's format. It only reads Consul: nothing is registered.
 host (the address registration uses); ``--type`` names the registered command. The default is ``celerybeat``, the
 ring the leader is chosen on (the original defaulted to its access processes' ``run_access-data``); the businesses
 are this platform's ring targets, ``BKMONITOR_WORKER_INCLUDE_LIST`` plus ``DEFAULT_BK_BIZ_ID``.
+
+The answer follows the deployment mode, as :mod:`alarm_backends.management.leader` does:
+
+* **No Consul configured** (``CONSUL_ENABLED`` false): single node. There is no ring to read — this host leads
+  and owns every target — so the command says so and prints this host's targets, instead of failing on an agent
+  nobody configured (``localhost:8500`` is only the client's default address).
+* **Container mode with Consul** (``DEPLOY_MODE=kubernetes``): beats neither register nor consult the ring (one
+  beat per deployment, elected by the Redis lock). The ring is still shown, since hosts outside may register under
+  the prefix, but behind a line saying it does not pick the leader; an empty ring is then expected, not an error.
+* **Consul configured, host mode**: the ring as Consul lists it; an unreachable agent or an empty ring is an error.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
@@ -18,13 +31,56 @@ from alarm_backends.management.base.dispatch import dispatch_all_hosts, ring_tar
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
 from alarm_backends.management.leader import LEADER_COMMAND
+from alarm_backends.management.utils import get_host_addr
+from config.tools.consul import ENABLING_VARS
+
+LOCALHOST = "localhost"
+
+
+def not_configured_reason(environ: Mapping[str, str] = os.environ) -> str:
+    """Why ``CONSUL_ENABLED`` is false: usually no Consul variable is set, but a ``BKAPP_SETTINGS_CONSUL_ENABLED``
+    override can switch it off with one set — naming the unset variables then would send the operator astray."""
+    if any(environ.get(name) for name in ENABLING_VARS):
+        return "CONSUL_ENABLED is overridden to false"
+    return " / ".join(ENABLING_VARS) + " unset"
+
+
+def single_node_header(host_addr: str, container_mode: bool) -> str:
+    """The line that replaces the ring when no Consul is configured (the leader check answers yes in both cases)."""
+    head = f"single-node mode: Consul is not configured ({not_configured_reason()})"
+    if container_mode:
+        # In a container deployment the beat may run in another pod; is_leader() still answers yes here.
+        return (
+            f"{head}, and in container mode (DEPLOY_MODE=kubernetes) one beat runs per deployment, elected by the "
+            f"Redis lock, so this host ({host_addr}) counts as the leader and owns every target"
+        )
+    return f"{head}, so this host ({host_addr}) leads and owns every target"
+
+
+def container_mode_header(registration: ConsulRegistration) -> str:
+    """What ``healthz``'s consul and leader checks say in container mode, for the reader of the ring below it."""
+    return (
+        f"container mode (DEPLOY_MODE=kubernetes): the ring does not pick the leader — one beat runs per deployment, "
+        f"elected by the Redis lock, and beats here do not register; below is what Consul at {registration.address} "
+        f"lists under {registration.prefix} (hosts outside the cluster may register)"
+    )
+
+
+def this_host() -> str:
+    try:
+        return get_host_addr()
+    except ValueError as exc:  # a bad HOST_ADDR (BK_MONITOR_HOST_ADDR)
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
-    help = "Show which registered host owns which business id on the hash ring (reads Consul only)."
+    help = (
+        "Show which registered host owns which business id on the hash ring (reads Consul only; without Consul, "
+        "single-node mode: this host owns every business)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", help="only this host; 'localhost' means this host")
+        parser.add_argument("--host", help=f"only this host; '{LOCALHOST}' means this host")
         parser.add_argument("--biz_id", type=int, help="only this business id")
         parser.add_argument(
             "--type",
@@ -33,14 +89,19 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        host, biz_id = options.get("host"), options.get("biz_id")
+        if not settings.CONSUL_ENABLED:
+            self._single_node(host, biz_id)
+            return
         try:
             ring = ConsulRegistration(options.get("type") or LEADER_COMMAND)
         except ValueError as exc:  # a bad HOST_ADDR or CONSUL_SESSION_TTL
             raise CommandError(str(exc)) from None
-        host = options.get("host")
-        if host == "localhost":
+        if host == LOCALHOST:
             host = ring.host_addr
-        biz_id = options.get("biz_id")
+        if settings.IS_CONTAINER_MODE:
+            # Before reading Consul, so the note stands above an unreachable agent's error too.
+            self.stdout.write(container_mode_header(ring))
         try:
             registry = ring.registry()
         except ConsulUnavailableError as exc:
@@ -48,7 +109,24 @@ class Command(BaseCommand):
         try:
             host_targets = dispatch_all_hosts(registry.hosts, ring_targets())
         except EmptyRingError:
-            raise CommandError(f"no host is registered under {ring.prefix} (Consul at {ring.address})") from None
+            empty = f"no host is registered under {ring.prefix} (Consul at {ring.address})"
+            if settings.IS_CONTAINER_MODE:  # expected there: nothing in the cluster registers
+                self.stdout.write(empty)
+                return
+            raise CommandError(empty) from None
+        self._print(host_targets, host, biz_id)
+
+    def _single_node(self, host: str | None, biz_id: int | None) -> None:
+        me = this_host()
+        self.stdout.write(single_node_header(me, bool(settings.IS_CONTAINER_MODE)))
+        if host and host not in (LOCALHOST, me):
+            self.stdout.write(f"{host} owns no target: in single-node mode the only host is this one ({me})")
+            return
+        # The ring of one host gives it every target; building it (65536 md5s) would change nothing.
+        self._print({me: ring_targets()}, None, biz_id)
+
+    def _print(self, host_targets: Mapping[str, Sequence[int]], host: str | None, biz_id: int | None) -> None:
+        """The original's format: ``host: <ip>`` and its ``- <biz>`` lines, for hosts with a matching business."""
         for target_host, targets in host_targets.items():
             if host and target_host != host:
                 continue
