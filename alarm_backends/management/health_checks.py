@@ -12,6 +12,7 @@ Passwords: addresses are printed through ``describe()`` / ``redact_url``, and ev
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,7 +27,9 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from alarm_backends.checks import LISTS, EntryProblem, crontab_problems
 from alarm_backends.core.consul_client import ConsulUnavailableError
+from alarm_backends.core.processes import pid_alive
 from alarm_backends.core.storage.redis import ROLES, build_client, db_of, describe, server_settings
 from alarm_backends.management.health import FAIL, OK, WARN, CheckResult
 from alarm_backends.management.schedule_view import duration
@@ -184,7 +187,23 @@ def beat_lock(app: Celery, timeout: float) -> Outcome:
         data.update(age=round(age, 3), terms=int(record.get("terms") or 0))
         # A term is one beat's hold of the lock: how often leadership moved since the store was new.
         detail += f" for {duration(age)}, term {data['terms']}"
+    if pid.isdigit() and holder_is_dead(host, int(pid)):
+        # The lock outlives a killed beat by its lease: until then nothing is dispatched, yet the lock looks held.
+        data["alive"] = False
+        lease = f"its lease runs out in {left:.0f}s" if left is not None else "its lock has no TTL"
+        return FAIL, f"{detail}, but pid {pid} is not running on this host: nothing is dispatched until {lease}", data
     return OK, f"{detail} ({ttl})", data
+
+
+def holder_is_dead(host: str, pid: int) -> bool:
+    """Whether the lock's holder is a beat of this host that no longer runs (killed, crashed, stopped uncleanly).
+
+    Only on hosts: the token's host name is this machine's, so the pid is one of its processes. In container mode
+    two containers of a pod share a host name but not their processes, so a pid this one cannot see proves nothing.
+    """
+    # A beat may run embedded in another process (`celery worker -B`), so its command line proves nothing; a pid
+    # recycled within one lease is too rare to second-guess.
+    return not settings.IS_CONTAINER_MODE and host == socket.gethostname() and not pid_alive(pid)
 
 
 def _text(value: Any) -> str:
@@ -274,9 +293,26 @@ def leader() -> Outcome:
     return OK, f"no: {owner} owns business {biz} on the ring (this host is a standby)", {"leader": False}
 
 
+def crontab_checks() -> list[Check]:
+    """One failed row per crontab entry that will not run (malformed: skipped by the loader; or its job does not
+    import), else one row saying every entry is fine. Read from the settings, no I/O: computed here, not in a
+    thread, so the rows exist even when every other check times out."""
+    found = crontab_problems()
+    if not found:
+        count = sum(len(getattr(settings, name) or ()) for name in LISTS)
+        return [Check("crontab", lambda: (OK, f"{count} entries in {len(LISTS)} lists, every job imports", {}))]
+    return [Check(f"crontab {problem.where}", partial(_bad_entry, problem)) for problem in found]
+
+
+def _bad_entry(problem: EntryProblem) -> Outcome:
+    effect = "skipped: it never runs" if problem.malformed else "every run fails"
+    return FAIL, f"{problem.message} ({effect})", {"id": problem.id, "path": problem.path or None}
+
+
 def all_checks(app: Celery, timeout: float, threshold: int) -> list[Check]:
     """Every check, in report order: the Redis DBs of the plan, then what the scheduler and the workers need."""
     checks = [Check(f"redis {role}", partial(redis_db, role, timeout)) for role in ROLES]
+    checks += crontab_checks()
     checks += [
         Check("scheduler store", partial(scheduler_store, app, timeout)),
         Check("broker", partial(broker, app, timeout)),

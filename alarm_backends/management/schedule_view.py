@@ -18,6 +18,9 @@ from celery.schedules import crontab, schedule
 from cron_descriptor import ExpressionDescriptor, Options
 
 CRON_ORDER = "Celery's field order: minute hour day-of-week day-of-month month"
+# Explicit states of rows that are not read from the store.
+NOT_SYNCED = "not synced"  # configured, but no beat has written it into the store yet
+ERROR = "error"  # a crontab entry that is skipped (malformed) or fails each run (its job does not import)
 # (low, high) of standard cron's fields, in standard order: minute hour day-of-month month day-of-week.
 _BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 
@@ -46,10 +49,13 @@ class Row:
     options: Any = field(default_factory=dict)
     missed_run: dict[str, Any] = field(default_factory=dict)
     problem: str = ""  # why the entry cannot be read or published, if it cannot
+    status: str = ""  # NOT_SYNCED or ERROR: a state the row was given rather than read from the store
 
     @property
     def state(self) -> str:
-        if self.problem:
+        if self.status:
+            state = self.status
+        elif self.problem:
             state = "unreadable"
         elif not self.enabled:
             state = "disabled"
@@ -144,8 +150,12 @@ def local(at: float, tz: dt.tzinfo) -> dt.datetime:
     return dt.datetime.fromtimestamp(at, tz=tz)
 
 
-def stamp(at: float, tz: dt.tzinfo) -> str:
-    return local(at, tz).strftime("%Y-%m-%d %H:%M:%S")
+def stamp(at: float, tz: dt.tzinfo, short: bool = False) -> str:
+    """``2025-05-06 10:01:00+08:00`` (``short``: ``10:01:00+08:00``). Every printed time carries its UTC offset: the
+    commands print in Django's TIME_ZONE while crons run in UTC, and an abbreviation such as CST names several
+    zones."""
+    moment = local(at, tz)
+    return moment.strftime("%H:%M:%S" if short else "%Y-%m-%d %H:%M:%S") + moment.isoformat()[-6:]
 
 
 def when(at: float | None, now: float, tz: dt.tzinfo, short: bool = False) -> str:
@@ -155,8 +165,16 @@ def when(at: float | None, now: float, tz: dt.tzinfo, short: bool = False) -> st
     if at < 0:
         return "never"
     same_day = local(at, tz).date() == local(now, tz).date()
-    text = local(at, tz).strftime("%H:%M:%S") if short and same_day else stamp(at, tz)
-    return f"{text} ({relative(at, now)})"
+    return f"{stamp(at, tz, short=short and same_day)} ({relative(at, now)})"
+
+
+def zone_text(tz: dt.tzinfo, now: float) -> str:
+    """``Asia/Shanghai (CST, UTC+08:00)``: the zone the times are printed in, by name when it has one."""
+    moment = local(now, tz)
+    key = getattr(tz, "key", None)
+    offset = f"UTC{moment.isoformat()[-6:]}"
+    name = moment.tzname() or ""
+    return f"{key} ({name}, {offset})" if key else f"{name} ({offset})" if name and name != offset else offset
 
 
 def iso(at: float | None, tz: dt.tzinfo) -> str | None:
@@ -168,9 +186,10 @@ def iso(at: float | None, tz: dt.tzinfo) -> str | None:
 COLUMNS = ("NAME", "QUEUE", "CRON", "DESCRIPTION", "NEXT RUN", "LAST RUN", "RUNS", "EXPIRES", "STATE")
 
 
-def table(rows: Sequence[Row], now: float, tz: dt.tzinfo) -> list[str]:
-    """The aligned table of ``beat_schedule list``, header first."""
-    cells = [COLUMNS] + [
+def table(rows: Sequence[Row], now: float, tz: dt.tzinfo, cron_zone: str = "UTC") -> list[str]:
+    """The aligned table of ``beat_schedule list``, header first; the CRON column says the zone crons run in."""
+    header = tuple(f"CRON ({cron_zone})" if column == "CRON" else column for column in COLUMNS)
+    cells = [header] + [
         (
             row.name,
             row.queue,
@@ -198,7 +217,7 @@ def details(row: Row, now: float, tz: dt.tzinfo, timezone: str) -> list[tuple[st
         ("state", row.state + (f" ({row.problem})" if row.problem else "")),
         ("task", row.task),
         ("queue", row.queue),
-        ("cron", f"{row.cron}  ({CRON_ORDER})" if row.cron else "-"),
+        ("cron", f"{row.cron}  ({CRON_ORDER}, in {timezone})" if row.cron else "-"),
         ("description", f"{row.description} ({timezone})" if row.cron else row.description or "-"),
         ("schedule", row.schedule or "-"),
         ("next run", when(row.next_run, now, tz) + (", skipped while paused" if row.paused_since is not None else "")),
@@ -246,8 +265,9 @@ def as_json(row: Row, now: float, tz: dt.tzinfo, detailed: bool = False) -> dict
         "run_requested": iso(row.run_requested, tz),
         "state": row.state,
         "static": row.static,
+        "problem": row.problem or None,
     }
     if detailed:
         data.update(key=row.key, schedule=row.schedule, args=row.args, kwargs=row.kwargs, options=row.options,
-                    missed_run=row.missed_run, problem=row.problem or None)  # fmt: skip
+                    missed_run=row.missed_run)  # fmt: skip
     return data

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from celery import Celery
 from celery.schedules import crontab, schedule
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from alarm_backends.core.storage.redis import SERVICE, get_client
 from alarm_backends.management.commands import beat_schedule
@@ -93,21 +95,65 @@ def runs(name: str) -> int:
     return decode_meta(store().hget(f"redbeat:{name}", "meta"))[1]
 
 
-def test_an_empty_store_says_no_beat_synced_it(app: Celery) -> None:
+def test_an_empty_store_lists_the_configured_entries_as_not_synced(app: Celery) -> None:
+    """Before any beat synced: every configured entry, state `not synced`, in the table and the JSON (was: an
+    error and no rows)."""
     out, _ = cli()
-    assert "holds no entries: no beat has synced the schedule into it yet" in out and "NAME" not in out
+    lines = out.splitlines()[1:]
+    rows = {line.split()[0]: line for line in lines[: len(ENTRIES)]}
+    assert set(rows) == set(ENTRIES) and all(line.endswith("not synced") for line in rows.values())
+    assert QUEUE in rows["minutely"] and "300s" in rows["minutely"] and "0 0 1 * *" in rows["mondays"]
+    assert "holds no entries: no beat has synced the schedule into it yet" in out
+    assert f"0 entries in redbeat:* in redis://127.0.0.1:6379/15, {len(ENTRIES)} not synced;" in out
     out, err = cli("list", "--json")
-    assert json.loads(out) == [] and "no beat has synced" in err
+    listed = {item["name"]: item for item in json.loads(out)}
+    assert set(listed) == set(ENTRIES) and "no beat has synced" in err
+    assert {item["state"] for item in listed.values()} == {"not synced"}
+    assert (listed["minutely"]["queue"], listed["minutely"]["next_run"]) == (QUEUE, None)
     with pytest.raises(CommandError, match="no beat has synced"):
         cli("show", "minutely")
+
+
+def test_an_entry_added_since_the_last_sync_is_listed_as_not_synced(
+    app: Celery, beats: Callable[..., RedBeatScheduler]
+) -> None:
+    beats().tick()
+    app.conf.beat_schedule["added"] = {"task": "t.added", "schedule": crontab(minute="*/5")}
+    listed = {item["name"]: item["state"] for item in json.loads(cli("--json")[0])}
+    assert listed == {"minutely": "active", "hourly": "active", "mondays": "active", "added": "not synced"}
+
+
+def test_a_bad_crontab_entry_is_an_error_row_not_a_refusal(app: Celery, beats: Callable[..., RedBeatScheduler]) -> None:
+    beats().tick()
+    bad = ["alarm_backends.jobs.heartbeat.cluster_heartbeat", "* * *", "cluster"]
+    with override_settings(ACTION_TASK_CRONTAB=[bad]):
+        out, _ = cli()
+        listed = {item["name"]: item for item in json.loads(cli("--json")[0])}
+    [line] = [line for line in out.splitlines() if line.startswith(bad[0] + " ")]
+    assert line.endswith("error")
+    assert f"  {bad[0]}: ACTION_TASK_CRONTAB[0] = {bad!r}: bad cron '* * *'" in out
+    assert ", 1 error;" in out
+    assert listed[bad[0]]["state"] == "error" and listed[bad[0]]["problem"].startswith("ACTION_TASK_CRONTAB[0] = ")
+    assert listed["minutely"]["state"] == "active"
+
+
+def test_the_command_skips_djangos_system_checks() -> None:
+    """A malformed entry made Django's system checks refuse to run `beat_schedule` (and `healthz`) at all, so the
+    operator could not see it; beat skips such an entry, and these commands show it as an error row."""
+    env = os.environ | {"BKAPP_SETTINGS_ACTION_TASK_CRONTAB": '[["a.job", "* * *", "cluster"]]'}
+    result = subprocess.run([sys.executable, "manage.py", "beat_schedule", "list", "--json"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [row] = [item for item in json.loads(result.stdout) if item["name"] == "a.job"]
+    assert row["state"] == "error" and "bad cron '* * *'" in row["problem"]
 
 
 def test_list_shows_every_entry_as_stored(app: Celery, beats: Callable[..., RedBeatScheduler]) -> None:
     beats().tick()  # syncs and runs every entry once (never-run entries fire at once)
     out, _ = cli("list")
     header, *lines = out.splitlines()
-    assert header.split() == ["NAME", "QUEUE", "CRON", "DESCRIPTION", "NEXT", "RUN", "LAST", "RUN", "RUNS", "EXPIRES",
-                              "STATE"]  # fmt: skip
+    assert header.split() == ["NAME", "QUEUE", "CRON", "(UTC)", "DESCRIPTION", "NEXT", "RUN", "LAST", "RUN", "RUNS",
+                              "EXPIRES", "STATE"]  # fmt: skip
     rows = {line.split()[0]: line for line in lines[:3]}
     assert set(rows) == {"minutely", "hourly", "mondays"}
     assert QUEUE in rows["minutely"] and "300s" in rows["minutely"]
@@ -122,7 +168,7 @@ def test_list_shows_every_entry_as_stored(app: Celery, beats: Callable[..., RedB
     minutely = listed["minutely"]
     assert set(minutely) == {"name", "task", "queue", "cron", "description", "next_run", "next_run_in", "last_run",
                              "total_runs", "expires", "enabled", "paused", "paused_since", "run_requested", "state",
-                             "static"}  # fmt: skip
+                             "static", "problem"}  # fmt: skip
     assert (minutely["queue"], minutely["cron"], minutely["expires"], minutely["total_runs"]) == (
         QUEUE, "* * * * *", 300, 1)  # fmt: skip
     next_run = dt.datetime.fromisoformat(minutely["next_run"])

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,21 +25,24 @@ from django.test import override_settings
 
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.commands import healthz as healthz_command
-from alarm_backends.management.supervisor_rpc import find_redis_server
 from patches.redbeat.schedulers import RedBeatScheduler
 from tests.conftest import REDIS_HOST, TEST_DB_PLAN, TEST_REDBEAT_DB
 from tests.fakeconsul.fixture import ConsulAgent, private_ring
+from tests.gate import redis_server
+from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
 from tests.integration.redbeat_helpers import make_app
 from tests.net import free_port
 
 pytestmark = pytest.mark.redis
+REPO = Path(__file__).resolve().parents[2]
 
 CHECKS = [
     "redis log",
     "redis cache",
     "redis queue",
     "redis service",
+    "crontab",
     "scheduler store",
     "broker",
     "consul",
@@ -107,7 +113,8 @@ def test_all_ok_with_a_beat_holding_the_lock(use_app: Callable[..., Celery], bea
     assert " for 0s, term 1 (" in rows["beat lock"] or " for 1s, term 1 (" in rows["beat lock"]
     assert "yes: no Consul configured" in rows["leader"]
     assert "crontab queues" in rows["queue depth"]
-    assert lines[-1] == "OK: 10 ok, 0 warn, 0 fail"
+    assert "8 entries in 5 lists, every job imports" in rows["crontab"]
+    assert lines[-1] == "OK: 11 ok, 0 warn, 0 fail"
 
 
 def test_json_shape_and_warnings_do_not_fail(use_app: Callable[..., Celery]) -> None:
@@ -155,14 +162,14 @@ def test_a_closed_redis_port_fails_that_db_only(use_app: Callable[..., Celery]) 
     assert code == 1 and err.strip().endswith("unhealthy: redis cache")
     cache = next(line for line in out.splitlines() if line.startswith("redis cache "))
     assert cache.split()[2] == "FAIL" and "Connection refused" in cache
-    assert out.splitlines()[-1] == "FAIL: 8 ok, 1 warn, 1 fail"
+    assert out.splitlines()[-1] == "FAIL: 9 ok, 1 warn, 1 fail"
 
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[int]:
     """A redis-server of this test's own, on a free loopback port, requiring PASSWORD."""
     port = free_port()
-    cmd = [find_redis_server(), "--bind", REDIS_HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+    cmd = [redis_server(), "--bind", REDIS_HOST, "--port", str(port), "--save", "", "--appendonly", "no",
            "--dir", str(tmp_path), "--requirepass", PASSWORD]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     probe = redis.Redis(host=REDIS_HOST, port=port, password=PASSWORD, socket_connect_timeout=0.5)
@@ -226,3 +233,51 @@ def test_an_unreachable_consul_fails_its_lines(use_app: Callable[..., Celery]) -
     assert code == 1 and "unhealthy: consul, leader" in err
     found = {item["name"]: item for item in json.loads(out)}
     assert "is unavailable" in found["consul"]["detail"] and found["leader"]["detail"].startswith("unknown: ")
+
+
+def test_a_bad_crontab_entry_is_a_failed_row_and_the_rest_is_reported() -> None:
+    """Django's system checks refused to run healthz over one malformed entry (which beat only skips); now the
+    entry is a failed row of its own, with the rest of the report (a subprocess: call_command skips the checks)."""
+    bad = ["alarm_backends.jobs.heartbeat.cluster_heartbeat", "* * *", "cluster"]
+    env = os.environ | {
+        "BKAPP_SETTINGS_ACTION_TASK_CRONTAB": json.dumps([bad, ["no.such.job", "* * * * *", "cluster"]])
+    }
+    result = subprocess.run([sys.executable, "manage.py", "healthz", "--json"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().endswith(
+        "CommandError: unhealthy: crontab ACTION_TASK_CRONTAB[0], crontab ACTION_TASK_CRONTAB[1]"
+    )
+    found = {item["name"]: item for item in json.loads(result.stdout)}
+    malformed, unimportable = found["crontab ACTION_TASK_CRONTAB[0]"], found["crontab ACTION_TASK_CRONTAB[1]"]
+    assert malformed["status"] == unimportable["status"] == "fail"
+    assert malformed["detail"].startswith(f"ACTION_TASK_CRONTAB[0] = {bad!r}: bad cron '* * *'")
+    assert malformed["detail"].endswith("(skipped: it never runs)")
+    assert "cron job 'no.such.job' cannot be imported" in unimportable["detail"]
+    assert unimportable["detail"].endswith("(every run fails)")
+    assert {"redis log", "scheduler store", "broker", "beat lock", "queue depth"} <= set(found)
+
+
+def test_a_killed_beat_of_this_host_fails_the_lock_line_at_once(use_app: Callable[..., Celery], tmp_path: Path) -> None:
+    """After kill -9 of this host's beat the lock stays held by the dead pid until its lease runs out (24 s were
+    seen green): the token names host and pid, so the line fails at once, naming the pid."""
+    use_app()
+    beat = Beat("dead", "bkm-test-healthz-q", tmp_path, lock_timeout=60, BEAT_TEST_ENTRIES="1",
+                BKAPP_SETTINGS_REDBEAT_REDIS_DB=str(TEST_REDBEAT_DB))  # fmt: skip
+    try:
+        wait_for(lambda: beat.logged("acquired the lock"), 60, "the beat to lead")
+        out, _, code = healthz("--json")
+        assert code == 0 and statuses(out)["beat lock"] == "ok", out
+        beat.signal(signal.SIGKILL)
+        beat.proc.wait(10)
+        out, err, code = healthz("--json")
+    finally:
+        beat.stop()
+    lock = next(item for item in json.loads(out) if item["name"] == "beat lock")
+    assert code == 1 and "beat lock" in err
+    assert lock["status"] == "fail" and lock["data"]["alive"] is False
+    assert f"held by {socket.gethostname()} pid {beat.proc.pid}" in lock["detail"]
+    assert (
+        f"but pid {beat.proc.pid} is not running on this host: nothing is dispatched until its lease runs out in"
+        in (lock["detail"])
+    )

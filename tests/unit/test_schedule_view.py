@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 import pytest
 from celery.schedules import crontab, schedule
@@ -85,9 +86,14 @@ def test_times_are_local_and_relative_to_the_server_clock() -> None:
     assert view.relative(NOW + 42, NOW) == "in 42s"
     assert view.relative(NOW - 125, NOW) == "2m 5s ago"
     assert view.relative(NOW + 0.2, NOW) == "now"
-    assert view.when(NOW + 42, NOW, TZ, short=True) == "10:01:00 (in 42s)"
-    assert view.when(NOW + 42, NOW, TZ) == "2025-05-06 10:01:00 (in 42s)"
-    assert view.when(NOW + 86400, NOW, TZ, short=True) == "2025-05-07 10:00:18 (in 1d)"
+    # Every printed time carries its UTC offset.
+    assert view.when(NOW + 42, NOW, TZ, short=True) == "10:01:00+08:00 (in 42s)"
+    assert view.when(NOW + 42, NOW, TZ) == "2025-05-06 10:01:00+08:00 (in 42s)"
+    assert view.when(NOW + 86400, NOW, TZ, short=True) == "2025-05-07 10:00:18+08:00 (in 1d)"
+    assert view.stamp(NOW, dt.UTC) == "2025-05-06 02:00:18+00:00"
+    assert view.zone_text(TZ, NOW) == "CST (UTC+08:00)"
+    assert view.zone_text(zoneinfo.ZoneInfo("Asia/Shanghai"), NOW) == "Asia/Shanghai (CST, UTC+08:00)"
+    assert view.zone_text(dt.UTC, NOW) == "UTC (UTC+00:00)"
     assert view.when(None, NOW, TZ) == "-"
     assert view.when(-1.0, NOW, TZ) == "never"
     assert view.iso(NOW, TZ) == "2025-05-06T10:00:18+08:00"
@@ -119,28 +125,32 @@ def test_states() -> None:
     assert row(next_run=-1.0).state == "unscheduled"
     assert row(problem="unreadable definition").state == "unreadable"
     assert row(paused_since=NOW, run_requested=NOW).state == "paused, run requested"
+    # Given states win over what the store says.
+    assert row(status=view.NOT_SYNCED).state == "not synced"
+    assert row(status=view.ERROR, problem="DEFAULT_CRONTAB[0] = …: bad cron").state == "error"
 
 
 def test_table_is_aligned_and_says_paused() -> None:
     lines = view.table([row(), row(name="log_trim", queue="celery_long_task_cron", paused_since=NOW)], NOW, TZ)
     assert lines == [
-        "NAME       QUEUE                  CRON       DESCRIPTION   NEXT RUN           LAST RUN            RUNS  "
-        "EXPIRES  STATE",
-        "heartbeat  celery_cron            * * * * *  Every minute  10:01:00 (in 42s)  10:00:00 (18s ago)  7     300s"
-        "     active",
-        "log_trim   celery_long_task_cron  * * * * *  Every minute  (paused)           10:00:00 (18s ago)  7     300s"
-        "     paused",
+        "NAME       QUEUE                  CRON (UTC)  DESCRIPTION   NEXT RUN                 "
+        "LAST RUN                  RUNS  EXPIRES  STATE",
+        "heartbeat  celery_cron            * * * * *   Every minute  10:01:00+08:00 (in 42s)  "
+        "10:00:00+08:00 (18s ago)  7     300s     active",
+        "log_trim   celery_long_task_cron  * * * * *   Every minute  (paused)                 "
+        "10:00:00+08:00 (18s ago)  7     300s     paused",
     ]
     never = view.table([row(last_run=None, expires=None, cron="", description="")], NOW, TZ)[1]
-    assert never.split()[2:] == ["-", "-", "10:01:00", "(in", "42s)", "never", "7", "-", "active"]
+    assert never.split()[2:] == ["-", "-", "10:01:00+08:00", "(in", "42s)", "never", "7", "-", "active"]
+    assert view.table([row()], NOW, TZ, cron_zone="Asia/Shanghai")[0].split()[2:4] == ["CRON", "(Asia/Shanghai)"]
 
 
 def test_show_fields() -> None:
     pairs = dict(view.details(row(paused_since=NOW - 60, args=(1,)), NOW, TZ, "UTC"))
-    assert pairs["cron"] == "* * * * *  (Celery's field order: minute hour day-of-week day-of-month month)"
+    assert pairs["cron"] == "* * * * *  (Celery's field order: minute hour day-of-week day-of-month month, in UTC)"
     assert pairs["description"] == "Every minute (UTC)"
-    assert pairs["next run"] == "2025-05-06 10:01:00 (in 42s), skipped while paused"
-    assert pairs["paused"] == "since 2025-05-06 09:59:18 (1m ago)"
+    assert pairs["next run"] == "2025-05-06 10:01:00+08:00 (in 42s), skipped while paused"
+    assert pairs["paused"] == "since 2025-05-06 09:59:18+08:00 (1m ago)"
     assert pairs["missed_run"] == "once (grace 0s, max_catchup 10)"
     assert pairs["expires"] == "300s after publish" and pairs["args"] == "(1,)"
     assert view.lines([("a", "1"), ("long label", "2")]) == ["a:          1", "long label: 2"]
@@ -165,6 +175,7 @@ def test_json_has_iso_times_and_plain_values() -> None:
         "run_requested": "2025-05-06T10:00:18+08:00",
         "state": "active, run requested",
         "static": True,
+        "problem": None,
     }
     detailed = view.as_json(row(), NOW, TZ, detailed=True)
     assert detailed["key"] == "redbeat:heartbeat" and detailed["missed_run"]["policy"] == "once"

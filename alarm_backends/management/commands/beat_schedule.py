@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import difflib
 import json
 from typing import Any
@@ -24,7 +23,9 @@ from typing import Any
 import redis
 from celery import Celery
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
+from alarm_backends.checks import crontab_problems
 from alarm_backends.management import schedule_view as view
 from alarm_backends.management.utils import backend_app
 from alarm_backends.service.scheduler.crontab import task_name
@@ -60,8 +61,9 @@ class Schedule:
 
     def empty_message(self) -> str:
         return (
-            f"the schedule store ({self.where}) holds no entries: no beat has synced the schedule into it yet. "
-            f"Start one (`make run`, or `{BEAT_COMMAND}`) and look again."
+            f"the schedule store ({self.where}) holds no entries: no beat has synced the schedule into it yet "
+            f"(the configured entries are listed as {view.NOT_SYNCED!r}). Start one (`make run`, or "
+            f"`{BEAT_COMMAND}`) and look again."
         )
 
     def resolve(self, snapshot: Snapshot, given: str) -> StoredEntry:
@@ -83,6 +85,46 @@ class Schedule:
         raise CommandError(
             f"no entry named {given!r} in the schedule ({self.where}); `beat_schedule list` shows them.{hint}"
         )
+
+    def configured_rows(self, stored: set[str]) -> list[view.Row]:
+        """The app's entries no beat has written into the store yet (a store no beat has synced, or an entry added
+        to the config since the leader's last sync), as the config defines them."""
+        rows = []
+        for name, entry in sorted((self.app.conf.beat_schedule or {}).items()):
+            if name in stored:
+                continue
+            task = self.app.tasks.get(entry.get("task"))
+            expires = getattr(task, "expires", None)
+            rows.append(
+                view.Row(
+                    name=name,
+                    key=self.store.key(name),
+                    task=str(entry.get("task")),
+                    queue=str(getattr(task, "queue", None) or "?"),
+                    cron=view.cron_text(entry.get("schedule")),
+                    description=view.describe(entry.get("schedule")),
+                    expires=expires if isinstance(expires, int | float) else None,
+                    static=True,
+                    status=view.NOT_SYNCED,
+                )
+            )
+        return rows
+
+    @staticmethod
+    def flag_problems(rows: list[view.Row]) -> list[view.Row]:
+        """Every crontab entry that will not run, as an error row: a malformed one (the loader skips it) gets a row
+        of its own, one whose job does not import marks its registered entry's row."""
+        problems = crontab_problems()
+        by_name = {row.name: index for index, row in enumerate(rows)}
+        flagged = list(rows)
+        for problem in problems:
+            index = None if problem.malformed else by_name.get(task_name(problem.path), by_name.get(problem.path))
+            if index is None:
+                flagged.append(view.Row(name=problem.path or problem.where, key=problem.where, status=view.ERROR,
+                                        problem=problem.message))  # fmt: skip
+            else:
+                flagged[index] = dataclasses.replace(flagged[index], status=view.ERROR, problem=problem.message)
+        return flagged
 
     def definitions(self, snapshot: Snapshot) -> Definitions:
         """The scheduler's decoder, on the snapshot's (the Redis server's) clock."""
@@ -141,6 +183,9 @@ class Schedule:
 
 class Command(BaseCommand):
     help = "List the backend beat schedule as stored in Redis; show, run now, pause or resume one entry."
+    # Django's system checks would refuse to run over one malformed crontab entry; this command is how an operator
+    # sees that entry (an error row), so it must keep working.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON (list, show)")
@@ -172,7 +217,8 @@ class Command(BaseCommand):
             schedule = Schedule(backend_app())
         except ValueError as exc:  # a bad redbeat_* setting: the message names it
             raise CommandError(str(exc)) from None
-        self.tz = dt.datetime.now().astimezone().tzinfo or dt.UTC
+        # Django's TIME_ZONE, by name (the process's local zone is the same, set by Django, but nameless).
+        self.tz = timezone.get_default_timezone()
         try:
             snapshot = schedule.controls.read()
             getattr(self, f"_{action}")(schedule, snapshot, options)
@@ -180,21 +226,30 @@ class Command(BaseCommand):
             raise CommandError(f"cannot use the schedule store ({schedule.where}): {exc}") from None
 
     def _list(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
-        rows = schedule.rows(snapshot)
+        stored = schedule.rows(snapshot)
+        rows = schedule.flag_problems(stored + schedule.configured_rows({row.name for row in stored}))
         if options.get("json"):
             self.stdout.write(json.dumps([view.as_json(row, snapshot.now, self.tz) for row in rows], indent=2))
-            if not rows:
+            if not stored:
                 self.stderr.write(schedule.empty_message())
             return
-        if not rows:
-            self.stdout.write(schedule.empty_message())
-            return
-        for line in view.table(rows, snapshot.now, self.tz):
+        for line in view.table(rows, snapshot.now, self.tz, self.app_timezone(schedule)):
             self.stdout.write(line)
-        local_zone = dt.datetime.now(self.tz).tzname()
+        errors = [row for row in rows if row.status == view.ERROR]
+        if errors:
+            self.stdout.write("\nErrors (fix the crontab lists; `manage.py check` lists them too):")
+            for row in errors:
+                self.stdout.write(f"  {row.name}: {row.problem}")
+        if not stored:
+            self.stdout.write("\n" + schedule.empty_message())
+        summary = f"{len(stored)} entries in {schedule.where}"
+        for status in (view.NOT_SYNCED, view.ERROR):
+            count = sum(row.status == status for row in rows)
+            summary += f", {count} {status}" if count else ""
         self.stdout.write(
-            f"\n{len(rows)} entries in {schedule.where}; {schedule.leader(snapshot)}.\n"
-            f"Crons in {view.CRON_ORDER}, evaluated in {self.app_timezone(schedule)}; times are local ({local_zone})."
+            f"\n{summary}; {schedule.leader(snapshot)}.\n"
+            f"Crons in {view.CRON_ORDER}, evaluated in {self.app_timezone(schedule)}; "
+            f"times in {view.zone_text(self.tz, snapshot.now)}."
         )
 
     def _show(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
@@ -234,7 +289,7 @@ class Command(BaseCommand):
             raise CommandError(f"the leader dropped {task_id}: the entry could not be published (see the beat log)")
         published = last_run_at.timestamp()
         delay = view.duration(published - outcome.stamp / 1000)
-        at = view.stamp(published, self.tz)
+        at = view.stamp(published, self.tz)  # with its UTC offset
         self.stdout.write(f"published {task_id} at {at}, {delay} after the request")
 
     def _pause(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
