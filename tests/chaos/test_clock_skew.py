@@ -15,7 +15,6 @@ skew was there.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import pytest
 from tests.chaos.events import DELIVERED, PUBLISHED
 from tests.chaos.harness import EDGE, SCHEDULE_KEY, Row, Scenario
 from tests.chaos.skew import FaketimeUnavailableError, probe, skewed_env
+from tests.gate import skip_or_fail
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -47,19 +47,15 @@ class OffGridScoreError(AssertionError):
 
 
 def skewed_or_skip(offset: int, redis_url: str) -> dict[str, str]:
-    """The environment of a process ``offset`` seconds off, checked in a probe process; skip (fail where services
-    are required) with the reason when libfaketime is missing or does not skew."""
+    """The environment of a process ``offset`` seconds off, checked in a probe process; skip (fail under
+    BKM_REQUIRE_SERVICES=1, as `make test` installs the library) when libfaketime is missing or does not skew."""
     try:
         env = skewed_env(offset)
         problems = probe(env, redis_url).problems(offset)
     except FaketimeUnavailableError as exc:
         problems = [str(exc)]
     if problems:
-        reason = f"libfaketime cannot skew a process here: {'; '.join(problems)}"
-        # As with a missing service (tests/conftest.py): CI, which installs the dev extra, must not skip silently.
-        if os.environ.get("BKM_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason} (BKM_REQUIRE_SERVICES=1)")
-        pytest.skip(reason)
+        skip_or_fail(f"libfaketime cannot skew a process here: {'; '.join(problems)}")
     return env
 
 

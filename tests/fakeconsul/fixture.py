@@ -19,6 +19,7 @@ import consul
 import pytest
 
 from tests.fakeconsul.server import FakeConsul
+from tests.gate import skip_or_fail
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def private_ring(agent: ConsulAgent, **settings: Any) -> Iterator[dict[str, Any]
     """Django settings that point the platform at ``agent`` under an APP_CODE nobody else uses (so its keys live
     under a prefix of their own), plus ``settings``; afterwards that prefix's sessions and keys are removed."""
     if agent.scheme != "http":
-        pytest.skip(f"the agent at {agent.url} is not plain HTTP; these tests pass no TLS files")
+        # TEST_CONSUL_HTTP_ADDR named an agent these tests cannot use: under the gate, a setup to fix, not a skip.
+        skip_or_fail(f"the agent at {agent.url} is not plain HTTP; these tests pass no TLS files")
     from django.test import override_settings
 
     app_code = f"bkmtest{uuid.uuid4().hex[:10]}"

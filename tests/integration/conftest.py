@@ -15,9 +15,12 @@ from typing import Any
 
 import pytest
 
+from tests.gate import skip_or_fail
 from tests.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
+# Where RabbitMQ packages put rabbitmqctl, searched after PATH.
+RABBITMQCTL_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin", "/usr/lib/rabbitmq/bin")
 
 # The jobs of tests/integration/jobs.py as the only DEFAULT_CRONTAB entries of the worker under test.
 TEST_CRONTAB = [
@@ -104,14 +107,37 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         worker.stop()
 
 
+def rabbitmqctl() -> str:
+    """The broker's own rabbitmqctl. It ships with the RabbitMQ server, in an sbin directory a non-root PATH often
+    leaves out (Debian: /usr/sbin; Homebrew: /opt/homebrew/sbin)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), *RABBITMQCTL_DIRS])
+    ctl = shutil.which("rabbitmqctl", path=path)
+    if ctl is None:
+        skip_or_fail(
+            f"rabbitmqctl (installed with the RabbitMQ server) is not on PATH nor in {', '.join(RABBITMQCTL_DIRS)}: "
+            "the test makes a vhost of its own with it"
+        )
+    return ctl
+
+
 @pytest.fixture
 def rabbitmq_vhost(rabbitmq_service: None) -> Iterator[str]:
-    """A vhost of the test's own on the machine's RabbitMQ, deleted afterwards."""
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        pytest.skip("rabbitmqctl is not installed: cannot create a vhost for the test")
+    """A vhost of the test's own on the machine's RabbitMQ, deleted afterwards.
+
+    AMQP cannot create vhosts, and the management HTTP API is a plugin a stock install leaves disabled: the broker's
+    own rabbitmqctl is what every RabbitMQ install has."""
+    ctl = rabbitmqctl()
     vhost = f"bkm-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, timeout=60)
+    try:
+        subprocess.run([ctl, "add_vhost", vhost], check=True, capture_output=True, text=True, timeout=60)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        # Typically the Erlang cookie: rabbitmqctl reaches the node only as root or as the broker's own user.
+        # Its first lines say why (an Erlang crash report follows): those, on one line.
+        detail = " ".join(exc.stderr.split())[:400] if isinstance(exc.stderr, str) else ""
+        skip_or_fail(
+            f"rabbitmqctl cannot manage the local RabbitMQ node (run the tests as root or as a user holding "
+            f"its Erlang cookie): {exc} {detail}".strip()
+        )
     try:
         subprocess.run(
             [ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],

