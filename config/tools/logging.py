@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 from typing import Any
 
+from pythonjsonlogger.json import JsonFormatter
+
 FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"
 FORMATS = ("text", "json")
+
+
+def zoned_time(record: logging.LogRecord) -> str:
+    """``2026-12-03 16:07:41.467+08:00``: the local time (Django's TIME_ZONE) with its UTC offset. Without the
+    offset a log line read beside a cron (UTC) or a beat decision line (``due …+00:00``) is eight hours off."""
+    moment = dt.datetime.fromtimestamp(record.created).astimezone()
+    return moment.isoformat(sep=" ", timespec="milliseconds")
+
+
+class ZonedFormatter(logging.Formatter):
+    """The text lines' formatter: ``%(asctime)s`` carries the UTC offset."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802  (logging's)
+        return zoned_time(record)
+
+
+class ZonedJsonFormatter(JsonFormatter):
+    """JSON lines whose ``time`` carries the UTC offset (ISO 8601, as a collector parses it)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802  (logging's)
+        return zoned_time(record)
 
 
 def build_logging(*, level: str, handlers: list[str], log_path: str, prefix: str, fmt: str = "text") -> dict[str, Any]:
     """``fmt`` ``json`` writes JSON lines (python-json-logger) to the console; files keep the text format."""
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT (BKAPP_LOG_FORMAT)={fmt!r} must be one of {', '.join(FORMATS)}")
-    formatters: dict[str, Any] = {"standard": {"format": FORMAT}}
+    formatters: dict[str, Any] = {"standard": {"()": ZonedFormatter, "fmt": FORMAT}}
     if fmt == "json":
         formatters["json"] = {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": ZonedJsonFormatter,
             # One JSON object per line for a container runtime's collector: the fields of FORMAT, named.
             "fmt": FORMAT,
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
