@@ -1,0 +1,82 @@
+"""What ``.ci/first-run`` checks of a platform started by ``make run`` in a fresh venv (runtime dependencies only).
+
+``python -m tests.e2e.first_run executed --since EPOCH --timeout S``
+    waits until a scheduled job has *run on a worker*: a ``success`` entry newer than EPOCH in the cron run log (the
+    log DB's stream, written by the worker when the job returns) — not merely a message beat published.
+``python -m tests.e2e.first_run gone --marker TEXT``
+    fails if any process whose command line contains TEXT (the first run's own directory) is still alive.
+
+Only the runtime dependencies may be imported here: this runs with the fresh venv's interpreter, which has no
+pytest and no dev extras, and that is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def executed(since: float, timeout: float) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    import django
+
+    django.setup()
+    import redis
+
+    from alarm_backends.core.runlog import Run, stream_key
+    from alarm_backends.core.storage.redis import LOG, get_client
+
+    client, stream = get_client(LOG), stream_key()
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        try:
+            # Stream ids start with the entry's millisecond time: read only what was written since the start.
+            entries = client.xrange(stream, min=f"{int(since * 1000)}-0")
+        except redis.RedisError as exc:  # the platform's own redis-server may still be starting
+            last_error, entries = f" (last error: {exc})", []
+        runs = [Run.from_fields(fields) for _, fields in entries]
+        done = [run for run in runs if run.status == "success"]
+        if done:
+            run = done[0]
+            print(f"first run: {run.task} on {run.queue} succeeded in {run.cost:.3f}s, {run.ts - since:.1f}s after start")
+            return 0
+        time.sleep(1)
+    print(f"no job ran on a worker within {timeout:.0f}s of the start: {stream} holds no successful run{last_error}")
+    return 1
+
+
+def gone(marker: str) -> int:
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue  # exited meanwhile
+        if marker in cmdline and state != "Z":
+            left.append(f"{entry.name}: {cmdline.strip()}")
+    for line in left:
+        print(f"still running after make stop: {line}")
+    return 1 if left else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    actions = parser.add_subparsers(dest="action", required=True)
+    wait = actions.add_parser("executed", help="wait until a scheduled job has run on a worker")
+    wait.add_argument("--since", type=float, required=True, help="epoch seconds the platform was started at")
+    wait.add_argument("--timeout", type=float, default=180.0)
+    left = actions.add_parser("gone", help="no process of the run is left")
+    left.add_argument("--marker", required=True, help="text every command line of the run contains")
+    args = parser.parse_args()
+    return executed(args.since, args.timeout) if args.action == "executed" else gone(args.marker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
