@@ -12,7 +12,7 @@ each worker has its own node name (the original gave both the same one).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,10 @@ def render(
     profile: str = PROD,
     *,
     environ: Mapping[str, str] | None = None,
+    secrets: Collection[str] = (),
 ) -> str:
-    """The supervisord config of ``saas`` for ``profile``; ``environ`` gives the settings variables passed on."""
+    """The supervisord config of ``saas`` for ``profile``; ``environ`` gives the settings variables passed on,
+    except those holding a secret (the backend's rule: ``env_secrets``; ``secrets``: the settings' own)."""
     check_profile(profile)
     check_host(saas.host)
     check_app_code(saas.app_code)
@@ -151,7 +153,7 @@ def render(
         "log_dir": host.log_dir,
         "socket_path": host.socket_path,
         "pidfile": saas.pidfile,
-        "environment": environment_line(host, environ or {}),
+        "environment": environment_line(host, environ or {}, secrets=secrets),
         "celery_command": command_line(celery_argv(saas)),
         "celery_resource_command": command_line(celery_resource_argv(saas)),
         "beat_command": command_line(beat_argv(saas)),

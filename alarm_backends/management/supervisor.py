@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from alarm_backends.core.prometheus.exporter import check_address
+from alarm_backends.management.env_secrets import holds_secret
 from alarm_backends.management.workers import APP, SMALL, Sizing, check_profile, workers
+from config.tools.validation import EXIT_CONFIG
 
 GROUP = "scheduler"
 BEAT = "celery_beat"
@@ -38,17 +40,21 @@ REDIS_PRIORITY = 10
 PROGRAM_PRIORITY = 100
 
 # Variables the settings read; passed to every program so the rendered file also works when supervisord is started
-# by something else (systemd, an init script). Secrets stay out of the file: programs inherit them from
-# supervisord's own environment.
+# by something else (systemd, an init script). Secrets stay out of the file, wherever they sit in a value
+# (``env_secrets``): programs inherit them from supervisord's own environment.
 PASSTHROUGH_PREFIXES = ("BKAPP_", "BKM_", "BK_", "BKPAAS_", "REDIS_", "CONSUL_")
 PASSTHROUGH_NAMES = frozenset(
     {"APP_ID", "APP_CODE", "DEPLOY_MODE", "DJANGO_CONF_MODULE", "MAIL_REPORT_BIZ", "API_CACHE_BASE_INTERVAL"}
 )
-SECRET_MARKERS = ("PASS", "TOKEN", "SECRET")
-_URL_CREDENTIALS = re.compile(r"://[^/@\s]*:[^/@\s]*@")
+# Set by the renderer from the host, whatever the environment says: never "left out".
+OWN_VARIABLES = frozenset({"DJANGO_SETTINGS_MODULE", "BKM_RUN_DIR", "PROMETHEUS_MULTIPROC_DIR"})
 # supervisor's config parser ends a value at whitespace followed by ";" or "#" (an inline comment).
 _INLINE_COMMENT = re.compile(r"\s[;#]")
 
+# A program refused for its configuration exits with status 2 (config.tools.validation.EXIT_CONFIG) and the line
+# naming the culprit: restarting it cannot help, so 2 is the one "expected" exit code and everything else (a crash,
+# a signal, a clean exit 0) is restarted. One that exits within startsecs is retried startretries times, then
+# FATAL; one that took longer to get there (a loaded host) ends EXITED: no restart loop either way.
 PROGRAM_SECTION = Template(
     """\
 [program:${name}]
@@ -57,9 +63,10 @@ directory=${repo_dir}
 numprocs=1
 priority=${priority}
 autostart=true
-autorestart=true
+autorestart=unexpected
+exitcodes=${config_exit}
 startsecs=5
-startretries=10
+startretries=3
 stopwaitsecs=30
 stopasgroup=true
 killasgroup=true
@@ -172,17 +179,34 @@ def program_names(profile: str, redis: LocalRedis | None = None, exporter: bool 
     return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *([EXPORTER] if exporter else [])]
 
 
-def is_secret(name: str, value: str) -> bool:
-    return any(marker in name.upper() for marker in SECRET_MARKERS) or bool(_URL_CREDENTIALS.search(value))
+def _settings_related(name: str) -> bool:
+    return name in PASSTHROUGH_NAMES or name.startswith(PASSTHROUGH_PREFIXES)
 
 
-def passthrough_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The settings-related, non-secret variables of ``environ``."""
+def passthrough_environment(environ: Mapping[str, str], secrets: Collection[str] = ()) -> dict[str, str]:
+    """The settings-related variables of ``environ`` that hold no secret; ``secrets``: the settings' own."""
     return {
         name: value
         for name, value in sorted(environ.items())
-        if (name in PASSTHROUGH_NAMES or name.startswith(PASSTHROUGH_PREFIXES)) and not is_secret(name, value)
+        if _settings_related(name) and not holds_secret(name, value, secrets)
     }
+
+
+def withheld_environment(environ: Mapping[str, str], secrets: Collection[str] = ()) -> str | None:
+    """The line the commands print about the settings-related variables left out because they hold a secret.
+
+    Names only (a name is never a secret's value): the rule errs on the side of leaving out, so the operator sees
+    which variables the programs must inherit from supervisord's environment.
+    """
+    names = sorted(
+        name
+        for name, value in environ.items()
+        if _settings_related(name) and name not in OWN_VARIABLES and holds_secret(name, value, secrets)
+    )
+    if not names:
+        return None
+    inherited = "they hold a secret; programs inherit them from supervisord's environment"
+    return f"left out of environment= ({inherited}): {', '.join(names)}"
 
 
 def env_value(value: str) -> str | None:
@@ -201,9 +225,12 @@ def env_value(value: str) -> str | None:
     return quote + value.replace("%", "%%") + quote
 
 
-def environment_line(host: Host, environ: Mapping[str, str], metrics_dir: str | None = None) -> str:
-    """Every program's ``environment=``; ``metrics_dir``: where they write their metrics for the exporter."""
-    env = passthrough_environment(environ)
+def environment_line(
+    host: Host, environ: Mapping[str, str], metrics_dir: str | None = None, secrets: Collection[str] = ()
+) -> str:
+    """Every program's ``environment=``; ``metrics_dir``: where they write their metrics for the exporter;
+    ``secrets``: the settings' secret values (``env_secrets.configured_secrets``), kept out wherever they sit."""
+    env = passthrough_environment(environ, secrets)
     # The run dir is fixed for the programs even when it came from the default, so they agree with supervisord.
     env.update({"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir})
     if metrics_dir:
@@ -261,6 +288,7 @@ def program_section(host: Host, name: str, argv: list[str], environment: str, pr
         logfile_maxbytes=maxbytes,
         logfile_backups=backups,
         environment=environment,
+        config_exit=EXIT_CONFIG,
     )
 
 
@@ -283,11 +311,13 @@ def render(
     environ: Mapping[str, str] | None = None,
     queue_name: Callable[[str], str] = str,
     redis: LocalRedis | None = None,
+    secrets: Collection[str] = (),
 ) -> str:
-    """The supervisord config for ``host``; ``queue_name`` scopes queue names by cluster."""
+    """The supervisord config for ``host``; ``queue_name`` scopes queue names by cluster; ``secrets``: the
+    settings' secret values, which no variable passed on may hold."""
     check_profile(profile)
     check_host(host)
-    env = environment_line(host, environ or {}, host.metrics_dir)
+    env = environment_line(host, environ or {}, host.metrics_dir, secrets)
     sections = []
     if redis is not None:
         sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))

@@ -1,5 +1,6 @@
-"""The I/O side of running the scheduler under supervisord: rendering to a file, validating it with supervisor's
-own parser, finding a redis-server, starting supervisord, and talking to it over its unix socket.
+"""The I/O side of running the scheduler under supervisord: finding a redis-server, validating a config with
+supervisor's own parser, starting supervisord, and talking to it over its unix socket. Rendering the config and
+writing it (or checking it without writing) is ``supervisor_config``'s.
 
 Functions raise ``SupervisorError`` with a message meant for the operator; the commands turn it into CommandError.
 """
@@ -34,8 +35,6 @@ from alarm_backends.management.supervisor import (
     LocalRedis,
     needs_local_redis,
     parse_redis_version,
-    program_names,
-    render,
 )
 
 RPC_TIMEOUT = 10.0
@@ -114,69 +113,21 @@ def find_redis_server() -> str:
     )
 
 
-def local_redis(conf: Any, mode: str = REDIS_AUTO) -> LocalRedis | None:
-    """The Redis program to add: ``auto`` adds one when nothing answers at the configured local address."""
+def local_redis(conf: Any, mode: str = REDIS_AUTO, ours: bool = False) -> LocalRedis | None:
+    """The Redis program to add: ``auto`` adds one when nothing answers at the configured local address.
+
+    ``ours``: this run dir's supervisord runs the redis program, so the Redis that answers is that one, and
+    ``auto`` keeps it (dropping it would make the next ``reread``/``update`` stop the platform's Redis).
+    """
     if mode == REDIS_NO:
         return None
     if mode == REDIS_AUTO:
         # Only a local address is probed: a remote Redis that does not answer is not ours to replace.
-        local = needs_local_redis(conf, answers=False)
-        if not local or redis_answers(conf.REDIS_HOST, int(conf.REDIS_PORT)):
+        if not needs_local_redis(conf, answers=False):
+            return None
+        if not ours and redis_answers(conf.REDIS_HOST, int(conf.REDIS_PORT)):
             return None
     return LocalRedis(binary=find_redis_server(), port=int(conf.REDIS_PORT))
-
-
-def ensure_dirs(host: Host) -> None:
-    for path in (host.run_dir, host.log_dir, host.metrics_dir, str(Path(host.socket_path).parent)):
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            raise SupervisorError(f"cannot create {path}: {exc.strerror}") from None
-
-
-@dataclass(frozen=True)
-class Rendered:
-    path: str
-    programs: list[str]
-    redis: LocalRedis | None
-
-
-def render_to_file(
-    conf: Any,
-    host: Host,
-    profile: str,
-    output: str,
-    *,
-    template: str | None = None,
-    redis_mode: str = REDIS_AUTO,
-    environ: Mapping[str, str] | None = None,
-    queue_name: Callable[[str], str] = str,
-) -> Rendered:
-    """Render the template for ``host`` into ``output`` (mode 0600: it names every path and setting)."""
-    template_path = Path(template) if template else default_template(host.repo_dir)
-    try:
-        text = template_path.read_text()
-    except OSError as exc:
-        raise SupervisorError(f"cannot read the template {template_path}: {exc.strerror}") from None
-    redis = local_redis(conf, redis_mode)
-    try:
-        rendered = render(
-            text,
-            host,
-            profile,
-            environ=os.environ if environ is None else environ,
-            queue_name=queue_name,
-            redis=redis,
-        )
-    except ValueError as exc:
-        raise SupervisorError(f"{template_path}: {exc}") from None
-    ensure_dirs(host)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
-    with os.fdopen(fd, "w") as fh:
-        fh.write(rendered)
-    return Rendered(path=output, programs=program_names(profile, redis, bool(host.metrics_port)), redis=redis)
 
 
 def validate_config(path: str) -> list[str]:

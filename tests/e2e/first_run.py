@@ -38,11 +38,12 @@ def executed(since: float, timeout: float) -> int:
             entries = client.xrange(stream, min=f"{int(since * 1000)}-0")
         except redis.RedisError as exc:  # the platform's own redis-server may still be starting
             last_error, entries = f" (last error: {exc})", []
-        runs = [Run.from_fields(fields) for _, fields in entries]
+        runs = [Run.from_fields(fields) for _, fields in entries or ()]
         done = [run for run in runs if run.status == "success"]
         if done:
             run = done[0]
-            print(f"first run: {run.task} on {run.queue} succeeded in {run.cost:.3f}s, {run.ts - since:.1f}s after start")
+            after = run.ts - since
+            print(f"first run: {run.task} on {run.queue} succeeded in {run.cost:.3f}s, {after:.1f}s after start")
             return 0
         time.sleep(1)
     print(f"no job ran on a worker within {timeout:.0f}s of the start: {stream} holds no successful run{last_error}")

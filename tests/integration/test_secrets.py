@@ -1,11 +1,14 @@
-"""A configured password never shows up in what operators read: CLI output, rendered config, beat's log.
+"""A configured password never shows up in what operators read: CLI output, rendered configs, beat's log.
 
 Redis and RabbitMQ are pointed at a loopback port nothing listens on, so every command goes through its error
 path, where a URL with credentials is the most likely to be printed whole — and nothing is written anywhere.
+A password may also sit inside a JSON override (``BKAPP_SETTINGS_DATABASES``, a nested dict of another setting),
+where no variable name says so: the rendered supervisord configs leave such variables out too.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +22,8 @@ from tests.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-P@ss/w%rd"
+DB_SECRET = "db-P@ss/w%rd-7"  # only inside BKAPP_SETTINGS_DATABASES
+NESTED_SECRET = "app-S3cr/t@x%y"  # only deep inside another JSON override
 
 
 def secret_env(tmp_path: Path) -> dict[str, str]:
@@ -33,9 +38,11 @@ def secret_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def assert_no_secret(what: str, text: str) -> None:
-    for form in (SECRET, quote(SECRET, safe=""), quote(SECRET)):
-        assert form not in text, f"{what} shows the password ({form!r}):\n{text[-2000:]}"
+def assert_no_secret(what: str, text: str, secrets: tuple[str, ...] = (SECRET,)) -> None:
+    for secret in secrets:
+        # Raw, URL-quoted both ways, and as a supervisord config writes it ("%" doubled).
+        for form in {secret, quote(secret, safe=""), quote(secret), secret.replace("%", "%%")}:
+            assert form not in text, f"{what} shows a password ({form!r}):\n{text[-2000:]}"
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -51,6 +58,36 @@ def test_cli_output_and_rendered_config_hide_the_password(tmp_path: Path) -> Non
     output = tmp_path / "supervisord.conf"
     assert_no_secret("render_supervisor", manage(env, "render_supervisor", "--output", str(output), "--redis", "no"))
     assert_no_secret("the rendered supervisord.conf", output.read_text())
+
+
+def test_passwords_inside_json_overrides_stay_out_of_rendered_configs(tmp_path: Path) -> None:
+    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "bkmonitor", "USER": "bkmonitor",
+                "PASSWORD": DB_SECRET, "HOST": "127.0.0.1", "PORT": 5432}  # fmt: skip
+    clients = {"cmdb": {"endpoints": [{"url": "https://cmdb.example/api", "auth": {"app_secret": NESTED_SECRET}}]}}
+    env = secret_env(tmp_path) | {
+        "BKAPP_SETTINGS_DATABASES": json.dumps({"default": database}),
+        "BKAPP_SETTINGS_THIRD_PARTY_CLIENTS": json.dumps(clients),
+    }
+    backend, saas = tmp_path / "supervisord.conf", tmp_path / "saas-supervisord.conf"
+    outputs = {
+        "render_supervisor": manage(env, "render_supervisor", "--output", str(backend), "--redis", "no"),
+        "render_supervisor --check": manage(env, "render_supervisor", "--check", "--redis", "no"),
+        "render_saas_supervisor": manage(env, "render_saas_supervisor", "--output", str(saas), "--check"),
+    }
+    files = {
+        "the rendered supervisord.conf": backend.read_text(),
+        "the rendered saas-supervisord.conf": saas.read_text(),
+    }
+    for what, text in {**outputs, **files}.items():
+        assert_no_secret(what, text, (SECRET, DB_SECRET, NESTED_SECRET))
+    assert "supervisord accepts it" in outputs["render_supervisor --check"]
+    assert "supervisord accepts" in outputs["render_saas_supervisor"]
+    for text in (*files.values(), outputs["render_supervisor --check"]):
+        assert "BKAPP_SETTINGS_REDIS_DB_PLAN=" in text  # the variables without a secret are still passed on
+        assert "BKAPP_SETTINGS_DATABASES=" not in text and "BKAPP_SETTINGS_THIRD_PARTY_CLIENTS=" not in text
+    for output in outputs.values():  # and the operator is told which variables the programs must inherit
+        assert "left out of environment=" in output
+        assert "BKAPP_SETTINGS_DATABASES, BKAPP_SETTINGS_THIRD_PARTY_CLIENTS" in output
 
 
 def test_beats_log_hides_the_password(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
-from supervisor.datatypes import RestartUnconditionally, dict_of_key_value_pairs
+from supervisor.datatypes import RestartWhenExitUnexpected, dict_of_key_value_pairs
 from supervisor.options import ServerOptions, expand
 
 from alarm_backends.core.cluster import reset_cluster
@@ -156,7 +156,9 @@ def test_every_program_is_supervised_the_same_way(host: Host, tmp_path: Path) ->
     for name, proc in programs(options).items():
         p = SimpleNamespace(**vars(proc))
         assert p.directory == str(REPO)
-        assert (p.autostart, p.autorestart, p.startsecs, p.stopwaitsecs) == (True, RestartUnconditionally, 5, 30)
+        assert (p.autostart, p.autorestart, p.startsecs, p.stopwaitsecs) == (True, RestartWhenExitUnexpected, 5, 30)
+        # Only the configuration-refused exit status is not restarted (config.tools.validation.EXIT_CONFIG).
+        assert (p.exitcodes, p.startretries) == ([2], 3)
         assert (p.stopasgroup, p.killasgroup, p.redirect_stderr) == (True, True, True)
         assert p.stdout_logfile == f"{host.log_dir}/{name}.log"
         assert p.environment == {
@@ -321,10 +323,13 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     output = tmp_path / "out" / "supervisord.conf"
     call_command("render_supervisor", "--check", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     out = capsys.readouterr().out
-    assert "supervisord accepts" in out and "17 programs" in out  # redis, beat, the 14 workers and the exporter
+    assert "supervisord accepts it: 17 programs" in out  # redis, beat, the 14 workers and the exporter
+    assert f"command={fake_redis_binary} --bind 127.0.0.1" in out  # the config it would write
+    assert "-c 8 " in out
+    assert not output.parent.exists()  # --check writes nothing
+    call_command("render_supervisor", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     text = output.read_text()
     assert f"command={fake_redis_binary} --bind 127.0.0.1" in text
-    assert "-c 8 " in text
     # Only the operator may read it; re-rendering over a wider file narrows it again.
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     output.chmod(0o644)

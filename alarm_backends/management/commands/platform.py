@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear as clear_metrics
 from alarm_backends.management.supervisor import Host
+from alarm_backends.management.supervisor_config import render_to_file
 from alarm_backends.management.supervisor_rpc import (
     REDIS_AUTO,
     REDIS_CHOICES,
@@ -26,7 +27,6 @@ from alarm_backends.management.supervisor_rpc import (
     Supervisor,
     SupervisorError,
     orphan_pid,
-    render_to_file,
     start_supervisord,
     terminate,
     validate_config,

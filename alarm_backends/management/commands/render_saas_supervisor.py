@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from alarm_backends.management.env_secrets import configured_secrets
 from alarm_backends.management.saas_supervisor import (
     BEAT_TEMPLATE_NAME,
     EXAMPLE_HOST,
@@ -26,7 +26,9 @@ from alarm_backends.management.saas_supervisor import (
     program_names,
     render,
 )
-from alarm_backends.management.supervisor_rpc import SupervisorError, ensure_dirs, validate_config
+from alarm_backends.management.supervisor import withheld_environment
+from alarm_backends.management.supervisor_config import ensure_dirs, write_private
+from alarm_backends.management.supervisor_rpc import SupervisorError, validate_config
 
 
 def read_template(path: Path) -> str:
@@ -34,19 +36,6 @@ def read_template(path: Path) -> str:
         return path.read_text()
     except OSError as exc:
         raise CommandError(f"cannot read the template {path}: {exc.strerror}") from None
-
-
-def write_private(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` at once (mode 0600: the config names every path and setting)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".saas-supervisord-")  # created 0600
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
 
 
 class Command(BaseCommand):
@@ -79,8 +68,10 @@ class Command(BaseCommand):
         beat_template = read_template(templates / BEAT_TEMPLATE_NAME)
         profile = options["profile"]
         saas = EXAMPLE_HOST if options["example"] else SaasHost.from_settings(settings, python=sys.executable)
+        environ = {} if options["example"] else os.environ
+        secrets = configured_secrets(settings)
         try:
-            text = render(template, beat_template, saas, profile, environ={} if options["example"] else os.environ)
+            text = render(template, beat_template, saas, profile, environ=environ, secrets=secrets)
         except ValueError as exc:
             raise CommandError(f"{templates}: {exc}") from None
         output = options["output"] or saas.config_path
@@ -89,6 +80,9 @@ class Command(BaseCommand):
                 ensure_dirs(saas.host)  # supervisord refuses a config whose log directory does not exist
             write_private(output, text)
             self.stdout.write(f"wrote {output} ({profile} profile: {', '.join(program_names(saas, profile))})")
+            withheld = withheld_environment(environ, secrets)
+            if withheld:
+                self.stdout.write(withheld)
             if options["check"]:
                 names = validate_config(output)
                 self.stdout.write(f"supervisord accepts {output}: {len(names)} programs")

@@ -1,12 +1,14 @@
 """``manage.py render_supervisor``: write the supervisord config of the scheduler group for this host.
 
 The config runs celery beat and the crontab workers with this interpreter, this repository and the run and log
-directories of the settings; ``--check`` parses the result with supervisord's own parser.
+directories of the settings. ``--check`` writes nothing: it prints the config it would write and parses it with
+supervisord's own parser, so it is safe on a live host (a running supervisord ``reread``s the file).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear
 from alarm_backends.management.supervisor import Host
-from alarm_backends.management.supervisor_rpc import (
-    REDIS_AUTO,
-    REDIS_CHOICES,
-    Supervisor,
-    SupervisorError,
-    render_to_file,
-    validate_config,
-)
+from alarm_backends.management.supervisor_config import Plan, check, ensure_dirs, plan, write_private
+from alarm_backends.management.supervisor_rpc import REDIS_AUTO, REDIS_CHOICES, Supervisor, SupervisorError
 from alarm_backends.management.workers import PROFILES, SMALL
 
 
@@ -43,9 +39,14 @@ class Command(BaseCommand):
             "--redis",
             choices=REDIS_CHOICES,
             default=REDIS_AUTO,
-            help="add a local redis-server program: auto (when nothing answers at a local REDIS_HOST), yes or no",
+            help="add a local redis-server program: auto (when nothing answers at a local REDIS_HOST, or this run "
+            "dir's supervisord already runs it), yes or no",
         )
-        parser.add_argument("--check", action="store_true", help="validate the result with supervisord's parser")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="write nothing: print the config to stdout and validate it with supervisord's parser",
+        )
         parser.add_argument(
             "--clear-metrics",
             action="store_true",
@@ -53,33 +54,61 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["check"] and options["clear_metrics"]:
+            raise CommandError("--check writes nothing, so it cannot also --clear-metrics")
         try:
             host = Host.from_settings(settings, python=sys.executable)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if options["clear_metrics"] and Supervisor(host.socket_path).answers():
+            # Refused before anything is written: the running programs' counters would restart from zero
+            # mid-run, and their files vanish under them.
+            raise CommandError(f"supervisord answers on {host.socket_path}: not clearing the metrics of its programs")
         output = options["output"] or host.config_path
         try:
-            rendered = render_to_file(
+            config = plan(
                 settings,
                 host,
                 options["profile"],
-                output,
                 template=options["template"],
                 redis_mode=options["redis"],
                 queue_name=get_cluster().queue_name,
             )
-            self.stdout.write(f"wrote {rendered.path} ({options['profile']} profile: {', '.join(rendered.programs)})")
+            text = config.render(host)
             if options["check"]:
-                names = validate_config(rendered.path)
-                self.stdout.write(f"supervisord accepts {rendered.path}: {len(names)} programs")
-            if options["clear_metrics"]:
-                self.clear_metrics(host)
+                self.check_without_writing(config, host, text, output)
+                return
+            ensure_dirs(host)
+            write_private(output, text)
         except SupervisorError as exc:
             raise CommandError(str(exc)) from None
+        programs = ", ".join(config.programs(host))
+        self.stdout.write(f"wrote {output} ({options['profile']} profile: {programs})")
+        self.report_withheld(config, self.stdout.write)
+        if options["clear_metrics"]:
+            removed = clear(Path(host.metrics_dir))
+            self.stdout.write(f"cleared {host.metrics_dir} ({removed} sample file(s) of an earlier run)")
 
-    def clear_metrics(self, host: Host) -> None:
-        # The running programs' counters would restart from zero mid-run, and their files vanish under them.
-        if Supervisor(host.socket_path).answers():
-            raise CommandError(f"supervisord answers on {host.socket_path}: not clearing the metrics of its programs")
-        removed = clear(Path(host.metrics_dir))
-        self.stdout.write(f"cleared {host.metrics_dir} ({removed} sample file(s) of an earlier run)")
+    def check_without_writing(self, config: Plan, host: Host, text: str, output: str) -> None:
+        """Exactly what would be written, then what the check found as ``;`` comments: stdout stays a config that
+        supervisord reads (``render_supervisor --check > candidate.conf``)."""
+        checked = check(config, host)
+        self.stdout.write(text, ending="")
+
+        def comment(line: str) -> None:
+            self.stdout.write(f"; {line}")
+
+        comment(f"would write {output} ({config.profile} profile: {', '.join(config.programs(host))})")
+        self.report_withheld(config, comment)
+        if checked.stand_ins:
+            comment(
+                f"not created yet (a render without --check creates them), validated with empty stand-ins: "
+                f"{', '.join(checked.stand_ins)}"
+            )
+        comment(f"supervisord accepts it: {len(checked.programs)} programs (nothing written)")
+
+    @staticmethod
+    def report_withheld(config: Plan, write: Callable[[str], object]) -> None:
+        withheld = config.withheld()
+        if withheld:
+            write(withheld)
