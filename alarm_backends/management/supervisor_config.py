@@ -196,14 +196,20 @@ def _with_stand_ins(host: Host, root: Path) -> tuple[Host, list[str]]:
 
 
 def check(config: Plan, host: Host) -> Checked:
-    """Validate what ``config`` renders for ``host`` with supervisord's parser, in a private temporary directory.
+    """Validate what ``config`` renders for ``host`` with supervisord's parser (see :func:`check_rendered`)."""
+    return check_rendered(config.render, host)
+
+
+def check_rendered(render_for: Callable[[Host], str], host: Host) -> Checked:
+    """Validate what ``render_for`` renders for ``host`` with supervisord's parser, in a private temporary
+    directory (the scheduler's config and the SaaS one alike).
 
     Nothing is written outside it: not the output path, not the run dir (``--check`` runs on live hosts).
     """
     with tempfile.TemporaryDirectory(prefix="bkm-check-") as tmp:
         stand_in, missing = _with_stand_ins(host, Path(tmp))
         path = Path(tmp) / CONFIG_NAME
-        write_private(str(path), config.render(stand_in))
+        write_private(str(path), render_for(stand_in))
         try:
             names = validate_config(str(path))
         except SupervisorError as exc:

@@ -156,10 +156,14 @@ def test_command_writes_a_private_config_that_supervisord_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "out" / "saas.conf"
+    # --check writes nothing, as render_supervisor's: validated in a private temporary directory.
     call_command("render_saas_supervisor", "--profile", "dev", "--output", str(output), "--check")
     out = capsys.readouterr().out
-    assert f"wrote {output} (dev profile: " in out and "_celery_beat" in out
-    assert f"supervisord accepts {output}: 3 programs" in out
+    assert f"would write {output} (dev profile: " in out and "_celery_beat" in out
+    assert "supervisord accepts it: 3 programs (nothing written)" in out
+    assert not (tmp_path / "out").exists()
+    call_command("render_saas_supervisor", "--profile", "dev", "--output", str(output))
+    assert f"wrote {output} (dev profile: " in capsys.readouterr().out
     assert stat.S_IMODE(os.stat(output).st_mode) == 0o600
     # supervisord needs the log directory to exist: the command created it.
     assert Path(settings.LOG_PATH, settings.APP_CODE).is_dir()

@@ -2,13 +2,15 @@
 
 It runs the SaaS app's two Celery workers (and, with ``--profile dev``, its beat after ``migrate``) with this
 interpreter, this repository and the run and log directories of the settings; ``--check`` parses the result with
-supervisord's own parser. Start it with ``python -m supervisor.supervisord -c <run dir>/saas-supervisord.conf``.
+supervisord's own parser and writes nothing. Start it with
+``python -m supervisor.supervisord -c <run dir>/saas-supervisord.conf``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,9 @@ from alarm_backends.management.saas_supervisor import (
     program_names,
     render,
 )
-from alarm_backends.management.supervisor import withheld_environment
-from alarm_backends.management.supervisor_config import ensure_dirs, write_private
-from alarm_backends.management.supervisor_rpc import SupervisorError, validate_config
+from alarm_backends.management.supervisor import Host, withheld_environment
+from alarm_backends.management.supervisor_config import check_rendered, ensure_dirs, write_private
+from alarm_backends.management.supervisor_rpc import SupervisorError
 
 
 def read_template(path: Path) -> str:
@@ -60,7 +62,9 @@ class Command(BaseCommand):
             help="render for the original's container layout (/app/code) with no environment, as in "
             "support-files/supervisord.conf, instead of for this host",
         )
-        parser.add_argument("--check", action="store_true", help="validate the result with supervisord's parser")
+        parser.add_argument(
+            "--check", action="store_true", help="write nothing: validate the result with supervisord's parser"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         templates = Path(options["template_dir"] or Path(settings.BASE_DIR) / "support-files" / "templates")
@@ -70,21 +74,31 @@ class Command(BaseCommand):
         saas = EXAMPLE_HOST if options["example"] else SaasHost.from_settings(settings, python=sys.executable)
         environ = {} if options["example"] else os.environ
         secrets = configured_secrets(settings)
-        try:
-            text = render(template, beat_template, saas, profile, environ=environ, secrets=secrets)
-        except ValueError as exc:
-            raise CommandError(f"{templates}: {exc}") from None
+
+        def render_for(host: Host) -> str:
+            try:
+                return render(template, beat_template, replace(saas, host=host), profile, environ=environ,
+                              secrets=secrets)  # fmt: skip
+            except ValueError as exc:
+                raise CommandError(f"{templates}: {exc}") from None
+
         output = options["output"] or saas.config_path
+        programs = ", ".join(program_names(saas, profile))
+        withheld = withheld_environment(environ, secrets)
         try:
+            if options["check"]:
+                # As render_supervisor --check: validated in a private temporary directory, nothing written.
+                checked = check_rendered(render_for, saas.host)
+                self.stdout.write(f"would write {output} ({profile} profile: {programs})")
+                if withheld:
+                    self.stdout.write(withheld)
+                self.stdout.write(f"supervisord accepts it: {len(checked.programs)} programs (nothing written)")
+                return
             if not options["example"]:
                 ensure_dirs(saas.host)  # supervisord refuses a config whose log directory does not exist
-            write_private(output, text)
-            self.stdout.write(f"wrote {output} ({profile} profile: {', '.join(program_names(saas, profile))})")
-            withheld = withheld_environment(environ, secrets)
-            if withheld:
-                self.stdout.write(withheld)
-            if options["check"]:
-                names = validate_config(output)
-                self.stdout.write(f"supervisord accepts {output}: {len(names)} programs")
+            write_private(output, render_for(saas.host))
         except SupervisorError as exc:
             raise CommandError(str(exc)) from None
+        self.stdout.write(f"wrote {output} ({profile} profile: {programs})")
+        if withheld:
+            self.stdout.write(withheld)
