@@ -40,15 +40,10 @@ def fresh_run_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def fake_redis(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+def fake_redis(monkeypatch: pytest.MonkeyPatch, fake_redis_binary: str) -> str:
     """A redis-server that passes the checks, and a Redis answering on the configured port."""
-    binary = tmp_path / "bin" / "redis-server"
-    binary.parent.mkdir()
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
-    monkeypatch.setattr(supervisor_rpc, "find_redis_server", lambda: str(binary))
     monkeypatch.setattr(supervisor_rpc, "redis_answers", lambda host, port: True)
-    return str(binary)
+    return fake_redis_binary
 
 
 def supervisord_running(monkeypatch: pytest.MonkeyPatch, programs: list[str]) -> None:

@@ -19,7 +19,6 @@ from supervisor.datatypes import RestartWhenExitUnexpected, dict_of_key_value_pa
 from supervisor.options import ServerOptions, expand
 
 from alarm_backends.core.cluster import reset_cluster
-from alarm_backends.management import supervisor_rpc
 from alarm_backends.management.supervisor import (
     BEAT,
     EXPORTER,
@@ -306,17 +305,6 @@ def test_template_errors_name_the_problem() -> None:
 
 
 # --- the command ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_redis_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    binary = tmp_path / "bin" / "redis-server"
-    binary.parent.mkdir()
-    binary.write_text("#!/bin/sh\nexit 0\n")
-    binary.chmod(0o755)
-    monkeypatch.setattr(supervisor_rpc.shutil, "which", lambda name: str(binary) if name == "redis-server" else None)
-    monkeypatch.setattr(supervisor_rpc, "redis_server_version", lambda path: (7, 2, 0))
-    return str(binary)
 
 
 def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: pytest.CaptureFixture[str]) -> None:
