@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -28,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from alarm_backends.core.processes import pid_alive
+from config.tools.validation import loopback
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
@@ -48,11 +48,7 @@ def metrics_dir(environ: Mapping[str, str]) -> Path:
 def check_address(host: str, port: int) -> tuple[str, int]:
     """A loopback address and a TCP port: the metrics name every job and queue of the host, so they are served
     to local scrapers (a Prometheus agent, a sidecar) only."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
+    if loopback(host) is not None:  # the settings' own rule (config.tools.validation)
         raise ExporterError(f"METRICS_EXPORTER_HOST={host!r} is not a loopback address (use 127.0.0.1 or ::1)")
     if not 0 < port < 65536:
         raise ExporterError(f"METRICS_EXPORTER_PORT={port!r} is not a TCP port (1-65535)")
