@@ -56,7 +56,7 @@ class Schedule:
         for name, entry in (app.conf.beat_schedule or {}).items():
             try:
                 self.policies[name] = MissedRun.parse(entry.get("missed_run"), self.conf.missed_run)
-            except ValueError:  # the beat refuses to start with it; here the default is shown
+            except ValueError:  # a hand-made entry the loader would skip; the default is shown
                 continue
 
     def empty_message(self) -> str:
