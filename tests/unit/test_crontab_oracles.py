@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from collections.abc import Iterator
 
 import pytest
@@ -65,9 +66,10 @@ def croniter_times(cron: str, start: dt.datetime, count: int) -> list[dt.datetim
 def scheduler_times(cron: str, start: dt.datetime, count: int) -> list[dt.datetime]:
     """The next ``count`` fire times after ``start`` as the beat computes them: each from the last, on its clock."""
     schedule = make_crontab(cron)
-    times, now = [], start.timestamp()
+    times: list[dt.datetime] = []
+    now = start.timestamp()
     for _ in range(count):
-        bind_clock(schedule, lambda at=now: from_epoch(at))
+        bind_clock(schedule, functools.partial(from_epoch, now))
         now = next_due(schedule, from_epoch(now), now)
         times.append(from_epoch(now))
     return times
