@@ -6,6 +6,8 @@ Pure apart from logging: the scheduler fetches the entries, publishes the runs a
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
+from typing import Any
 
 from celery.schedules import crontab, schedule
 
@@ -18,13 +20,26 @@ from patches.redbeat.store import DueEntry, Update
 
 logger = logging.getLogger("celery.beat")
 
-SHAREABLE = (crontab, schedule)
 # A disabled entry is looked at again after this long, as in celery-redbeat.
 DISABLED_RETRY = 5.0
 # An entry that cannot be dispatched (see TickPlanner.__call__) is looked at again after this long.
 BROKEN_RETRY = 60.0
 
 Planned = tuple[Definition | None, list[Run], Update]
+
+
+def schedule_key(sched: Any) -> Hashable | None:
+    """What decides a schedule's next fire time after a given now, exactly; None for types not known to share it.
+
+    Not ``repr``: an interval's repr is rounded ("<freq: 1.00 day>" for both 86,450 s and 86,830 s), and entries
+    keyed on it borrowed each other's next run (the second ran 380 s early).
+    """
+    if type(sched) is crontab:
+        fields = (sched.minute, sched.hour, sched.day_of_week, sched.day_of_month, sched.month_of_year)
+        return "crontab", *(frozenset(values) for values in fields), str(sched.tz)
+    if type(sched) is schedule:
+        return "interval", sched.run_every, bool(sched.relative)
+    return None
 
 
 class TickPlanner:
@@ -35,7 +50,7 @@ class TickPlanner:
         self.templates = templates
         self.now = now
         # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
-        self.following: dict[tuple[str, bool], float] = {}
+        self.following: dict[Hashable, float] = {}
         self.meta = MetaWriter(from_epoch(now))
 
     def __call__(self, item: DueEntry) -> Planned:
@@ -71,8 +86,7 @@ class TickPlanner:
         if not definition.enabled:
             return [], now + DISABLED_RETRY
         sched = definition.schedule
-        # Only Celery's own types: their repr states every parameter that decides the next fire time.
-        shape = (repr(sched), bool(getattr(sched, "relative", False))) if type(sched) in SHAREABLE else None
+        shape = schedule_key(sched)
         if shape is not None and shape not in self.following:
             self.following[shape] = next_due(sched, from_epoch(now), now)
         upcoming = self.following.get(shape) if shape else None

@@ -94,3 +94,32 @@ def test_tick_metas_are_what_celery_redbeat_writes() -> None:
 def test_a_tick_a_few_seconds_after_the_slot_is_on_time_even_for_skip() -> None:
     decided = plan(minutely(), at(10, 0, 27), NOW, MissedRun("skip"))  # 3 s late, grace 0
     assert decided.slots == (at(10, 0, 27),) and decided.skipped == 0
+
+
+def test_entries_due_in_one_tick_each_get_their_own_next_run() -> None:
+    """Entries due together share one next-run computation per schedule; the key was Celery's rounded repr, so
+    periods of 86,450 s and 86,830 s (both "<freq: 1.00 day>") shared one and the second ran 380 s early. The
+    oracle is Celery's own: each interval's remaining_estimate from a run now."""
+    from celery import Celery
+
+    from patches.redbeat.entries import Definitions, encode_definition, encode_meta
+    from patches.redbeat.planner import TickPlanner
+    from patches.redbeat.publisher import Templates
+    from patches.redbeat.store import DueEntry
+
+    app = Celery("planner-test", set_as_current=False)
+    app.conf.timezone = "UTC"
+    periods = {"a": 86_450, "b": 86_830, "c": 86_450.5, "d": 60, "e": 60.0}
+    schedules = {name: schedule(run_every=dt.timedelta(seconds=s), app=app) for name, s in periods.items()}
+    assert len({repr(sched) for name, sched in schedules.items() if name in "abc"}) == 1  # what the key was
+    planner = TickPlanner(Definitions(lambda: from_epoch(NOW), {}, MissedRun()), Templates(app), NOW)
+    meta = encode_meta(from_epoch(NOW - 86_830))
+    scores = {}
+    for name, sched in schedules.items():
+        raw = encode_definition(name, "t.job", sched, [], {}, {})
+        _, runs, update = planner(DueEntry(key=f"redbeat:{name}", score=NOW, definition=raw, meta=meta))
+        assert [run.due for run in runs] == [NOW]
+        scores[name] = update.score
+    for name, sched in schedules.items():
+        oracle = bind_clock(schedule(run_every=sched.run_every, app=app), lambda: from_epoch(NOW))
+        assert scores[name] == NOW + oracle.remaining_estimate(from_epoch(NOW)).total_seconds(), name
