@@ -8,10 +8,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery.schedules import solar
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 
 from patches.redbeat.policy import MissedRun, bind_clock
 from patches.redbeat.publisher import Template, Templates
+
+
+class EntryEncoder(RedBeatJSONEncoder):
+    """celery-redbeat's encoding, plus Celery's solar schedules (stock redbeat cannot store them at all)."""
+
+    def default(self, obj: Any) -> Any:
+        if isinstance(obj, solar):
+            return {"__type__": "solar", "event": obj.event, "lat": obj.lat, "lon": obj.lon}
+        return super().default(obj)
+
+
+class EntryDecoder(RedBeatJSONDecoder):
+    def dict_to_object(self, d: dict[str, Any]) -> Any:
+        if d.get("__type__") == "solar":
+            return solar(d["event"], d["lat"], d["lon"])
+        return super().dict_to_object(d)
 
 
 @dataclass(slots=True)
@@ -43,7 +60,7 @@ def encode_definition(name: str, task: str, schedule: Any, args: Any, kwargs: An
         "schedule": schedule,
         "enabled": True,
     }
-    return json.dumps(definition, cls=RedBeatJSONEncoder)
+    return json.dumps(definition, cls=EntryEncoder)
 
 
 def encode_meta(last_run_at: dt.datetime | None, total_run_count: int | None = None) -> str:
@@ -101,7 +118,7 @@ class Definitions:
         if decoded is None:
             if len(self._cache) > 200_000:  # entries were redefined many times over: start afresh
                 self._cache.clear()
-            data = json.loads(raw, cls=RedBeatJSONDecoder)
+            data = json.loads(raw, cls=EntryDecoder)
             name = str(data["name"])
             decoded = Definition(
                 name=name,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from celery import Celery, signals
+from celery.utils.saferepr import saferepr
 from kombu import Producer
 from kombu.serialization import dumps
 
@@ -88,15 +90,25 @@ class Templates:
             payload=payload if isinstance(payload, bytes) else str(payload).encode(),
             content_type=content_type,
             content_encoding=content_encoding,
-            # For humans (flower, logs): plain repr, cut like Celery's default.
-            argsrepr=repr(args)[:ARGSREPR_MAX],
-            kwargsrepr=repr(kwargs)[:ARGSREPR_MAX],
+            # As Task.apply_async writes them, cut at the app's maximum: saferepr of the args as Celery's beat passes
+            # them (celery.beat._evaluate_entry_args: empty ones as they are, others as a list).
+            argsrepr=saferepr(list(args) if args else args, self.app.amqp.argsrepr_maxsize),
+            kwargsrepr=saferepr(dict(kwargs) if kwargs else kwargs, self.app.amqp.kwargsrepr_maxsize),
         )
 
 
-ARGSREPR_MAX = 1024
 # The third element of a protocol-2 body: no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+@functools.cache
+def _consumed_options(app: Celery) -> frozenset[str]:
+    """The options ``send_task`` and ``send_task_message`` take as parameters; whatever else an entry's options
+    hold (``priority``, ``expiration``, …) becomes a message property, as Celery passes it on to kombu."""
+    names = set(inspect.signature(app.send_task).parameters) | set(
+        inspect.signature(app.amqp.send_task_message).parameters
+    )
+    return frozenset(names - {"options", "kwargs"})
 
 
 def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Template:
@@ -107,9 +119,17 @@ def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict
     if isinstance(expires, dt.datetime):
         raise ValueError(f"entry for {task}: expires must be seconds, not a fixed datetime")
     routed = app.amqp.router.route(merged, task, args, kwargs)
+    # reply_to: the publishing thread's oid, as Task.apply_async sends it (beat publishes from one thread).
     headers, properties, body, _ = app.amqp.as_task_v2(
-        "", task, args, kwargs, ignore_result=bool(getattr(registered, "ignore_result", False))
-    )
+        "", task, args, kwargs, ignore_result=bool(merged.get("ignore_result") or False), reply_to=app.thread_oid,
+        time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
+    )  # fmt: skip
+    consumed = _consumed_options(app)
+    properties.update({k: v for k, v in routed.items() if k not in consumed})
+    # The entry's own headers, then Celery beat's mark of what it sends (celery.beat.Scheduler.apply_async), merged
+    # into the message headers as Celery's send_task_message merges them.
+    headers.update(merged.pop("headers", None) or {})
+    headers["celery_beat_task"] = True
     serializer = routed.pop("serializer", None) or app.conf.task_serializer
     content_type, content_encoding, payload = dumps(body, serializer=serializer)
     queue = routed.get("queue")
@@ -128,7 +148,9 @@ def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict
         content_type=content_type,
         content_encoding=content_encoding,
         headers=headers,
-        properties={k: v for k, v in properties.items() if v is not None},
+        # Passed on as Celery passes them, None included (a None priority is no priority, not kombu's 0); and Celery
+        # also gives the message the broker's own TTL (the AMQP `expiration` property) of its expires.
+        properties=properties | ({"expiration": float(expires)} if expires is not None else {}),
         exchange=exchange_name or "",
         routing_key=routing_key or "",
         declare=[queue] if queue is not None else [],

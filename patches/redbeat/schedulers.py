@@ -71,6 +71,7 @@ class RedBeatScheduler(Scheduler):
         self._fetched = time.monotonic()  # when _server_now was read
         self._publisher: BatchPublisher | None = None
         self._static: dict[str, str] = {}  # name → the definition JSON the sync writes
+        self._unsynced = False  # entries were added while leading: the next tick syncs them
         policies: dict[str, MissedRun] = {}
         self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
         self.templates = Templates(app)
@@ -89,9 +90,17 @@ class RedBeatScheduler(Scheduler):
     def setup_schedule(self) -> None:
         """Validate the static ``beat_schedule`` now; it is written to Redis by whichever beat takes the lock."""
         static = dict(self.app.conf.beat_schedule or {})
-        self.install_default_entries(static)
         self._static = {}
-        for name, raw in static.items():
+        self.update_from_dict(static)
+        # Celery's own entries (celery.backend_cleanup, for a result backend that does not expire results itself)
+        # arrive through update_from_dict, as in every Celery scheduler.
+        self.install_default_entries(static)
+
+    def update_from_dict(self, dict_: dict[str, Any]) -> None:
+        """Add entries to this beat's schedule: validated now, written to Redis by the leader's next tick (at once
+        if this beat leads). Celery's Scheduler wrote them into ``self.schedule``, which this scheduler rebuilds on
+        every read, so they were lost (``celery.backend_cleanup`` was never scheduled); stock redbeat stores them."""
+        for name, raw in dict_.items():
             raw = dict(raw)
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
@@ -113,6 +122,8 @@ class RedBeatScheduler(Scheduler):
                 ),
             )
             self._static[name] = encoded
+        if dict_ and self.leading:
+            self._unsynced = True
 
     def _sync(self) -> None:
         names = list(self._static)
@@ -213,6 +224,9 @@ class RedBeatScheduler(Scheduler):
             if not self._renew_if_due():
                 self._step_down("the lock is held by another beat")
                 return self.conf.standby_interval
+            if self._unsynced:
+                self._unsynced = False
+                self._sync()
             return self._dispatch()
         except LostLockError:
             self._step_down("the lock is held by another beat")
@@ -227,6 +241,16 @@ class RedBeatScheduler(Scheduler):
         return self.conf.standby_interval
 
     def _dispatch(self) -> float:
+        """Serve every due entry: with ``redbeat_fetch_limit`` a fetch returns at most that many, and the overflow
+        is fetched at once, in the same tick (it waited for a later one, arrived late, and ``skip`` dropped it)."""
+        while True:
+            sleep, more = self._dispatch_once()
+            if not more:
+                return sleep
+
+    def _dispatch_once(self) -> tuple[float, bool]:
+        """One fetch, publish and commit; the sleep until the next tick, and whether more entries may be due (the
+        fetch was cut at the limit, and its entries were committed)."""
         due = self.store.fetch_due(self.token, self.conf.fetch_limit)
         if not due.owned:
             raise LostLockError(self.store.lock_key)
@@ -236,6 +260,9 @@ class RedBeatScheduler(Scheduler):
         requested = sum(e.requested is not None for e in due.entries)
         self.observer.claimed(len(due.entries), sum(e.due for e in due.entries), requested, oldest)
         next_scores, retry_soon = self._run(due, due.now if oldest is None else oldest) if due.entries else ([], False)
+        limit = self.conf.fetch_limit
+        if limit and not retry_soon and sum(e.due for e in due.entries) >= limit:
+            return 0.0, True
         wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
         sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
         if retry_soon:  # entries left unpublished are still due: try again shortly, not at the next head
@@ -243,7 +270,7 @@ class RedBeatScheduler(Scheduler):
         # Wake when the lease is due for renewal, not a whole renew interval after a tick that came just before
         # it: otherwise renewals could be nearly 2·TTL/3 apart, leaving a third of the lease as the margin.
         until_renewal = self._renewed + self.conf.renew_interval - time.monotonic()
-        return max(min(sleep, self.max_interval, until_renewal), 0.0)
+        return max(min(sleep, self.max_interval, until_renewal), 0.0), False
 
     def _run(self, due: Due, oldest: float) -> tuple[list[float], bool]:
         """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
