@@ -57,6 +57,10 @@ CELERY_SERIALIZER = "json"
 # When True a cron job's exception fails the Celery task (visible in events and worker logs) after it has been
 # logged and counted; False keeps the original's behaviour of swallowing it.
 CRON_TASK_RAISE_ERRORS = True
+# Which clock decides whether a scheduled cron run is past its expires: "redis" (the beat sends the deadline on the
+# Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
+# worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).
+CRON_EXPIRES_CLOCK = "redis"
 
 # Cluster (alarm_backends.core.cluster): name, code and the ordered routing rules.
 ALARM_BACKEND_CLUSTER_NAME = os.environ.get("BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME") or "default"

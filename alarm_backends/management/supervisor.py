@@ -138,15 +138,17 @@ class Host:
 
 @dataclass(frozen=True)
 class LocalRedis:
-    """A throw-away Redis for a single machine: loopback only, nothing persisted."""
+    """A Redis for a single machine: loopback only, its data kept in an append-only file in the run dir."""
 
     binary: str
     port: int
 
     def argv(self, run_dir: str) -> list[str]:
-        # --save "" and --appendonly no: nothing on disk, the data is as disposable as the server.
+        # AOF, fsync'd every second: a restart (`make stop` / `make run`, supervisord restarting it) keeps the
+        # schedule's history and the queued messages. A store that came back empty made every entry new again.
         listen = ("--bind", "127.0.0.1", "--port", str(self.port))
-        return [self.binary, *listen, "--save", "", "--appendonly", "no", "--dir", run_dir]
+        aof = ("--appendonly", "yes", "--appendfsync", "everysec")
+        return [self.binary, *listen, "--save", "", *aof, "--dir", run_dir]
 
 
 def parse_redis_version(text: str) -> tuple[int, int, int] | None:

@@ -83,8 +83,11 @@ REDBEAT_STANDBY_INTERVAL = 1.0
 # for the next slot) or "all" (fire every missed slot, at most `max_catchup`). Per entry: a fourth element
 # {"missed_run": {...}} in a crontab entry.
 REDBEAT_MISSED_RUN = {"policy": "once", "grace": 0, "max_catchup": 10}
-# A new entry (one that never ran) fires "now" — on the first tick after it is added — or at its "next" slot.
-REDBEAT_FIRST_RUN = "now"
+# A new entry (one the store has no run of) waits for its "next" slot — what the original did in practice (Celery's
+# ScheduleEntry stamps last_run_at when redbeat first saves it), and what a Kubernetes CronJob or a Temporal schedule
+# does — or fires "now", on the first tick after it is added. With "now" an emptied store (a Redis restart without
+# persistence, a failover to an empty replica) fired every entry at once: a Mondays-only job on a Saturday.
+REDBEAT_FIRST_RUN = "next"
 
 # RabbitMQ (used when CELERY_BROKER_BACKEND is "rabbitmq").
 _rabbitmq = get_rabbitmq_settings(os.environ, app_code=APP_CODE)

@@ -69,9 +69,10 @@ FIRST_RUN = ("now", "next")
 
 
 def first_run(value: Any) -> bool:
-    """``now`` (default): a new entry fires at once; ``next``: at its first slot (what stock celery-redbeat does,
-    since it stamps ``last_run_at`` with the time an entry is first saved)."""
-    value = value or "now"
+    """``next`` (default): a new entry waits for its first slot (what stock celery-redbeat does, since it stamps
+    ``last_run_at`` with the time an entry is first saved); ``now``: it fires at once, on the first tick. Whether an
+    entry is new is the store's word: a store that lost its data makes every entry new."""
+    value = value or "next"
     if value not in FIRST_RUN:
         raise ValueError(f"redbeat_first_run={value!r} must be one of {', '.join(FIRST_RUN)}")
     return bool(value == "now")

@@ -5,6 +5,7 @@ Pure apart from logging: the scheduler fetches the entries, publishes the runs a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Hashable
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 from celery.schedules import crontab, schedule
 
 from patches.redbeat.controls import run_now_id
-from patches.redbeat.entries import Definition, Definitions, MetaWriter, run_count
+from patches.redbeat.entries import Definition, Definitions, MetaWriter, decode_meta, run_count
 from patches.redbeat.observe import Run
-from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, task_id
+from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, snap, task_id
 from patches.redbeat.publisher import Templates
 from patches.redbeat.store import DueEntry, Update
 
@@ -51,6 +52,7 @@ class TickPlanner:
         self.now = now
         # Entries with equal schedules (most are "* * * * *" or "*/5 …") have the same next fire time after now.
         self.following: dict[Hashable, float] = {}
+        self.snapped: dict[tuple[Hashable, float], float] = {}
         self.meta = MetaWriter(from_epoch(now))
 
     def __call__(self, item: DueEntry) -> Planned:
@@ -94,9 +96,26 @@ class TickPlanner:
             logger.info("beat: %s is paused: its slot is skipped", definition.name)
             return [], upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
         assert item.score is not None  # a due entry comes from the ZSET
-        decided = plan(sched, item.score, now, definition.missed_run, upcoming)
+        slot = self.slot(sched, item)
+        if slot > now:  # a score written before its slot (by stock redbeat): wait for the slot itself
+            return [], slot
+        decided = plan(sched, slot, now, definition.missed_run, upcoming)
         if decided.skipped:
             logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
                            definition.missed_run.policy)  # fmt: skip
         name = definition.name
-        return [Run(name, task_id(name, slot), slot) for slot in decided.slots], decided.next_due
+        return [Run(name, task_id(name, due), due) for due in decided.slots], decided.next_due
+
+    def slot(self, sched: Any, item: DueEntry) -> float:
+        """:func:`snap` of the item's score; entries of one schedule due at one score (a burst) share it."""
+        assert item.score is not None
+        if type(sched) is crontab:
+            key = (schedule_key(sched), item.score)
+            if key not in self.snapped:
+                self.snapped[key] = snap(sched, item.score, None, self.now)
+            return self.snapped[key]
+        last_run_at = None
+        # An unreadable meta is rewritten by this run; the score then stands as it is.
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            last_run_at = decode_meta(item.meta)[0] if isinstance(sched, schedule) else None
+        return snap(sched, item.score, last_run_at, self.now)

@@ -21,6 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from celery.schedules import crontab
+from celery.schedules import schedule as celery_schedule
+
 ONCE, SKIP, ALL = "once", "skip", "all"
 POLICIES = (ONCE, SKIP, ALL)
 # Scores below zero mark entries that will never fire again (the stock layout's convention).
@@ -94,9 +97,35 @@ def next_due(schedule: Any, after: dt.datetime, now: float) -> float:
     return now + remaining.total_seconds()
 
 
-def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float, first_run_now: bool = True) -> float:
-    """The score an entry gets when the schedule is synced: if it never ran, now (fire at once) or, with
-    ``first_run_now=False``, its first slot; else its next fire time after the last run — in the past if runs were
+# How far before its due time stock redbeat can store an interval entry's score: the due time floored to the second,
+# less the moments between stamping last_run_at and computing the score from its own "now".
+SNAP_WINDOW = 2.0
+
+
+def snap(schedule: Any, score: float, last_run_at: dt.datetime | None, now: float) -> float:
+    """The slot a stored score stands for: the schedule's own fire time, not the score itself.
+
+    Stock celery-redbeat writes each score as the due time floored to the whole second: an interval entry's score
+    is up to a second before its due time (it fired 0.49-0.79 s early), and a crontab entry's one second *before*
+    its slot (``remaining_estimate`` is measured from now and its fraction dropped: ``xx:59`` for ``* * * * *``).
+    Taken as the slot, that fired crontab entries at ``xx:59`` and again at the minute, under two ids the workers'
+    dedupe cannot match. So a score moves to the slot it stands for when that lies less than SNAP_WINDOW after it:
+    for a crontab, its first fire time at or after the score; for an interval, ``last_run_at + run_every``. Any
+    other score is taken as it is (a first run "now", an operator's hand-set score).
+    """
+    if isinstance(schedule, crontab):
+        # Celery's crontab gives the first fire time after the minute of `after`: a hair before the score.
+        due = next_due(schedule, from_epoch(score - 1e-3), now)
+    elif isinstance(schedule, celery_schedule) and last_run_at is not None:
+        due = to_epoch(last_run_at) + schedule.run_every.total_seconds()
+    else:
+        return score
+    return due if 0 <= due - score < SNAP_WINDOW else score
+
+
+def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float, first_run_now: bool = False) -> float:
+    """The score an entry gets when the schedule is synced: if it never ran, its first slot or, with
+    ``first_run_now``, now (fire at once); else its next fire time after the last run — in the past if runs were
     missed, so the tick sees how late it is."""
     if last_run_at is None:
         return now if first_run_now else next_due(schedule, from_epoch(now), now)

@@ -54,6 +54,8 @@ class Template:
     declare: list[Any]
     delivery_mode: int | None
     expires: float | None  # seconds after publish, from the task's or the entry's options
+    # Whether the task checks its expiry itself on the Redis clock (see DEADLINE_HEADER) instead of Celery's header.
+    deadline_header: bool = False
     # What differs between entries of one task; `headers` and the rest are shared with the task's base template.
     argsrepr: str = "()"
     kwargsrepr: str = "{}"
@@ -61,8 +63,19 @@ class Template:
     def stamp(self, task_id: str, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
         headers = dict(self.headers, id=task_id, root_id=task_id, argsrepr=self.argsrepr, kwargsrepr=self.kwargsrepr)
         if self.expires is not None:
-            headers["expires"] = _expiry(now + self.expires)
+            if self.deadline_header:
+                headers[DEADLINE_HEADER] = round(now + self.expires, 3)
+            else:
+                headers["expires"] = _expiry(now + self.expires)
         return headers, dict(self.properties, correlation_id=task_id)
+
+
+# Celery's `expires` header is an absolute time that each worker compares with its own clock: `now` here is the Redis
+# server's, so a worker host ahead of Redis by more than the expires (300 s for a minutely cron) revoked every run.
+# A task that sets `expires_on_redis_clock` gets this header instead — the same deadline, epoch seconds on the Redis
+# clock — and its worker's claim of the slot compares it with Redis's TIME (alarm_backends...scheduler.dedupe).
+# The AMQP `expiration` TTL stays: RabbitMQ counts it on its own clock, from the publish.
+DEADLINE_HEADER = "bkm_deadline"
 
 
 @functools.lru_cache(maxsize=64)
@@ -156,6 +169,7 @@ def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict
         declare=[queue] if queue is not None else [],
         delivery_mode=delivery_mode or app.conf.task_default_delivery_mode,
         expires=float(expires) if expires is not None else None,
+        deadline_header=bool(getattr(registered, "expires_on_redis_clock", False)),
     )
 
 

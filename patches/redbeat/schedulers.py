@@ -141,6 +141,12 @@ class RedBeatScheduler(Scheduler):
             schedule = self.definitions.get(definition).schedule
             score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
             seeds.append(Seed(name, definition, new_meta, score))
+        if names and not statics and not any(metas):
+            # A store with none of the schedule: new, or it lost its data (a Redis restart without persistence, a
+            # failover to an empty replica). Every entry's history is gone, so every entry is new to it.
+            first = "fires now" if self.conf.first_run_now else "waits for its next slot"
+            logger.warning("beat: the schedule store holds none of the %d entries (a new store, or one that lost its "
+                           "data): each entry %s", len(names), first)  # fmt: skip
         pruned, written = self.store.seed(self.token, sorted(statics - set(names)), seeds)
         logger.info("beat: schedule synced: %d entries written, %d stale entries pruned", written, pruned)
 

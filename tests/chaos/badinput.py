@@ -34,13 +34,14 @@ from tests.integration.conftest import wait_for
 
 APP = "alarm_backends.service.scheduler.app"
 GOOD_JOBS = ("tests.integration.jobs.record_effect", "tests.integration.jobmodule")
-# A new entry fires once at start (REDBEAT_FIRST_RUN "now"); this one not again before next New Year's midnight (m h
-# dow dom moy), so a case that crosses a minute still expects exactly one run of each.
+# A new entry fires once at start (the cases set REDBEAT_FIRST_RUN "now"; the platform's default waits for the
+# first slot); this one not again before next New Year's midnight (m h dow dom moy), so a case that crosses a minute
+# still expects exactly one run of each.
 ONCE_A_YEAR = "0 0 * 1 1"
 OTHER_LISTS = ("ACTION_TASK_CRONTAB", "LONG_TASK_CRONTAB", "API_CRONTAB", "REPORT_CRONTAB")
 # How much of an error line a row's note quotes, and the log format's prefix it leaves out (config/tools/logging.py).
 QUOTE = 150
-LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ \d+ \S+ ")
+LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.,+-]+ [A-Z]+ \d+ \S+ ")
 
 
 def crontab(bad: list[Any] | None) -> str:
@@ -124,6 +125,7 @@ class Platform:
             "PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "metrics"),
             "PYTHONUNBUFFERED": "1",
             "BKAPP_SETTINGS_DEFAULT_CRONTAB": crontab(bad_entry),
+            "BKAPP_SETTINGS_REDBEAT_FIRST_RUN": "now",
             **{f"BKAPP_SETTINGS_{name}": "[]" for name in OTHER_LISTS},
         }
         return env | extra

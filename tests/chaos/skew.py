@@ -110,3 +110,18 @@ def probe(env: dict[str, str], redis_url: str, timeout: float = 30) -> ClockProb
         monotonic=outside(seen["monotonic"], mono_before, mono_after),
         redis=outside(seen["redis"], before, after),
     )
+
+
+def skewed_or_skip(offset: int, redis_url: str) -> dict[str, str]:
+    """The environment of a process ``offset`` seconds off, checked in a probe process; skip (fail under
+    BKM_REQUIRE_SERVICES=1, as `make test` installs the library) when libfaketime is missing or does not skew."""
+    from tests.gate import skip_or_fail
+
+    try:
+        env = skewed_env(offset)
+        problems = probe(env, redis_url).problems(offset)
+    except FaketimeUnavailableError as exc:
+        problems = [str(exc)]
+    if problems:
+        skip_or_fail(f"libfaketime cannot skew a process here: {'; '.join(problems)}")
+    return env

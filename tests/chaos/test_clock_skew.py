@@ -23,8 +23,7 @@ import pytest
 
 from tests.chaos.events import DELIVERED, PUBLISHED
 from tests.chaos.harness import EDGE, SCHEDULE_KEY, Row, Scenario
-from tests.chaos.skew import FaketimeUnavailableError, probe, skewed_env
-from tests.gate import skip_or_fail
+from tests.chaos.skew import skewed_or_skip
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -44,19 +43,6 @@ class LateRunError(AssertionError):
 
 class OffGridScoreError(AssertionError):
     """The store holds a next due time that is not the next slot on the real clock."""
-
-
-def skewed_or_skip(offset: int, redis_url: str) -> dict[str, str]:
-    """The environment of a process ``offset`` seconds off, checked in a probe process; skip (fail under
-    BKM_REQUIRE_SERVICES=1, as `make test` installs the library) when libfaketime is missing or does not skew."""
-    try:
-        env = skewed_env(offset)
-        problems = probe(env, redis_url).problems(offset)
-    except FaketimeUnavailableError as exc:
-        problems = [str(exc)]
-    if problems:
-        skip_or_fail(f"libfaketime cannot skew a process here: {'; '.join(problems)}")
-    return env
 
 
 def first_deliveries(scenario: Scenario) -> dict[str, float]:

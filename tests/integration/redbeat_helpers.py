@@ -28,7 +28,9 @@ def make_app(schedule: dict[str, Any], prefix: str = "redbeat:", lock_timeout: f
         timezone="UTC",
         task_default_queue=queue,
         result_expires=None,
-        **{"beat_max_loop_interval": 5, **conf},
+        # New entries fire on the first tick: most tests watch what a tick does with due entries. The default
+        # ("next": wait for the first slot) has tests of its own.
+        **{"beat_max_loop_interval": 5, "redbeat_first_run": "now", **conf},
     )
     return app
 

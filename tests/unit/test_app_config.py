@@ -128,3 +128,18 @@ def test_beat_is_gated_by_the_ring_leader_only_with_consul_outside_containers(
 ) -> None:
     config = backend_config(conf(CONSUL_ENABLED=consul, IS_CONTAINER_MODE=container), cpu_count=2)
     assert config["redbeat_leader_gate"] == gate
+
+
+def test_a_new_entry_waits_for_its_first_slot_by_default() -> None:
+    """REDBEAT_FIRST_RUN is "next" in the platform's settings and in the scheduler's own default, as stock redbeat
+    behaves (an emptied store made every entry fire at once with "now")."""
+    from django.conf import settings
+
+    from patches.redbeat.config import SchedulerConfig
+
+    assert settings.REDBEAT_FIRST_RUN == "next"
+    assert (
+        backend_config(conf(REDBEAT_FIRST_RUN=settings.REDBEAT_FIRST_RUN), cpu_count=1)["redbeat_first_run"] == "next"
+    )
+    assert SchedulerConfig.from_app({}).first_run_now is False
+    assert SchedulerConfig.from_app({"redbeat_first_run": "now"}).first_run_now is True

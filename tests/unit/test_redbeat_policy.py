@@ -26,9 +26,9 @@ def test_task_id_is_name_at_due_epoch_seconds() -> None:
     assert task_id(name, at(10, 0) + 0.75) == f"{name}@{int(at(10, 0))}"
 
 
-def test_never_run_entries_are_due_now_and_others_at_their_next_slot() -> None:
-    assert seed_score(minutely(), None, NOW) == NOW
-    assert seed_score(minutely(), None, NOW, first_run_now=False) == at(10, 1)
+def test_never_run_entries_wait_for_their_first_slot_unless_first_run_now() -> None:
+    assert seed_score(minutely(), None, NOW) == at(10, 1)  # the default: its first slot
+    assert seed_score(minutely(), None, NOW, first_run_now=True) == NOW
     assert seed_score(minutely(), from_epoch(at(9, 58, 0)), NOW) == at(9, 59)  # overdue: in the past, on its slot
     assert seed_score(minutely(), from_epoch(at(10, 0, 10)), NOW) == at(10, 1)
     every = bind_clock(schedule(run_every=dt.timedelta(seconds=30)), lambda: from_epoch(NOW))
@@ -123,3 +123,33 @@ def test_entries_due_in_one_tick_each_get_their_own_next_run() -> None:
     for name, sched in schedules.items():
         oracle = bind_clock(schedule(run_every=sched.run_every, app=app), lambda: from_epoch(NOW))
         assert scores[name] == NOW + oracle.remaining_estimate(from_epoch(NOW)).total_seconds(), name
+
+
+@pytest.mark.parametrize("lag", [0.0, 0.2, 0.5, 0.99])
+def test_a_score_stock_redbeat_wrote_stands_for_the_schedules_own_slot(lag: float) -> None:
+    """Stock celery-redbeat (the oracle: its own entry computes the score it stores) writes a due time floored to
+    the second, measured from a `now` a little after the run: `xx:59` for `* * * * *`, up to a second early for an
+    interval. Taken as the slot, crontab entries fired at xx:59 and again at the minute (two ids), intervals early."""
+    from celery import Celery
+    from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf
+
+    from patches.redbeat.policy import snap
+
+    app = Celery("stock-scores", set_as_current=False)
+    app.conf.update(timezone="UTC", redbeat_redis_url="redis://127.0.0.1:1/0")  # never connected: scores only
+    ensure_conf(app)
+    ran = from_epoch(at(10, 0, 0) + 0.3)  # the last run, as stock stamps it
+    now = ran.timestamp() + lag  # when stock computes the score after it
+    cron = bind_clock(crontab(minute="*", app=app), lambda: from_epoch(now))
+    every = bind_clock(schedule(run_every=dt.timedelta(seconds=90.25), app=app), lambda: from_epoch(now))
+    for sched, slot in ((cron, at(10, 1)), (every, ran.timestamp() + 90.25)):
+        stock = RedBeatSchedulerEntry("e", "t.job", sched, last_run_at=ran, app=app)
+        stock.default_now = lambda: from_epoch(now)
+        score = stock.score
+        assert 0 <= slot - score < 2  # stock's score: before the slot by the floor and the lag
+        assert snap(sched, score, ran, now) == pytest.approx(slot, abs=1e-6)
+    # A score already on the grid (this scheduler's own) stays where it is, and so does one that stands for no
+    # slot (a first run "now"): only a score just before its slot moves.
+    assert snap(cron, at(10, 1), ran, now) == at(10, 1)
+    assert snap(cron, at(10, 0, 30) + 0.5, ran, now) == at(10, 0, 30) + 0.5
+    assert snap(every, at(10, 5), ran, now) == at(10, 5)

@@ -242,7 +242,10 @@ def test_local_redis_program_starts_first(host: Host, tmp_path: Path) -> None:
     redis = procs["redis"]
     assert shlex.split(redis.command) == [
         "/opt/redis/bin/redis-server",
-        *("--bind", "127.0.0.1", "--port", "6390", "--save", "", "--appendonly", "no", "--dir", host.run_dir),
+        *("--bind", "127.0.0.1", "--port", "6390", "--save", ""),
+        # An append-only file in the run dir: a restart keeps the schedule's history (an empty store makes every
+        # entry new) and the queued messages.
+        *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", host.run_dir),
     ]
     assert '--save ""' in text
     assert all(redis.priority < p.priority for n, p in procs.items() if n != "redis")

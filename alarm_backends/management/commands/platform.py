@@ -103,7 +103,8 @@ class Command(BaseCommand):
         if rendered.redis is not None:
             self.stdout.write(
                 f"no Redis answers on {settings.REDIS_HOST}:{settings.REDIS_PORT}: "
-                f"running {rendered.redis.binary} there under supervisord (nothing persisted)"
+                f"running {rendered.redis.binary} there under supervisord (its data in an append-only file in "
+                f"{self.host.run_dir})"
             )
         self.stdout.write(f"starting supervisord ({profile} profile) with {rendered.path}")
         started = time.monotonic()

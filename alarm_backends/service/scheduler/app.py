@@ -34,6 +34,7 @@ from alarm_backends.service.scheduler import dedupe
 from alarm_backends.service.scheduler.config import backend_config
 from patches import kombu_redis
 from patches import redbeat as patched_redbeat
+from patches.redbeat.publisher import DEADLINE_HEADER
 
 app = Celery("backend")
 try:
@@ -63,6 +64,10 @@ class PeriodicTask(Task):
     run_every: Any
     # The entry's missed-run policy for the patched scheduler (None: the scheduler's default).
     missed_run: dict[str, Any] | None = None
+    # The patched beat then sends the run's deadline on the Redis clock (its bkm_deadline header) instead of
+    # Celery's `expires`, which each worker compares with its own clock; the claim below checks it on Redis's.
+    # CRON_EXPIRES_CLOCK="worker" restores Celery's header.
+    expires_on_redis_clock = settings.CRON_EXPIRES_CLOCK == "redis"
 
     def __init__(self) -> None:
         if not hasattr(self, "run_every"):
@@ -76,7 +81,8 @@ class PeriodicTask(Task):
             return super().__call__(*args, **kwargs)
         ttl = int(self.expires) if isinstance(self.expires, int | float) else None
         delivery = self.request.delivery_info or {}
-        if not dedupe.claim(self.name, task_id, ttl, redelivered=bool(delivery.get("redelivered"))):
+        deadline = getattr(self.request, DEADLINE_HEADER, None)
+        if not dedupe.claim(self.name, task_id, ttl, bool(delivery.get("redelivered")), deadline):
             return None
         try:
             return super().__call__(*args, **kwargs)

@@ -2,17 +2,20 @@
 
 The patched beat publishes a slot under the task id ``<entry name>@<due epoch seconds>``; a second publish of the
 same slot (a beat that crashed between publishing and recording the run, a failover mid-tick) carries the same id.
-Before running, a worker claims the id with ``SET NX`` in the service DB, for as long as the message could still be
-valid (the task's expires). A second delivery finds the claim and is dropped and counted — except a redelivery of a
+Before running, a worker claims the id with ``SET NX`` in the service DB (``claim.lua``), for as long as the message
+could still be valid (the task's expires), after checking on the Redis server's clock that the run is not past its
+deadline. A second delivery finds the claim and is dropped and counted — except a redelivery of a
 run that never finished (``acks_late``: its worker died mid-task), which may take the claim over and run.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import redis
 from prometheus_client import Counter
+from redis.commands.core import Script
 
 from alarm_backends.core.storage.redis import SERVICE, get_client, key
 
@@ -21,6 +24,11 @@ logger = logging.getLogger("cron")
 RUNNING, DONE = "running", "done"
 DEFAULT_TTL = 3600
 
+EXPIRED_DROPPED = Counter(
+    "bkmonitor_beat_expired_dropped",
+    "Scheduled runs a worker did not run because they were past their deadline on the Redis clock",
+    ["task_name"],
+)
 DUPLICATES_DROPPED = Counter(
     "bkmonitor_beat_duplicate_dropped",
     "Second deliveries of a scheduled slot that a worker did not run",
@@ -37,23 +45,44 @@ def claim_key(task_id: str) -> str:
     return key("beat", "slot", task_id)
 
 
-def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool) -> bool:
-    """Whether this delivery should run. A service DB that cannot be reached lets the run go ahead: a rare
-    duplicate is better than a scheduled job silently not running."""
-    slot = claim_key(task_id)
+def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, deadline: float | None = None) -> bool:
+    """Whether this delivery should run: not past its ``deadline`` (epoch seconds on the Redis clock, the
+    ``bkm_deadline`` header: decided by the server, so a worker whose own clock is off neither drops a timely run nor
+    runs a late one) and not a second delivery of its slot. A service DB that cannot be reached lets the run go
+    ahead: a rare duplicate is better than a scheduled job silently not running."""
     try:
         client = get_client(SERVICE)
-        if client.set(slot, RUNNING, nx=True, ex=claim_ttl(ttl)):
-            return True
-        if redelivered and client.get(slot) == RUNNING:
-            logger.warning("[Cron Task](%s) %s redelivered after an unfinished run: running it", task_name, task_id)
-            return True
+        args: list[str | int] = [RUNNING, claim_ttl(ttl), "" if deadline is None else repr(float(deadline)),
+                                 int(redelivered)]  # fmt: skip
+        outcome, *detail = _script(client)(keys=[claim_key(task_id)], args=args, client=client)
     except redis.RedisError as exc:
         logger.warning("[Cron Task](%s) %s not deduplicated (service DB unavailable: %s)", task_name, task_id, exc)
         return True
+    if outcome == "claimed":
+        return True
+    if outcome == "taken_over":
+        logger.warning("[Cron Task](%s) %s redelivered after an unfinished run: running it", task_name, task_id)
+        return True
+    if outcome == "expired":
+        EXPIRED_DROPPED.labels(task_name=task_name).inc()
+        late = float(detail[0]) - float(deadline or 0)
+        logger.warning("[Cron Task](%s) %s expired %.1fs ago (on the Redis clock): not run", task_name, task_id, late)
+        return False
     DUPLICATES_DROPPED.labels(task_name=task_name).inc()
     logger.warning("[Cron Task](%s) %s already ran or is running: duplicate delivery dropped", task_name, task_id)
     return False
+
+
+CLAIM_LUA = (Path(__file__).parent / "claim.lua").read_text(encoding="utf-8")
+_claim_script: list[Script] = []
+
+
+def _script(client: redis.Redis) -> Script:
+    """The claim script, registered once: it carries only its source and sha, and runs on the client passed per
+    call (a server that lost its script cache is sent the source again by redis-py)."""
+    if not _claim_script:
+        _claim_script.append(client.register_script(CLAIM_LUA))
+    return _claim_script[0]
 
 
 def claim_ttl(expires: int | None) -> int:

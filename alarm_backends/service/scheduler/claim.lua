@@ -1,0 +1,18 @@
+-- A worker's claim of a scheduled slot, decided on the Redis server's clock.
+-- KEYS[1]: the slot's claim key. ARGV[1]: the running marker; ARGV[2]: the claim's TTL in seconds; ARGV[3]: the
+-- run's deadline (epoch seconds on this server's clock, from the bkm_deadline header), or '' for none; ARGV[4]: '1'
+-- when the broker redelivered the message.
+-- Returns {'expired', now} (past its deadline: not run), {'claimed'}, {'taken_over'} (a redelivery of a run that
+-- never finished) or {'duplicate'} (already ran or running).
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then
+    return {'expired', string.format('%.3f', now)}
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    return {'claimed'}
+end
+if ARGV[4] == '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
+    return {'taken_over'}
+end
+return {'duplicate'}
