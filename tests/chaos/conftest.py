@@ -62,7 +62,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 LEGEND = """\
 expected   runs <entry>@<slot> due after the first dispatch and at least 2 s before the window closed
-executed   finished runs of those (a late run under another id counted for each slot it served)
+executed   finished runs of those
 lost       expected runs that never finished; duplicated: runs that finished more than once
 extra      finished runs no slot asked for (with REDBEAT_FIRST_RUN=now a new schedule fires every entry at start)
 failover_s fault -> the standby holds the lock (polled every 20 ms); "-": no leader change"""

@@ -55,14 +55,12 @@ class Tally:
     executed: collections.Counter[str]
     window: tuple[float, float]
     edge: set[str] = field(default_factory=set)  # executed, due too close to the end to count either way
-    # Expected ids served by a run under another id (see Scenario.credit_late_runs): missed id → the run's id.
-    served_late: dict[str, str] = field(default_factory=dict)
     # Lost inside a Redis broker as it shut down (see Scenario.taken_at_shutdown): reported apart, not as "lost".
     lost_in_broker: set[str] = field(default_factory=set)
 
     @property
     def lost(self) -> set[str]:
-        return self.expected - set(self.executed) - set(self.served_late) - self.lost_in_broker
+        return self.expected - set(self.executed) - self.lost_in_broker
 
     @property
     def duplicated(self) -> dict[str, int]:
@@ -70,12 +68,12 @@ class Tally:
 
     @property
     def extra(self) -> set[str]:
-        return set(self.executed) - self.expected - self.edge - set(self.served_late.values())
+        return set(self.executed) - self.expected - self.edge
 
     @property
     def runs(self) -> int:
-        """Executions of expected slots, a late run counted once for each slot it served."""
-        return sum(self.executed[task_id] for task_id in self.expected) + len(self.served_late)
+        """Executions of expected slots."""
+        return sum(self.executed[task_id] for task_id in self.expected)
 
 
 @dataclass
@@ -127,6 +125,7 @@ class Scenario:
         lock_timeout: float = 3.0,
         job_seconds: float = 0.0,
         persistent_broker: bool = False,
+        persistent_store: bool = False,
     ) -> None:
         self.name, self.tmp = name, tmp
         self.entries, self.interval, self.lock_timeout = entries, interval, lock_timeout
@@ -134,7 +133,7 @@ class Scenario:
         self.started_at = time.time()
         self.procs: list[CeleryProcess] = []
         self.servers: list[RedisServer] = []
-        self.store = self._server("store")
+        self.store = self._server("store", persistent=persistent_store)
         self.broker = self._server("broker", persistent=persistent_broker)
         self.events = self._server("events")
 
@@ -304,21 +303,6 @@ class Scenario:
         executed = collections.Counter(e.id for e in self.read(FINISHED))
         edge = {task_id for task_id in executed if int(task_id.rpartition("@")[2]) > close - EDGE}
         return Tally(expected, executed, (start, close), edge)
-
-    def credit_late_runs(self, tally: Tally, missed: set[str], since: float, until: float) -> None:
-        """Under the missed-run policy ``once`` an entry that missed slots (nothing could dispatch them) fires once
-        when dispatching resumes; after the schedule was re-seeded (its Redis lost it), that run has a new id rather
-        than its slot's. Credit each of ``missed`` that did not run with its entry's first run off the grid of
-        expected slots executed in [``since``, ``until``]."""
-        late: dict[str, str] = {}
-        for task_id in sorted(set(tally.executed) - tally.expected):
-            name, _, epoch = task_id.rpartition("@")
-            if since - 1 <= int(epoch) <= until:
-                late.setdefault(name, task_id)
-        for task_id in missed - set(tally.executed):
-            name = task_id.rpartition("@")[0]
-            if name in late:
-                tally.served_late[task_id] = late[name]
 
     def committed_problems(self, start: float, lost_in_broker: Iterable[str] = ()) -> list[str]:
         """The store against what the workers ran: each entry's ``total_run_count`` must equal the distinct runs
