@@ -56,11 +56,18 @@ def test_this_session_has_the_gate_exactly_when_it_is_on(request: pytest.Fixture
     assert request.config.pluginmanager.has_plugin(SkipGate.NAME) is services_required()
 
 
-def test_a_skip_fails_the_run_under_the_gate(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate(monkeypatch, on=True)
+@pytest.mark.parametrize("on", [True, False], ids=["gate", "no-gate"])
+def test_a_skip_fails_the_run_only_under_the_gate(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, on: bool
+) -> None:
+    gate(monkeypatch, on=on)
     inner.makepyfile(test_inner=SKIPPING)
     result = inner.runpytest()
     result.assert_outcomes(passed=1, skipped=2)
+    if not on:
+        assert result.ret == pytest.ExitCode.OK
+        result.stdout.no_fnmatch_line("*the run fails*")
+        return
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -69,15 +76,6 @@ def test_a_skip_fails_the_run_under_the_gate(inner: pytest.Pytester, monkeypatch
             "SKIPPED test_inner.py::test_marked: marked off",
         ]
     )
-
-
-def test_without_the_gate_a_skip_is_only_a_skip(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    gate(monkeypatch, on=False)
-    inner.makepyfile(test_inner=SKIPPING)
-    result = inner.runpytest()
-    result.assert_outcomes(passed=1, skipped=2)
-    assert result.ret == pytest.ExitCode.OK
-    result.stdout.no_fnmatch_line("*the run fails*")
 
 
 def test_a_module_skipped_at_collection_fails_the_run(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
