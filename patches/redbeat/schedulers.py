@@ -323,8 +323,8 @@ class RedBeatScheduler(Scheduler):
             raise
         except Exception as exc:
             # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
-            logger.error("beat: publishing failed, %d entries will be retried: %s", len(due.entries) - len(committed),
-                         exc)  # fmt: skip
+            logger.error("beat: publishing failed, %d entries will be retried: %s: %s",
+                         len(due.entries) - len(committed), type(exc).__name__, exc)  # fmt: skip
             self.observer.uncommitted([r for *_, done in in_flight for r in done], "publishing failed")
             self._close_publisher()
         if committed:
@@ -351,10 +351,13 @@ class RedBeatScheduler(Scheduler):
             self._publisher = BatchPublisher(self.app, producer, confirm_timeout=self.conf.renew_interval)
         return self._publisher
 
-    def _close_publisher(self) -> None:
+    def _close_publisher(self, graceful: bool = False) -> None:
+        """Drop the broker connection. Only a clean stop says goodbye to the broker: after a failure the link may be
+        stalled, and AMQP's close waits for the broker's reply — forever, with the whole beat in its tick."""
         if self._publisher is not None:
+            connection = self._publisher.producer.connection
             try:
-                self._publisher.producer.connection.release()
+                connection.release() if graceful else connection.collect()
             except Exception as exc:  # the connection may already be gone; nothing to do about it
                 logger.debug("beat: closing the broker connection: %s", exc)
             self._publisher = None
@@ -371,7 +374,7 @@ class RedBeatScheduler(Scheduler):
             self._release_lock()
             self.leading = False
         self.observer.closed()
-        self._close_publisher()
+        self._close_publisher(graceful=True)
         if self.gate is not None:
             self.gate.close()
         super().close()
