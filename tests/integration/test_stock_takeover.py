@@ -67,7 +67,7 @@ def test_a_stock_schedule_fires_each_slot_once_at_the_slot() -> None:
     try:
         deadline = minute + 1.5
         while time.time() < deadline:
-            time.sleep(min(beat.tick(), 0.25))
+            time.sleep(min(beat.tick(), 0.25))  # the beat's own pacing: it sleeps what its tick returns
         wait_for(lambda: published(queue), 5, "the runs")
     finally:
         beat.close()
