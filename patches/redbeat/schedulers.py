@@ -351,13 +351,10 @@ class RedBeatScheduler(Scheduler):
             self._publisher = BatchPublisher(self.app, producer, confirm_timeout=self.conf.renew_interval)
         return self._publisher
 
-    def _close_publisher(self, graceful: bool = False) -> None:
-        """Drop the broker connection. Only a clean stop says goodbye to the broker: after a failure the link may be
-        stalled, and AMQP's close waits for the broker's reply — forever, with the whole beat in its tick."""
+    def _close_publisher(self) -> None:
         if self._publisher is not None:
-            connection = self._publisher.producer.connection
             try:
-                connection.release() if graceful else connection.collect()
+                self._publisher.producer.connection.release()
             except Exception as exc:  # the connection may already be gone; nothing to do about it
                 logger.debug("beat: closing the broker connection: %s", exc)
             self._publisher = None
@@ -374,7 +371,7 @@ class RedBeatScheduler(Scheduler):
             self._release_lock()
             self.leading = False
         self.observer.closed()
-        self._close_publisher(graceful=True)
+        self._close_publisher()
         if self.gate is not None:
             self.gate.close()
         super().close()
