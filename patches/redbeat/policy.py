@@ -111,8 +111,14 @@ def snap(schedule: Any, score: float, last_run_at: dt.datetime | None, now: floa
     Taken as the slot, that fired crontab entries at ``xx:59`` and again at the minute, under two ids the workers'
     dedupe cannot match. So a score moves to the slot it stands for when that lies less than SNAP_WINDOW after it:
     for a crontab, its first fire time at or after the score; for an interval, ``last_run_at + run_every``. Any
-    other score is taken as it is (a first run "now", an operator's hand-set score).
+    other score is taken as it is (an operator's hand-set score).
+
+    Only a whole-second score can be stock's (it stores ``calendar.timegm``). This scheduler's first run "now" is
+    the Redis clock with its microseconds: seeded in the last SNAP_WINDOW seconds before a slot, it was moved to
+    that slot and the entry did not fire on the tick that seeded it.
     """
+    if score != int(score):
+        return score
     if isinstance(schedule, crontab):
         # Celery's crontab gives the first fire time after the minute of `after`: a hair before the score.
         due = next_due(schedule, from_epoch(score - 1e-3), now)

@@ -153,3 +153,15 @@ def test_a_score_stock_redbeat_wrote_stands_for_the_schedules_own_slot(lag: floa
     assert snap(cron, at(10, 1), ran, now) == at(10, 1)
     assert snap(cron, at(10, 0, 30) + 0.5, ran, now) == at(10, 0, 30) + 0.5
     assert snap(every, at(10, 5), ran, now) == at(10, 5)
+
+
+def test_a_first_run_now_just_before_a_slot_is_not_taken_for_a_stock_score() -> None:
+    """A first run "now" is the Redis clock with its fraction: 1.3 s before the minute it is not a score stock
+    redbeat wrote (those are whole seconds), so it fires now, not at the minute (seen in CI: a new `* * * * *`
+    entry seeded at xx:58.7 published nothing on its first tick)."""
+    from patches.redbeat.policy import snap
+
+    now = at(10, 0, 58) + 0.7
+    cron = bind_clock(crontab(minute="*"), lambda: from_epoch(now))
+    assert snap(cron, now, None, now) == now
+    assert snap(cron, at(10, 0, 59), None, now) == at(10, 1)  # stock's whole-second score: still its slot
