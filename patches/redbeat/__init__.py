@@ -12,13 +12,18 @@ import redbeat
 import redbeat.schedulers as stock
 from celery.signals import beat_init
 
+from patches.redbeat.client import get_redis
 from patches.redbeat.schedulers import RedBeatScheduler
 
 
 def install() -> None:
-    """Point ``redbeat.RedBeatScheduler`` at the patched scheduler (idempotent)."""
+    """Point ``redbeat.RedBeatScheduler`` at the patched scheduler, and stock's client builder at the patched one
+    (idempotent)."""
     redbeat.RedBeatScheduler = RedBeatScheduler
     stock.RedBeatScheduler = RedBeatScheduler
+    # Stock's entries (save, from_key, delete, ...) look get_redis up in their module at each call: pointed here,
+    # they use the scheduler's client (built from the lowercase settings), not a second one of stock's making.
+    stock.get_redis = get_redis
     # Stock redbeat blocks in beat_init until it holds its lock; the patched scheduler leads from its ticks.
     beat_init.disconnect(stock.acquire_distributed_beat_lock)
 

@@ -4,18 +4,23 @@ The original's patched ``get_redis`` read upper-case ``REDBEAT_REDIS_OPTIONS`` w
 ``redbeat_redis_options``; in sentinel mode it never saw the sentinels, handed ``redis-sentinel://…`` to
 ``Redis.from_url`` and raised ValueError. Its patched entries also called the unpatched ``get_redis`` they had
 imported, so even a working builder would have been bypassed. Here one builder reads the lowercase settings, and
-every part of the store (scheduler, entries, lock) asks :func:`get_redis` for the same cached client.
+every part of the store (scheduler, entries, lock) asks :func:`get_redis` for the same cached client. The client is
+cached where stock celery-redbeat caches its own (``app.redbeat_redis``), and ``patches.redbeat.install()`` points
+stock's module-level ``get_redis`` here too, so stock's entry API (``RedBeatSchedulerEntry.save``/``from_key``, which
+tools and tests still use) reads and writes the very store the scheduler does, through this one client.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import redis
 from celery import Celery
+from celery.app import app_or_default
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
@@ -24,13 +29,19 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-# The client lives on the app, so two apps in one process (tests, the SaaS and backend apps) never share one.
-CACHE_ATTR = "_bkm_redbeat_redis"
+# The client lives on the app, so two apps in one process (tests, the SaaS and backend apps) never share one; under
+# stock celery-redbeat's attribute, so a client placed there (stock's tools and tests do) serves the scheduler too.
+CACHE_ATTR = "redbeat_redis"
 
 URL_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis-sentinel"
 # Keys of redbeat_redis_options that configure the scheduler's wiring, never the Redis connection.
-SCHEDULER_OPTIONS = frozenset({"retry_period", "sentinels", "service_name", "sentinel_kwargs"})
+SCHEDULER_OPTIONS = frozenset(
+    {"retry_period", "sentinels", "service_name", "sentinel_kwargs", "cluster", "startup_nodes"}
+)
+# Stock celery-redbeat's Redis Cluster options. The store's fenced scripts touch keys named by their arguments, which
+# a cluster cannot route: refused by name, where redis-py would fail the first command with a TypeError.
+CLUSTER_OPTIONS = ("cluster", "startup_nodes")
 DEFAULT_SERVICE_NAME = "mymaster"
 
 SOCKET_CONNECT_TIMEOUT = 5.0
@@ -43,11 +54,17 @@ BACKOFF_CAP = 10.0
 MASK = "***"
 
 
-def get_redis(app: Celery) -> redis.Redis:
-    """The app's scheduler-store client, built on first use from ``redbeat_redis_url``/``redbeat_redis_options``."""
+def get_redis(app: Celery | None = None) -> redis.Redis:
+    """The app's scheduler-store client, built on first use from ``redbeat_redis_url``/``redbeat_redis_options``.
+
+    ``app`` may be None (the current app), as stock's ``get_redis`` takes it: this function stands in for it."""
+    app = app_or_default(app)
     client: redis.Redis | None = getattr(app, CACHE_ATTR, None)
     if client is None:
-        client = build_redis(app.conf.get("redbeat_redis_url"), app.conf.get("redbeat_redis_options"))
+        conf = app.conf
+        client = build_redis(
+            conf.get("redbeat_redis_url"), conf.get("redbeat_redis_options"), conf.get("redbeat_redis_use_ssl")
+        )
         setattr(app, CACHE_ATTR, client)
     return client
 
@@ -65,18 +82,19 @@ def reset_redis(app: Celery) -> None:
         sentinel.connection_pool.disconnect()
 
 
-def build_redis(url: Any, options: Mapping[str, Any] | None = None) -> redis.Redis:
-    """A client for ``url`` with redbeat-style ``options``; see the module docstring for the accepted settings."""
+def build_redis(url: Any, options: Mapping[str, Any] | None = None, use_ssl: Any = None) -> redis.Redis:
+    """A client for ``url`` with redbeat-style ``options`` (and ``redbeat_redis_use_ssl``, see :func:`_tls_options`)."""
     if not isinstance(url, str) or not url:
         raise ValueError("redbeat_redis_url is not set: the scheduler store needs a Redis URL")
     opts = dict(options or {})
     scheme = _scheme(url)
+    tls = _tls_options(url, scheme, use_ssl)
     if scheme == SENTINEL_SCHEME:
-        return _sentinel_client(url, _split(url), opts)
+        return _sentinel_client(url, _split(url), opts, tls)
     if scheme not in URL_SCHEMES:
         schemes = ", ".join((*URL_SCHEMES, SENTINEL_SCHEME))
         raise ValueError(f"redbeat_redis_url {redact_url(url)!r}: scheme {scheme!r} is not one of {schemes}")
-    kwargs = _client_options(opts)
+    kwargs = {**tls, **_client_options(opts)}
     try:
         client = redis.Redis.from_url(url, **kwargs)
     except ValueError:
@@ -89,7 +107,7 @@ def build_redis(url: Any, options: Mapping[str, Any] | None = None) -> redis.Red
     return client
 
 
-def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any]) -> redis.Redis:
+def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any], tls: dict[str, Any]) -> redis.Redis:
     """The current master of ``service_name``, found through ``sentinels``; the URL contributes only the DB."""
     sentinels = opts.get("sentinels")
     if not sentinels:
@@ -98,7 +116,7 @@ def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any]) -> redi
             "but redbeat_redis_options['sentinels'] lists no sentinels"
         )
     db = _url_db(url, parts)
-    kwargs = _client_options(opts)
+    kwargs = {**tls, **_client_options(opts)}
     if "password" not in kwargs and parts.password:
         kwargs["password"] = unquote(parts.password)
     service_name = opts.get("service_name") or DEFAULT_SERVICE_NAME
@@ -112,8 +130,35 @@ def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any]) -> redi
     return client
 
 
+def _tls_options(url: str, scheme: str, use_ssl: Any) -> dict[str, Any]:
+    """``redbeat_redis_use_ssl`` as stock celery-redbeat reads it: True, or a dict of redis-py ``ssl_*`` options
+    (``ssl_ca_certs``, ``ssl_certfile``, ...), for a ``rediss://`` URL or a Sentinel's master; the certificate is
+    verified unless the dict says otherwise, and ``redbeat_redis_options`` override it. Read rather than ignored: a
+    user's certificates silently dropped fail the TLS handshake with no hint of why. With a plain ``redis://`` URL
+    stock ignored it and spoke plaintext; here that is refused."""
+    if not use_ssl:
+        return {}
+    if scheme not in ("rediss", SENTINEL_SCHEME):
+        raise ValueError(
+            f"redbeat_redis_use_ssl is set, but redbeat_redis_url {redact_url(url)!r} is neither rediss:// nor "
+            f"{SENTINEL_SCHEME}://"
+        )
+    if use_ssl is not True and not isinstance(use_ssl, Mapping):
+        raise ValueError(f"redbeat_redis_use_ssl must be True or a dict of redis-py ssl_* options, not {use_ssl!r}")
+    tls: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED, **(use_ssl if use_ssl is not True else {})}
+    if scheme == SENTINEL_SCHEME:
+        tls["ssl"] = True  # the master's connections; a rediss:// URL already says so
+    return tls
+
+
 def _client_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     """Connection options: the passthrough ones plus this module's defaults and retry policy."""
+    clustered = [key for key in CLUSTER_OPTIONS if opts.get(key)]
+    if clustered:
+        raise ValueError(
+            f"redbeat_redis_options[{clustered[0]!r}]: Redis Cluster is not supported, the scheduler store needs one "
+            "Redis (standalone, or a Sentinel's master)"
+        )
     if "db" in opts:
         # Stock redbeat takes the sentinel DB from here but the standalone one from the URL; one place avoids
         # a store that silently moves when the mode changes.

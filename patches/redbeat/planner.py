@@ -17,7 +17,7 @@ from patches.redbeat.entries import Definition, Definitions, MetaWriter, decode_
 from patches.redbeat.observe import Run
 from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, snap, task_id
 from patches.redbeat.publisher import Templates
-from patches.redbeat.store import DueEntry, Update
+from patches.redbeat.store import Due, DueEntry, Update
 
 logger = logging.getLogger("celery.beat")
 
@@ -114,8 +114,27 @@ class TickPlanner:
             if key not in self.snapped:
                 self.snapped[key] = snap(sched, item.score, None, self.now)
             return self.snapped[key]
-        last_run_at = None
-        # An unreadable meta is rewritten by this run; the score then stands as it is.
-        with contextlib.suppress(ValueError, AttributeError, TypeError):
-            last_run_at = decode_meta(item.meta)[0] if isinstance(sched, schedule) else None
-        return snap(sched, item.score, last_run_at, self.now)
+        return stored_slot(sched, item.score, item.meta, self.now)
+
+
+def stored_slot(sched: Any, score: float, meta: str | None, now: float) -> float:
+    """:func:`snap` of a stored score, with the entry's ``last_run_at`` where its schedule needs one."""
+    last_run_at = None
+    # An unreadable meta is rewritten by the entry's next run; the score then stands as it is.
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        last_run_at = decode_meta(meta)[0] if isinstance(sched, schedule) else None
+    return snap(sched, score, last_run_at, now)
+
+
+def next_wake(due: Due, definitions: Definitions) -> float | None:
+    """When the earliest entry not due yet really is due: its score moved to the slot it stands for, but never past
+    the score after it. A score stock's entry API wrote lies up to a second before its slot: waking at the score
+    itself, the leader found nothing to run and only moved the score on, one wake-up and one write per such entry."""
+    head = due.head_entry
+    if head is None or head.score is None or head.definition is None:
+        return due.head
+    try:
+        slot = stored_slot(definitions.get(head.definition).schedule, head.score, head.meta, due.now)
+    except Exception:  # an unreadable definition: the tick that serves the entry logs it and parks it
+        return due.head
+    return slot if due.after_head is None else min(slot, due.after_head)

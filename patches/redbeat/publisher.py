@@ -23,6 +23,8 @@ from celery.utils.saferepr import saferepr
 from kombu import Producer
 from kombu.serialization import dumps
 
+from patches.redbeat.stall import bounded
+
 CONFIRM_TIMEOUT = 30.0
 
 
@@ -243,6 +245,13 @@ class BatchPublisher:
         cores they would otherwise take turns). ``still_valid`` is asked before every message: a beat frozen in the
         middle of a chunk (SIGSTOP, a stalled VM) must not send the rest of it once it runs again, since another
         beat may lead by then; :class:`LeaseExpiredError` says how many went out."""
+        # A stalled link blocks confirm.select's reply or a full socket's write with no timeout of its own.
+        with bounded(self.producer.connection, self.confirm_timeout, "publishing"):
+            return self._send(messages, now, still_valid)
+
+    def _send(
+        self, messages: Iterable[tuple[Template, str]], now: float, still_valid: Callable[[], bool] | None
+    ) -> int:
         confirms = self._channel_confirms()
         before = signals.before_task_publish.receivers
         after = signals.after_task_publish.receivers
@@ -307,11 +316,13 @@ def open_producer(app: Celery, timeout: float) -> Producer:
 
     On the Redis transport every socket wait is bounded by ``timeout``: kombu sets none, so a beat whose broker
     vanished mid-publish (a cut link, a frozen server) waited for the kernel to give the connection up — about
-    15 minutes — and then sent its stale message. On RabbitMQ the confirm wait is bounded by ``BatchPublisher``.
+    15 minutes — and then sent its stale message. On RabbitMQ the calls that wait for the broker are bounded by
+    :func:`patches.redbeat.stall.bounded` (opening the channel, here; publishing, in ``BatchPublisher``).
     """
     connection = app.connection_for_write()
     if connection.transport.driver_type == "redis":
         # Read by the transport's channel when it is created, below.
         connection.transport_options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-    connection.ensure_connection(max_retries=3)
-    return Producer(connection.default_channel, auto_declare=False)
+    connection.ensure_connection(max_retries=3)  # the AMQP handshake is bounded by the connect timeout
+    with bounded(connection, timeout, "opening a channel"):
+        return Producer(connection.default_channel, auto_declare=False)

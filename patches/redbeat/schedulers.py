@@ -43,9 +43,10 @@ from patches.redbeat.entries import (
     encode_meta,
 )
 from patches.redbeat.observe import Observer, Run
-from patches.redbeat.planner import TickPlanner
+from patches.redbeat.planner import TickPlanner, next_wake
 from patches.redbeat.policy import MissedRun, from_epoch, seed_score
 from patches.redbeat.publisher import BatchPublisher, LeaseExpiredError, Templates, open_producer
+from patches.redbeat.stall import bounded
 from patches.redbeat.store import Due, LostLockError, Seed, Store, Update
 
 logger = logging.getLogger("celery.beat")
@@ -269,7 +270,8 @@ class RedBeatScheduler(Scheduler):
         limit = self.conf.fetch_limit
         if limit and not retry_soon and sum(e.due for e in due.entries) >= limit:
             return 0.0, True
-        wake = min([s for s in (due.head, *next_scores) if s is not None and s >= 0], default=None)
+        wakes = (next_wake(due, self.definitions), *next_scores)  # the next entry's slot, not its score
+        wake = min([s for s in wakes if s is not None and s >= 0], default=None)
         sleep = self.max_interval if wake is None else max(wake - due.now, 0.0)
         if retry_soon:  # entries left unpublished are still due: try again shortly, not at the next head
             sleep = min(sleep, self.conf.standby_interval)
@@ -351,10 +353,17 @@ class RedBeatScheduler(Scheduler):
             self._publisher = BatchPublisher(self.app, producer, confirm_timeout=self.conf.renew_interval)
         return self._publisher
 
-    def _close_publisher(self) -> None:
+    def _close_publisher(self, graceful: bool = False) -> None:
+        """Drop the broker connection. Only a clean stop says goodbye to the broker, and within a bound: after a
+        failure the link may be stalled, and AMQP's close waits for the broker's reply with no timeout."""
         if self._publisher is not None:
+            connection = self._publisher.producer.connection
             try:
-                self._publisher.producer.connection.release()
+                if graceful:
+                    with bounded(connection, self.conf.renew_interval, "closing the broker connection"):
+                        connection.release()
+                else:
+                    connection.collect()
             except Exception as exc:  # the connection may already be gone; nothing to do about it
                 logger.debug("beat: closing the broker connection: %s", exc)
             self._publisher = None
@@ -371,7 +380,7 @@ class RedBeatScheduler(Scheduler):
             self._release_lock()
             self.leading = False
         self.observer.closed()
-        self._close_publisher()
+        self._close_publisher(graceful=True)
         if self.gate is not None:
             self.gate.close()
         super().close()
@@ -383,6 +392,11 @@ class RedBeatScheduler(Scheduler):
     def schedule(self) -> dict[str, Any]:
         """The static entries, by name (their definitions, as stored)."""
         return {name: self.definitions.get(raw) for name, raw in self._static.items()}
+
+    @property
+    def lock_timeout(self) -> float:
+        """The lease in seconds, under stock's attribute name (its tools read it): 30 s unless configured."""
+        return self.conf.lock_timeout
 
     @property
     def info(self) -> str:

@@ -53,6 +53,8 @@ class Due:
     owned: bool  # this beat still holds the lock
     head: float | None  # the earliest score after now
     entries: list[DueEntry]
+    head_entry: DueEntry | None = None  # the entry of that score (due=False), with its hash
+    after_head: float | None = None  # the score after it
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,17 @@ class Store:
                 requested=None if reply[i + 5] is None else int(reply[i + 5]),
                 due=bool(int(reply[i + 6])),
             )
-            for i in range(4, len(reply), 7)
+            for i in range(8, len(reply), 7)
         ]
-        head = None if reply[3] is None else float(reply[3])
-        return Due(now=now, owned=bool(int(reply[2])), head=head, entries=entries)
+        head, after, head_key, definition, meta = reply[3:8]
+        return Due(
+            now=now,
+            owned=bool(int(reply[2])),
+            head=None if head is None else float(head),
+            entries=entries,
+            head_entry=None if head_key is None else DueEntry(head_key, float(head), definition, meta, due=False),
+            after_head=None if after is None else float(after),
+        )
 
     def commit(self, token: str, updates: Sequence[Update]) -> int:
         """One round trip: new scores and metas, and the run-now requests served, fenced. Raises LostLockError when
