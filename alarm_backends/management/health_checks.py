@@ -179,7 +179,8 @@ def beat_lock(app: Celery, timeout: float) -> Outcome:
     ttl = f"{left:.0f}s left of {conf.lock_timeout:g}s" if left is not None else "no TTL (set by hand?)"
     host, _, rest = token.partition(":")
     pid = rest.partition(":")[0]
-    holder = f"{host} pid {pid}" if pid.isdigit() else f"{token[:8]}…"
+    # Any other token is a beat of another kind: stock celery-redbeat's lock holds a bare uuid (a rolling upgrade).
+    holder = f"{host} pid {pid}" if pid.isdigit() else f"{token[:8]}… (not this platform's beat: stock redbeat?)"
     data: dict[str, Any] = {"held": True, "token": token, "ttl": left, "host": host if pid else None}
     detail = f"held by {holder}"
     if record.get("token") == token and record.get("since"):

@@ -17,7 +17,6 @@ two beats can delay a tick, never run one twice.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
@@ -59,17 +58,22 @@ def owner_of_ring(registration: ConsulRegistration) -> str | None:
 class LeaderGate:
     """Registers this beat under the leader's ring and answers, each tick, whether it may dispatch.
 
-    Beat must tick at least every :attr:`max_interval` so the registration is renewed in time. When Consul cannot
-    be read, a beat that was leading keeps leading for at most one session TTL and then stops: a short outage of
-    Consul does not stop scheduling, a host cut off for longer stops dispatching. If the others already moved on
-    (this host's session was dropped), the Redis lock this beat holds keeps them from dispatching meanwhile.
+    Beat must tick at least every :attr:`max_interval` so the registration is renewed in time.
+
+    The gate is advice; the Redis lock is the fence. While Consul cannot be read the gate has no opinion and lets
+    every beat through: the beat holding the lock keeps it, the others keep trying it, and scheduling goes on
+    however long the outage lasts (the original never gated beat on Consul). A gate that withdrew its answer after a
+    session TTL stopped all scheduling until Consul came back: every beat gave the lock up and stood by. Once Consul
+    answers again every beat registers again; the leader keeps the lock, because a host that owns a business on the
+    ring still owns it on the ring of any subset of hosts that includes it (hosts registering one by one never show
+    another host as the owner of the leader's business while the leader is registered).
     """
 
     def __init__(self, app: Any = None, registration: ConsulRegistration | None = None) -> None:
         self.registration = registration or ConsulRegistration(LEADER_COMMAND)
         self.leading: bool | None = None
         self._reason = ""
-        self._read_at = time.monotonic()
+        self._outage: str | None = None  # why Consul could not be read, while it cannot
         self._registered_for: frozenset[str] = frozenset()  # the instances the registered targets were computed for
 
     @property
@@ -77,15 +81,16 @@ class LeaderGate:
         return self.registration.renew_interval
 
     def allows(self) -> bool:
-        now = time.monotonic()
         try:
             leading, reason = self._check()
-            self._read_at = now
         except ConsulUnavailableError as exc:
-            if self.leading and now - self._read_at < self.registration.session_ttl:
-                logger.warning("leader: %s; still leading for at most %ds", exc, self.registration.session_ttl)
-                return True
-            leading, reason = False, str(exc)
+            if self._outage is None:
+                logger.error("leader: %s; until it answers, the Redis lock alone decides which beat leads", exc)
+            self._outage = str(exc)
+            return True
+        if self._outage is not None:
+            logger.info("leader: Consul answers again (it did not: %s)", self._outage)
+            self._outage = None
         self._report(leading, reason)
         return leading
 

@@ -286,9 +286,18 @@ class ConsulProcess:
     def __init__(self, address: str, log: Path) -> None:
         self.host, self.log = address, log
         self.port = 0
-        cmd = [sys.executable, "-m", "tests.fakeconsul", "--host", address, "--port", "0"]
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = self._launch()
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "tests.fakeconsul", "--host", self.host, "--port", str(self.port)]
+        with self.log.open("wb") as out:
+            return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def restart(self) -> None:
+        """A new agent on the same address and port, with nothing registered (the old one's state is gone, as a
+        real agent's sessions are after an outage longer than their TTL)."""
+        self.proc = self._launch()
+        self.wait_listening()
 
     def wait_listening(self) -> ConsulProcess:
         """Until it printed ``host:port``, which it does once it listens."""

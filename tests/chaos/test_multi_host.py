@@ -15,8 +15,12 @@ a 10 s session TTL (Consul's minimum).
 3. The port comes back up: the old leader registers again and owns business 2 again; the successor's gate turns it
    away, it gives the lock up, and the old leader takes it and dispatches.
 
-The cut-off leader is told nothing. Its gate, unable to reach Consul, keeps its last answer for up to one TTL ("still
-leading"), but its tick hangs in its next network call. 8: a store call (socket timeout, retried), which fails or
+8c: the Consul agent stops for three session TTLs and comes back empty. The gate is advice and the Redis lock the
+fence: while Consul cannot be read the gates have no opinion, the leader keeps the lock and publishes every slot, the
+others keep trying the lock in vain; once Consul is back all three register again and the leader stays the leader.
+
+The cut-off leader is told nothing. Its gate, unable to reach Consul, has no opinion (the lock decides), but its tick
+hangs in its next network call. 8: a store call (socket timeout, retried), which fails or
 meets the successor's lock in a fenced script once the link is back. 8b: the publish of its 11th message to the
 Redis broker, whose socket wait is bounded by the lease's renew interval (``patches.redbeat.publisher.open_producer``):
 it times out, the chunk is left uncommitted, and the successor publishes the slot again. (Before that bound this
@@ -255,3 +259,55 @@ def test_the_leader_host_is_cut_off_and_comes_back(
             f"the cut-off leader's publish did not return in the {restored_at - cut_at:.0f}s it was cut off; it went "
             f"out {len(stale)} stale message(s) later, when the link came back"
         )
+
+
+NAME_CONSUL = "8c three hosts, Consul down 3 x TTL"
+OUTAGE = 3 * TTL
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("hosts", [NAME_CONSUL], indirect=True)
+def test_consul_goes_down_and_scheduling_goes_on(hosts: Cluster, report: Callable[[Row], None]) -> None:
+    """The Consul agent stops for three session TTLs (every registration expires), then comes back empty. The gate is
+    advice: while Consul cannot be read it has no opinion, the Redis lock decides, and the leader keeps leading;
+    once Consul is back every beat registers again and the leader stays the leader. Every run exactly once."""
+    scenario = hosts.scenario
+    addresses = [host.net.address for host in hosts.hosts]
+    leader = hosts.host(ring_leader_of(addresses))
+    for host in hosts.hosts:
+        host.wait_running(60)
+    wait_for(lambda: hosts.registered() == set(addresses), 60, "all three beats to register")
+    _, start = whole_slot(hosts, leader, time.time(), 40)
+    token, marks = scenario.lock_token(), {h.net.name: len(h.log(BEAT)) for h in hosts.hosts}
+
+    down_at = time.time()
+    hosts.consul.close()
+    scenario.sleep_until(down_at + OUTAGE)
+    during = publishers(hosts, down_at, time.time())
+    token_during = scenario.lock_token()
+    hosts.consul.restart()
+    back_at = time.time()
+    wait_for(lambda: hosts.registered() == set(addresses), 30, "all three beats to register again")
+    registered_at = time.time()
+    whole_slot(hosts, leader, registered_at, 20)
+    closed = finish(hosts)
+
+    tally = scenario.tally(start, closed)
+    events = published(hosts, start)
+    twice = [i for i, n in collections.Counter(e.id for _, e in events).items() if n > 1]
+    outage_logged = [h.net.address for h in hosts.hosts
+                     if "the Redis lock alone decides" in h.log(BEAT)[marks[h.net.name] :]]  # fmt: skip
+    note = (
+        f"Consul down {back_at - down_at:.0f}s (session TTL {TTL}s): {leader.net.address} kept the lock and "
+        f"published every slot meanwhile ({len(during)} publisher(s)); back: all registered again after "
+        f"{registered_at - back_at:.1f}s, the same leader; {len(twice)} slot(s) published twice; "
+        f"{len(outage_logged)} beat(s) logged the outage"
+    )
+    report(scenario.row(tally, None, note))
+
+    assert during == {leader.net.address}, during
+    assert token_during == token, "the lock changed hands during the outage"
+    assert scenario.lock_token() in (token, None), "the lock changed hands after the outage"
+    assert publishers(hosts, start) == {leader.net.address}
+    assert sorted(outage_logged) == sorted(addresses)
+    scenario.assert_every_run_once(tally, start)

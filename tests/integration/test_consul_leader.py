@@ -7,6 +7,7 @@ under its own APP_CODE, so its keys live under a prefix nobody else uses, and re
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 import uuid
@@ -132,16 +133,30 @@ def test_hash_ring_names_an_unreachable_agent(ring: dict[str, Any]) -> None:
         hash_ring()
 
 
-def test_the_gate_keeps_its_answer_through_a_short_consul_outage(ring: dict[str, Any]) -> None:
-    gate = LeaderGate(registration=registration("10.0.0.3", 33))
-    assert gate.allows()
-    # Point the client at nothing: the last answer stands for up to one TTL, then is withdrawn.
-    gate.registration.client = consul.Consul(host="127.0.0.1", port=1, connections_timeout=1)
-    assert gate.allows()
-    gate._read_at -= TTL
-    assert not gate.allows()
+def test_a_consul_outage_leaves_the_choice_to_the_redis_lock(
+    ring: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gate is advice: while Consul cannot be read it lets every beat through, the ring's leader and the others
+    alike, however long the outage lasts (the lock decides); once Consul answers, its answer counts again."""
+    leader = LeaderGate(registration=registration("10.0.0.3", 33))
+    other = LeaderGate(registration=registration("10.0.0.1", 11))
+    assert (leader.allows(), other.allows(), leader.allows()) == (True, False, True)
+    clients = {gate: gate.registration.client for gate in (leader, other)}
+    for gate in (leader, other):  # point the clients at nothing
+        gate.registration.client = consul.Consul(host="127.0.0.1", port=1, connections_timeout=1)
     with pytest.raises(ConsulUnavailableError):
-        gate.registration.registry()
+        leader.registration.registry()
+    with caplog.at_level(logging.INFO, logger="alarm_backends.management.leader"):
+        assert [gate.allows() for gate in (leader, other, leader, other)] == [True] * 4
+        # Consul back (the sessions may have expired meanwhile): both register again, the ring decides again.
+        for gate, client in clients.items():
+            gate.registration.client = client
+        assert (leader.allows(), other.allows(), leader.allows()) == (True, False, True)
+    outages = [r.message for r in caplog.records if "the Redis lock alone decides" in r.message]
+    assert len(outages) == 2  # once per gate and outage, not once per tick
+    assert sum("Consul answers again" in r.message for r in caplog.records) == 2
+    leader.close()
+    other.close()
 
 
 # --- real beat processes -------------------------------------------------------------------------------------

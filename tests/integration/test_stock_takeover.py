@@ -78,3 +78,40 @@ def test_a_stock_schedule_fires_each_slot_once_at_the_slot() -> None:
     assert sent_at[f"cron@{minute}"] >= minute - CLOCKS
     due = ran["every"] + PERIOD
     assert f"every@{int(due)}" in sent and sent_at[f"every@{int(due)}"] >= due - CLOCKS  # not a fraction early
+
+
+@pytest.mark.timeout(60)
+def test_a_stock_leader_is_named_and_its_end_is_a_failover(caplog: pytest.LogCaptureFixture) -> None:
+    """Stock celery-redbeat leads (its own lock, taken by its own beat_init handler: the oracle) while this
+    scheduler stands by: the leader record and healthz name the stock beat, not the beat before it, and taking the
+    lock when the stock lease runs out is a failover, counted as one."""
+    from types import SimpleNamespace
+
+    from redbeat.schedulers import acquire_distributed_beat_lock
+
+    from alarm_backends.management.health_checks import OK, beat_lock
+
+    app = make_app({"e": {"task": "t.cron", "schedule": crontab(minute="*")}})
+    ensure_conf(app)
+    stock = SimpleNamespace(app=app, lock_key="redbeat::lock", lock_timeout=2, max_interval=1, lock=None)
+    beat = RedBeatScheduler(app=app)
+    try:
+        beat.tick()
+        beat.close()  # a clean stop: the next taker's is a hand-over, not a failover
+        acquire_distributed_beat_lock(SimpleNamespace(scheduler=stock))
+        stock_token = store().get("redbeat::lock")
+        assert stock_token and ":" not in stock_token  # stock's token: a bare uuid
+        beat = RedBeatScheduler(app=app)
+        beat.tick()
+        assert not beat.leading
+        record = store().hgetall("redbeat::leader")
+        assert (record["token"], record["released"]) == (stock_token, "0")
+        status, detail, data = beat_lock(app, 2.0)
+        assert status == OK and data["token"] == stock_token and "not this platform's beat" in detail, detail
+        # The stock beat dies: its lease runs out, this beat takes the lock over.
+        with caplog.at_level("INFO", logger="celery.beat"):
+            wait_for(lambda: beat.tick() is not None and beat.leading, 10, "the lock taken over")
+        assert "failover: the last leader's lease ran out" in caplog.text
+        assert store().hget("redbeat::leader", "previous") == stock_token
+    finally:
+        beat.close()

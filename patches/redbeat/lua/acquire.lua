@@ -21,8 +21,18 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     end
     return 2
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return 1
+end
+-- Held under a token the record does not name: a beat that keeps no record leads (stock celery-redbeat, in a rolling
+-- upgrade from the original). Recorded as a term of its own, so `healthz` names it rather than the beat before it,
+-- and so the beat that takes over when its lease runs out counts a failover, not a free lock.
+if holder and redis.call('HGET', KEYS[2], 'token') ~= holder then
+    local time = redis.call('TIME')
+    redis.call('HSET', KEYS[2], 'previous', redis.call('HGET', KEYS[2], 'token') or '', 'token', holder,
+               'since', string.format('%d.%06d', time[1], time[2]), 'released', '0')
+    redis.call('HINCRBY', KEYS[2], 'terms', 1)
 end
 return 0
