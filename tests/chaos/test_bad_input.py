@@ -130,7 +130,7 @@ def test_an_unknown_dotted_path(platform: Callable[[str], Platform], report: Cal
              "Celery to log the failed task")  # fmt: skip
 
     check_line = the_line(checked, CULPRIT, "manage.py check")
-    failed = lines_with(worker.log(), f"![Cron Task]({bad_task})")
+    failed = lines_with(worker.log(), f"![Cron Task]({bad_path})")  # named by its path, as the original did
     tracebacks = worker.log().count(TRACEBACK)
     note = f"{quote(failed[0] if failed else '(no error line)')}; then {tracebacks} traceback(s)"
     report(case.row(note, runs))

@@ -5,6 +5,7 @@ Runs against the embedded default's Redis broker and against RabbitMQ (in a vhos
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from tests.metrics import Samples, metric_samples, value
 
 PREFIX = "alarm_backends.service.scheduler.tasks.cron.tests_integration_"
 RECORD, MODULE, BOOM, MISSING = (PREFIX + n for n in ("jobs_record_effect", "jobmodule", "jobs_boom", "nothere"))
+# What logs and metrics call them, as the original's task_duration did: the job's dotted path.
+PATHS = {
+    RECORD: "tests.integration.jobs.record_effect",
+    MODULE: "tests.integration.jobmodule",
+    BOOM: "tests.integration.jobs.boom",
+    MISSING: "tests.integration.nothere",
+}
 
 
 def count(samples: Samples, task: str, status: str, exception: str) -> float:
@@ -35,28 +43,33 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     wait_for(lambda: "cannot be imported" in worker.log(), 30, "the missing job to fail")
 
     log = worker.log()
-    assert f"^[Cron Task]({RECORD})" in log
-    assert f"$[Cron Task]({RECORD}) cost:" in log
-    assert f"![Cron Task]({BOOM}) error: this job always fails" in log
-    assert f"![Cron Task]({MISSING}) error: cron job 'tests.integration.nothere' cannot be imported" in log
+    record, boom, missing = PATHS[RECORD], PATHS[BOOM], PATHS[MISSING]
+    assert f"^[Cron Task]({record})" in log
+    assert re.search(rf"\$\[Cron Task\]\({re.escape(record)}\) cost: \d+\.\d+\n", log)  # seconds, no unit
+    assert f"![Cron Task]({boom}) error: this job always fails" in log
+    assert re.search(rf"\$\[Cron Task\]\({re.escape(boom)}\) cost: ", log)  # after a failure too
+    assert f"![Cron Task]({missing}) error: cron job 'tests.integration.nothere' cannot be imported" in log
     # Failures are visible to Celery too (the original swallowed them).
     assert f"Task {BOOM}[" in log and "raised unexpected: JobFailedError" in log
 
     samples = wait_for(
-        lambda: (s := metric_samples(metrics_dir)) and count(s, MISSING, "failed", "CronJobImportError") and s,
+        lambda: (s := metric_samples(metrics_dir)) and count(s, PATHS[MISSING], "failed", "CronJobImportError") and s,
         30,
         "the metrics of all four runs",
     )
-    assert count(samples, RECORD, "success", "") == 1
-    assert count(samples, MODULE, "success", "") == 1
-    assert count(samples, BOOM, "failed", "JobFailedError") == 1
-    assert count(samples, MISSING, "failed", "CronJobImportError") == 1
-    histogram = ("bkmonitor_cron_task_execute_time_count", (("queue", "celery_cron"), ("task_name", RECORD)))
+    # The original's labels: the job's path, "None" for no exception, its class name otherwise.
+    assert count(samples, PATHS[RECORD], "success", "None") == 1
+    assert count(samples, PATHS[MODULE], "success", "None") == 1
+    assert count(samples, PATHS[BOOM], "failed", "JobFailedError") == 1
+    assert count(samples, PATHS[MISSING], "failed", "CronJobImportError") == 1
+    histogram = ("bkmonitor_cron_task_execute_time_count", (("queue", "celery_cron"), ("task_name", PATHS[RECORD])))
     assert samples[histogram] == 1
-    # Every task is timed too, with the exception that ended it.
+    # Every task is timed too, by its function's name, with the exception that ended it.
     celery_time = "bkmonitor_celery_task_execute_time_count"
-    assert samples[(celery_time, (("exception", ""), ("queue", "celery_cron"), ("task_name", RECORD)))] == 1
-    assert samples[(celery_time, (("exception", "JobFailedError"), ("queue", "celery_cron"), ("task_name", BOOM)))] == 1
+    record_fn, boom_fn = RECORD.rpartition(".")[2], BOOM.rpartition(".")[2]
+    ok, failed = ("exception", "None"), ("exception", "JobFailedError")
+    assert samples[(celery_time, (ok, ("queue", "celery_cron"), ("task_name", record_fn)))] == 1
+    assert samples[(celery_time, (failed, ("queue", "celery_cron"), ("task_name", boom_fn)))] == 1
 
     runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
     assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(

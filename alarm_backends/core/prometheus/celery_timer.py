@@ -1,7 +1,9 @@
 """``bkmonitor_celery_task_execute_time{task_name,queue,exception}`` for every task of an app.
 
 The original wrapped ``app.task`` to time each task; Celery's prerun/postrun signals give the same figure for every
-task, however it was declared, without touching the task classes.
+task, however it was declared, without touching the task classes. The labels are the original's: ``task_name`` the
+task function's ``__name__`` (a cron task's is its job path with ``_`` for ``.``), ``queue`` the queue the task was
+declared with (``celery`` without one), ``exception`` the class name of the exception that ended it, or ``None``.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ _EXCEPTION = "_bkm_exception"
 
 
 def _queue(task: Task) -> str:
-    info = getattr(task.request, "delivery_info", None) or {}
-    return str(info.get("routing_key") or task.queue or "")
+    return str(getattr(task, "queue", None) or "celery")
+
+
+def _name(task: Task) -> str:
+    return str(getattr(task.run, "__name__", None) or task.name)
 
 
 def _prerun(sender: Task | None = None, **_: Any) -> None:
     if sender is not None:
         setattr(sender.request, _STARTED, time.perf_counter())
-        setattr(sender.request, _EXCEPTION, "")
+        setattr(sender.request, _EXCEPTION, "None")
 
 
 def _failure(sender: Task | None = None, exception: BaseException | None = None, **_: Any) -> None:
@@ -41,7 +46,7 @@ def _postrun(sender: Task | None = None, **_: Any) -> None:
     if started is None:
         return
     CELERY_TASK_EXECUTE_TIME.labels(
-        task_name=sender.name, queue=_queue(sender), exception=getattr(sender.request, _EXCEPTION, "")
+        task_name=_name(sender), queue=_queue(sender), exception=getattr(sender.request, _EXCEPTION, "None")
     ).observe(time.perf_counter() - started)
 
 

@@ -6,14 +6,15 @@ writes its samples to files there, which ``prometheus_client.multiprocess.MultiP
 
 from prometheus_client import Counter, Histogram
 
-# Cron jobs run from seconds to an hour.
-DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+# The original's buckets, so its dashboards' quantiles and `le` selectors keep working.
+CRON_BUCKETS = (1, 5, 10, 30, 60, 120, 180, 240, 300, 450, 600, 900, 1800, 3000, 10000, float("inf"))
+CELERY_BUCKETS = (0.1, 0.5, 1, 3, 5, 10, 30, 60, 300, 1800, float("inf"))
 
 CRON_TASK_EXECUTE_TIME = Histogram(
     "bkmonitor_cron_task_execute_time",
     "Duration of a cron job run, seconds",
     ["task_name", "queue"],
-    buckets=DURATION_BUCKETS,
+    buckets=CRON_BUCKETS,
 )
 CRON_TASK_EXECUTE_COUNT = Counter(
     "bkmonitor_cron_task_execute_count",
@@ -24,5 +25,5 @@ CELERY_TASK_EXECUTE_TIME = Histogram(
     "bkmonitor_celery_task_execute_time",
     "Duration of any Celery task of the backend app, seconds",
     ["task_name", "queue", "exception"],
-    buckets=DURATION_BUCKETS,
+    buckets=CELERY_BUCKETS,
 )

@@ -44,29 +44,48 @@ def resolve(path: str) -> Callable[[], Any]:
     return func
 
 
-def run_job(path: str, queue: str, task_name: str | None = None) -> Any:
-    """Run the job at ``path`` once, as the task ``task_name`` (default: the path) on ``queue``."""
-    name = task_name or path
-    logger.info("^[Cron Task](%s)", name)
+def run_job(path: str, queue: str, task_name: str | None = None, *, function_label: bool = False) -> Any:
+    """Run the job at ``path`` once, as the task ``task_name`` (default: the path) consuming ``queue``.
+
+    Logs and metrics name the job as the original's ``task_duration`` did, so dashboards, alerts and log searches
+    keep working: by its dotted path (``cron.py``), or with ``function_label`` by its function's ``__name__``
+    (``api_cron.py``, ``report_cron.py``), with the queue as configured (never a cluster's prefix), ``exception``
+    the exception's class name or ``None``, and a ``$[Cron Task](…) cost: <seconds>`` line after every run, failed
+    or not. The run log keeps the task's own name, which ``cron_report`` groups by.
+    """
     start = time.perf_counter()
+    func: Callable[[], Any] | None = None
     try:
-        result = resolve(path)()
+        func = resolve(path)
+    except CronJobImportError as exc:
+        error: Exception | None = exc
+    else:
+        error = None
+    label = (getattr(func, "__name__", None) or path.rpartition(".")[2]) if function_label else path
+    logger.info("^[Cron Task](%s)", label)
+    result = None
+    try:
+        if error is not None:
+            raise error
+        assert func is not None
+        result = func()
     except Exception as exc:
-        cost = time.perf_counter() - start
-        exception = type(exc).__name__
+        error = exc
         # An unimportable path is a configuration error: its message says all, a traceback adds noise.
-        logger.error("![Cron Task](%s) error: %s", name, exc, exc_info=not isinstance(exc, CronJobImportError))
-        _observe(name, queue, "failed", exception, cost)
-        if settings.CRON_TASK_RAISE_ERRORS or isinstance(exc, CronJobImportError):
-            raise
-        return None
-    cost = time.perf_counter() - start
-    logger.info("$[Cron Task](%s) cost: %.3fs", name, cost)
-    _observe(name, queue, "success", "", cost)
+        logger.error("![Cron Task](%s) error: %s", label, exc, exc_info=not isinstance(exc, CronJobImportError))
+    finally:
+        cost = time.perf_counter() - start
+        logger.info("$[Cron Task](%s) cost: %s", label, cost)
+        _observe(label, task_name or path, queue, error, cost)
+    if error is not None and (settings.CRON_TASK_RAISE_ERRORS or isinstance(error, CronJobImportError)):
+        raise error
     return result
 
 
-def _observe(name: str, queue: str, status: str, exception: str, cost: float) -> None:
-    CRON_TASK_EXECUTE_TIME.labels(task_name=name, queue=queue).observe(cost)
-    CRON_TASK_EXECUTE_COUNT.labels(task_name=name, status=status, exception=exception, queue=queue).inc()
-    record_run(name, queue, status, cost, exception)
+def _observe(label: str, task: str, queue: str, error: Exception | None, cost: float) -> None:
+    # The original's labels: the exception as its class name, "None" without one (prometheus_client's str(None)).
+    exception = type(error).__name__ if error is not None else "None"
+    status = "failed" if error is not None else "success"
+    CRON_TASK_EXECUTE_TIME.labels(task_name=label, queue=queue).observe(cost)
+    CRON_TASK_EXECUTE_COUNT.labels(task_name=label, status=status, exception=exception, queue=queue).inc()
+    record_run(task, queue, status, cost, exception if error is not None else "")

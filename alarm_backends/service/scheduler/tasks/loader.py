@@ -27,12 +27,13 @@ from alarm_backends.service.scheduler.runner import CronJobImportError, run_job
 logger = logging.getLogger("cron")
 
 
-def make_task(entry: CronEntry, queue: str, name: str, expires: int) -> Any:
-    """A periodic task called ``name`` that runs ``entry``'s job on ``queue``; ``expires`` travels with the task."""
+def make_task(entry: CronEntry, queue: str, name: str, expires: int, function_label: bool = False) -> Any:
+    """A periodic task called ``name`` that runs ``entry``'s job on ``queue``; ``expires`` travels with the task.
+    Its logs and metrics name the job's path (or, ``function_label``, its function) and the entry's own queue."""
     module, _, func_name = name.rpartition(".")
 
     def task() -> Any:
-        return run_job(entry.path, queue, task_name=name)
+        return run_job(entry.path, entry.queue, task_name=name, function_label=function_label)
 
     task.__name__ = task.__qualname__ = func_name
     task.__module__ = module
@@ -75,5 +76,6 @@ def register(
     tasks = {}
     for entry in entries:
         name = entry.path if keep_path else entry.task_name
-        tasks[name] = make_task(entry, cluster.queue_name(entry.queue), name, expires or expires_for(entry.cron))
+        expiry = expires or expires_for(entry.cron)
+        tasks[name] = make_task(entry, cluster.queue_name(entry.queue), name, expiry, function_label=keep_path)
     return tasks

@@ -1,0 +1,64 @@
+"""A cron job's log lines and metrics as the original's ``task_duration`` wrote them (its tasks/cron.py, api_cron.py
+and core/prometheus): dashboards, alerts and log searches written for the original keep working.
+
+* ``task_name``: the job's dotted path (``DEFAULT_CRONTAB`` & co.), or its function's ``__name__`` (``API_CRONTAB``,
+  ``REPORT_CRONTAB``); ``queue``: the entry's queue as configured; ``exception``: the class name, or ``None``;
+* ``^[Cron Task](<name>)`` before, ``![Cron Task](<name>) error: <e>`` on a failure and ``$[Cron Task](<name>) cost:
+  <seconds>`` after every run, failed or not;
+* the original's histogram buckets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from alarm_backends.core.prometheus.metrics import CELERY_TASK_EXECUTE_TIME, CRON_TASK_EXECUTE_TIME
+from alarm_backends.service.scheduler.runner import run_job
+
+pytestmark = pytest.mark.redis  # the run log
+
+INF = float("inf")
+
+
+@pytest.fixture(autouse=True)
+def clean(redis_dbs: None) -> Iterator[None]:
+    yield
+
+
+def runs(task_name: str, queue: str, status: str, exception: str) -> float:
+    labels = {"task_name": task_name, "queue": queue, "status": status, "exception": exception}
+    return REGISTRY.get_sample_value("bkmonitor_cron_task_execute_count_total", labels) or 0.0
+
+
+def test_a_cron_job_is_named_by_its_path(caplog: pytest.LogCaptureFixture) -> None:
+    path = "tests.integration.jobs.record_effect"
+    before = runs(path, "celery_cron", "success", "None")
+    with caplog.at_level(logging.INFO, logger="cron"):
+        run_job(path, "celery_cron", "alarm_backends.service.scheduler.tasks.cron.tests_integration_jobs_record_effect")
+    assert runs(path, "celery_cron", "success", "None") == before + 1
+    assert caplog.messages[0] == f"^[Cron Task]({path})"
+    assert re.fullmatch(rf"\$\[Cron Task\]\({re.escape(path)}\) cost: \d+\.\d+(e-\d+)?", caplog.messages[-1])
+
+
+def test_an_api_job_is_named_by_its_function_and_a_failure_still_costs(caplog: pytest.LogCaptureFixture) -> None:
+    path = "tests.integration.jobs.boom"
+    before = runs("boom", "celery_api_cron", "failed", "JobFailedError")
+    # CRON_TASK_RAISE_ERRORS=False: the original swallowed it.
+    with caplog.at_level(logging.INFO, logger="cron"), override_settings(CRON_TASK_RAISE_ERRORS=False):
+        assert run_job(path, "celery_api_cron", path, function_label=True) is None
+    assert runs("boom", "celery_api_cron", "failed", "JobFailedError") == before + 1
+    assert [m.split(")")[0] for m in caplog.messages] == ["^[Cron Task](boom", "![Cron Task](boom", "$[Cron Task](boom"]
+    assert caplog.messages[1] == "![Cron Task](boom) error: this job always fails"
+
+
+def test_the_buckets_are_the_originals() -> None:
+    # core/prometheus/metrics.py of the original.
+    assert CRON_TASK_EXECUTE_TIME._upper_bounds == [1, 5, 10, 30, 60, 120, 180, 240, 300, 450, 600, 900, 1800, 3000,
+                                                    10000, INF]  # fmt: skip
+    assert CELERY_TASK_EXECUTE_TIME._upper_bounds == [0.1, 0.5, 1, 3, 5, 10, 30, 60, 300, 1800, INF]
