@@ -57,6 +57,13 @@ CELERY_SERIALIZER = "json"
 # When True a cron job's exception fails the Celery task (visible in events and worker logs) after it has been
 # logged and counted; False keeps the original's behaviour of swallowing it.
 CRON_TASK_RAISE_ERRORS = True
+# Outside the default cluster, False (default) keeps the original's names, which a rolling upgrade needs: queues
+# `celery_cron` & co. and the scheduler store `redbeat:` are shared with the original's hosts. (The original asked for
+# a `<cluster>-` queue prefix through broker_transport_options.queue_name_prefix, which kombu's RabbitMQ and Redis
+# transports ignore.) True scopes them by cluster, `<cluster>-celery_cron` and `redbeat:<cluster>:`, so clusters on
+# one vhost or one Redis stop consuming each other's queues and sharing one lock: switch it on once no host runs the
+# original.
+CLUSTER_SCOPED_NAMES = False
 # Which clock decides whether a scheduled cron run is past its expires: "redis" (the beat sends the deadline on the
 # Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
 # worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).

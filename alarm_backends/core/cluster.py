@@ -149,6 +149,7 @@ class Cluster:
     name: str
     code: str
     routing_rules: list[RoutingRule] = field(default_factory=list)
+    scoped_names: bool = False  # CLUSTER_SCOPED_NAMES: queue names carry the cluster's prefix
 
     def __post_init__(self) -> None:
         self.name = check_name(self.name)
@@ -175,7 +176,8 @@ class Cluster:
             rules = [RoutingRule.from_dict(raw) for raw in conf.ALARM_BACKEND_CLUSTER_ROUTING_RULES]
         except ValueError as exc:
             raise ValueError(f"ALARM_BACKEND_CLUSTER_ROUTING_RULES: {exc}") from None
-        return cls(conf.ALARM_BACKEND_CLUSTER_NAME, conf.ALARM_BACKEND_CLUSTER_CODE, rules)
+        return cls(conf.ALARM_BACKEND_CLUSTER_NAME, conf.ALARM_BACKEND_CLUSTER_CODE, rules,
+                   bool(conf.CLUSTER_SCOPED_NAMES))  # fmt: skip
 
     def is_default(self) -> bool:
         return self.name == DEFAULT
@@ -194,12 +196,14 @@ class Cluster:
         return [t for t in targets if self.match(target_type, t)]
 
     def queue_name(self, queue: str) -> str:
-        """The broker queue for this cluster: plain in the default cluster, ``<cluster>-<queue>`` elsewhere.
+        """The broker queue for this cluster: the original's name, or with ``scoped_names`` (``CLUSTER_SCOPED_NAMES``)
+        ``<cluster>-<queue>`` outside the default cluster.
 
-        The original set ``broker_transport_options={"queue_name_prefix": ...}``, which the py-amqp transport
-        ignores, so clusters on one RabbitMQ vhost consumed each other's queues; the prefix is applied to the name.
+        The original set ``broker_transport_options={"queue_name_prefix": ...}``, which kombu's RabbitMQ and Redis
+        transports ignore: its queues were never prefixed, and clusters on one vhost consumed each other's queues.
+        Its names stay the default, since its hosts consume them during a rolling upgrade; scoped names fix that bug.
         """
-        return queue if self.is_default() else f"{self.name}-{queue}"
+        return f"{self.name}-{queue}" if self.scoped_names and not self.is_default() else queue
 
     def key(self, name: str) -> str:
         """A cluster-scoped key, e.g. for locks: ``<cluster>_<name>``."""

@@ -54,8 +54,8 @@ def run_log() -> list[tuple[str, dict[str, str]]]:
 
 @pytest.fixture
 def own_cluster() -> Iterator[None]:
-    """This process runs as cluster ``CLUSTER`` for the test."""
-    with override_settings(ALARM_BACKEND_CLUSTER_NAME=CLUSTER):
+    """This process runs as cluster ``CLUSTER`` for the test, its queues scoped by it (``CLUSTER_SCOPED_NAMES``)."""
+    with override_settings(ALARM_BACKEND_CLUSTER_NAME=CLUSTER, CLUSTER_SCOPED_NAMES=True):
         reset_cluster()
         try:
             yield

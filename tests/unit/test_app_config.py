@@ -40,6 +40,7 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "REDIS_DB_PLAN": {"log": 7, "cache": 8, "queue": 9, "service": 10},
         "REDBEAT_REDIS_DB": 0,
         "REDBEAT_KEY_PREFIX": "redbeat:",
+        "CLUSTER_SCOPED_NAMES": False,
         "REDBEAT_LOCK_TIMEOUT": 300,
         "REDBEAT_STANDBY_INTERVAL": 1.0,
         "REDBEAT_MISSED_RUN": {"policy": "once"},
@@ -62,7 +63,8 @@ def test_the_original_settings_table() -> None:
     )
     monitor, llm = config["task_queues"]
     assert (monitor.name, monitor.exchange.name, monitor.routing_key) == ("monitor", "monitor", "monitor")
-    assert (llm.name, llm.routing_key) == ("celery_llm_task", "celery_llm_task")
+    # The original binds the LLM queue to the default exchange `monitor` (its service/scheduler/app.py).
+    assert (llm.name, llm.exchange.name, llm.routing_key) == ("celery_llm_task", "monitor", "celery_llm_task")
     assert llm.queue_arguments == {"x-message-ttl": 600000, "x-max-length": 1000}
     assert config["broker_url"] == "amqp://u:p%40ss@mq:5672/bkmonitorv3"
     assert config["beat_max_loop_interval"] == 60

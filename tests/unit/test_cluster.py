@@ -83,7 +83,19 @@ def test_false_matcher_and_bad_rules() -> None:
         rule("blue", "true", target_type="host")
 
 
-def test_queue_names_and_keys_are_scoped_outside_the_default_cluster() -> None:
+def test_queue_names_are_the_originals_unless_scoped() -> None:
+    """The original's queues were never prefixed (kombu's RabbitMQ and Redis transports ignore the
+    queue_name_prefix it set): its names by default, so its hosts and these consume the same queues."""
     assert Cluster("default", "0").queue_name("celery_cron") == "celery_cron"
-    assert Cluster("blue", "1").queue_name("celery_cron") == "blue-celery_cron"
+    assert Cluster("blue", "1").queue_name("celery_cron") == "celery_cron"
+    assert Cluster("default", "0", scoped_names=True).queue_name("celery_cron") == "celery_cron"
+    assert Cluster("blue", "1", scoped_names=True).queue_name("celery_cron") == "blue-celery_cron"
     assert Cluster("blue", "1").key("celery_lock_x") == "blue_celery_lock_x"
+
+
+def test_redbeat_key_prefix_is_the_originals_unless_scoped() -> None:
+    from alarm_backends.service.scheduler.config import redbeat_key_prefix
+
+    assert redbeat_key_prefix("redbeat:", "blue", scoped=False) == "redbeat:"
+    assert redbeat_key_prefix("redbeat:", "blue", scoped=True) == "redbeat:blue:"
+    assert redbeat_key_prefix("redbeat:", "default", scoped=True) == "redbeat:"

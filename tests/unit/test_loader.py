@@ -100,8 +100,12 @@ def test_global_entries_only_in_the_default_cluster() -> None:
     names = set(regs)
     assert PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat" in names  # run_type cluster
     assert PREFIX + "alarm_backends_jobs_heartbeat" not in names  # run_type global
-    assert regs[PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat"]["queue"] == "blue-celery_action_cron"
-    assert regs["alarm_backends.jobs.redis_metrics.collect_redis_metric"]["queue"] == "blue-celery_report_cron"
+    # The original's queue names (its hosts consume them in a rolling upgrade)...
+    assert regs[PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat"]["queue"] == "celery_action_cron"
+    # ...or, with CLUSTER_SCOPED_NAMES, the cluster's own.
+    scoped = registrations(BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME="Blue", BKAPP_SETTINGS_CLUSTER_SCOPED_NAMES="true")
+    assert scoped[PREFIX + "alarm_backends_jobs_heartbeat_cluster_heartbeat"]["queue"] == "blue-celery_action_cron"
+    assert scoped["alarm_backends.jobs.redis_metrics.collect_redis_metric"]["queue"] == "blue-celery_report_cron"
 
 
 def bad_entry_lines(log: str) -> list[str]:

@@ -329,15 +329,16 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     assert "[program:redis]" not in output.read_text()
 
 
-def test_command_uses_the_cluster_queue_names(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("scoped", "queue"), [(False, "celery_cron"), (True, "east-celery_cron")])
+def test_command_uses_the_cluster_queue_names(tmp_path: Path, scoped: bool, queue: str) -> None:
     output = tmp_path / "supervisord.conf"
     reset_cluster()
     try:
-        with override_settings(ALARM_BACKEND_CLUSTER_NAME="east"):
+        with override_settings(ALARM_BACKEND_CLUSTER_NAME="east", CLUSTER_SCOPED_NAMES=scoped):
             call_command("render_supervisor", "--output", str(output), "--redis", "no")
     finally:
         reset_cluster()
-    assert "-Q east-celery_cron " in output.read_text()
+    assert f"-Q {queue} " in output.read_text()
 
 
 def test_command_check_fails_on_a_broken_template(tmp_path: Path) -> None:

@@ -31,20 +31,23 @@ def task_queues(queue_name: Any = str) -> tuple[Queue, ...]:
     monitor, llm = queue_name(DEFAULT_QUEUE), queue_name(LLM_QUEUE)
     return (
         Queue(monitor, Exchange(monitor), routing_key=monitor),
-        Queue(llm, Exchange(llm), routing_key=llm, queue_arguments=LLM_QUEUE_ARGUMENTS),
+        # Bound to the default exchange, as the original binds it: messages its hosts publish for LLM tasks go to
+        # `monitor` with this routing key.
+        Queue(llm, Exchange(monitor), routing_key=llm, queue_arguments=LLM_QUEUE_ARGUMENTS),
     )
 
 
-def redbeat_key_prefix(prefix: str, cluster: str) -> str:
-    """``redbeat:`` in the default cluster, ``redbeat:<cluster>:`` in the others, so clusters sharing one Redis
-    neither contend for one lock nor prune each other's entries (the original shared one prefix)."""
-    return prefix if cluster == "default" else f"{prefix}{cluster}:"
+def redbeat_key_prefix(prefix: str, cluster: str, scoped: bool = True) -> str:
+    """``redbeat:`` in the default cluster; with ``scoped`` (``CLUSTER_SCOPED_NAMES``) ``redbeat:<cluster>:`` in the
+    others, so clusters sharing one Redis neither contend for one lock nor prune each other's entries. Unscoped, the
+    original's one prefix: a cluster's beats then fence the original's beats of that cluster in a rolling upgrade."""
+    return f"{prefix}{cluster}:" if scoped and cluster != "default" else prefix
 
 
 def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
     redis = main_redis(conf)
     settings: dict[str, Any] = {
-        "redbeat_key_prefix": redbeat_key_prefix(conf.REDBEAT_KEY_PREFIX, cluster),
+        "redbeat_key_prefix": redbeat_key_prefix(conf.REDBEAT_KEY_PREFIX, cluster, bool(conf.CLUSTER_SCOPED_NAMES)),
         "redbeat_lock_timeout": conf.REDBEAT_LOCK_TIMEOUT,
         "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
         "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
