@@ -32,10 +32,15 @@ def cache_redis(conf: Any) -> RedisSettings:
 
 
 def serializer_settings(conf: Any) -> dict[str, Any]:
+    """JSON, written and accepted; or, for a rolling upgrade from the original (``CELERY_SERIALIZER = "pickle"``),
+    pickle written, so the original's workers (which accept pickle only) run this beat's messages, and both accepted,
+    so these workers run the original's pickle messages and any JSON ones. Pickle lets whoever can publish to the
+    broker run code in every worker: switch back to JSON once no host runs the original."""
     name = conf.CELERY_SERIALIZER
     if name not in SERIALIZERS:
         raise ValueError(f"CELERY_SERIALIZER={name!r} must be one of {', '.join(SERIALIZERS)}")
-    return {"task_serializer": name, "result_serializer": name, "accept_content": [name]}
+    accept = ["json", "pickle"] if name == "pickle" else ["json"]
+    return {"task_serializer": name, "result_serializer": name, "accept_content": accept}
 
 
 def broker_settings(conf: Any) -> dict[str, Any]:

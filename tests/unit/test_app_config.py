@@ -82,8 +82,9 @@ def test_json_by_default_pickle_only_when_asked() -> None:
         "json",
         ["json"],
     )
+    # The upgrade setting: pickle written (the original's workers accept nothing else), both accepted.
     config = backend_config(conf(CELERY_SERIALIZER="pickle"), cpu_count=2)
-    assert config["accept_content"] == ["pickle"]
+    assert (config["task_serializer"], config["accept_content"]) == ("pickle", ["json", "pickle"])
     with pytest.raises(ValueError, match="CELERY_SERIALIZER='yaml'"):
         backend_config(conf(CELERY_SERIALIZER="yaml"), cpu_count=2)
 

@@ -21,6 +21,11 @@ CRON_TASK_EXECUTE_COUNT = Counter(
     "Cron job runs by outcome",
     ["task_name", "status", "exception", "queue"],
 )
+WORKER_REFUSED_MESSAGES = Counter(
+    "bkmonitor_worker_refused_messages",
+    "Task messages a worker refused for their content type (discarded: the run is lost)",
+    ["content_type", "queue"],
+)
 CELERY_TASK_EXECUTE_TIME = Histogram(
     "bkmonitor_celery_task_execute_time",
     "Duration of any Celery task of the backend app, seconds",

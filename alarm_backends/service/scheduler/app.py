@@ -30,7 +30,7 @@ from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster, queue_name_problem
 from alarm_backends.core.prometheus import celery_timer
-from alarm_backends.service.scheduler import dedupe
+from alarm_backends.service.scheduler import dedupe, refused
 from alarm_backends.service.scheduler.config import backend_config
 from patches import kombu_redis
 from patches import redbeat as patched_redbeat
@@ -43,6 +43,7 @@ try:
 except ValueError as exc:  # a bad cluster name, serializer or broker backend: the message names it
     refuse(str(exc))
 celery_timer.install(app)
+refused.install(app)
 # `celery beat -S redbeat.RedBeatScheduler` (the original's command line) gets the patched scheduler.
 patched_redbeat.install()
 # A Redis broker puts back a message a worker was taking when the connection broke, instead of losing it.
