@@ -62,3 +62,27 @@ def test_the_buckets_are_the_originals() -> None:
     assert CRON_TASK_EXECUTE_TIME._upper_bounds == [1, 5, 10, 30, 60, 120, 180, 240, 300, 450, 600, 900, 1800, 3000,
                                                     10000, INF]  # fmt: skip
     assert CELERY_TASK_EXECUTE_TIME._upper_bounds == [0.1, 0.5, 1, 3, 5, 10, 30, 60, 300, 1800, INF]
+
+
+def test_the_originals_task_duration_decorator(caplog: pytest.LogCaptureFixture) -> None:
+    """Product code imports ``task_duration`` from tasks.cron: same lines and labels, the exception swallowed."""
+    from alarm_backends.service.scheduler.tasks.cron import task_duration
+
+    @task_duration("sync_cluster", queue_name="celery_api_cron")
+    def ok(x: int) -> int:
+        return x * 2
+
+    @task_duration("broken")  # no queue: the original's label read "None"
+    def broken() -> None:
+        raise KeyError("gone")
+
+    before = runs("broken", "None", "failed", "KeyError")
+    with caplog.at_level(logging.INFO, logger="cron"):
+        assert ok(21) == 42
+        assert broken() is None
+    assert runs("broken", "None", "failed", "KeyError") == before + 1
+    assert runs("sync_cluster", "celery_api_cron", "success", "None") >= 1
+    assert [m.partition(")")[0] for m in caplog.messages] == [
+        "^[Cron Task](sync_cluster", "$[Cron Task](sync_cluster",
+        "^[Cron Task](broken", "![Cron Task](broken", "$[Cron Task](broken",
+    ]  # fmt: skip

@@ -7,11 +7,14 @@ its timing wrapper, so it appeared in no metric).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -20,6 +23,7 @@ from alarm_backends.core.prometheus.metrics import CRON_TASK_EXECUTE_COUNT, CRON
 from alarm_backends.core.runlog import record_run
 
 logger = logging.getLogger("cron")
+T = TypeVar("T")
 
 
 class CronJobImportError(ImportError):
@@ -44,6 +48,57 @@ def resolve(path: str) -> Callable[[], Any]:
     return func
 
 
+@dataclass
+class _Outcome:
+    error: Exception | None = None
+
+
+@contextlib.contextmanager
+def _observed(label: str, queue: str, task: str | None = None) -> Iterator[_Outcome]:
+    """The original's ``task_duration`` around the body: ``^``/``!``/``$`` lines, both metrics, and (``task``) the
+    run log. An exception of the body is logged, counted and kept in the outcome, not raised."""
+    outcome = _Outcome()
+    logger.info("^[Cron Task](%s)", label)
+    start = time.perf_counter()
+    try:
+        yield outcome
+    except Exception as exc:
+        outcome.error = exc
+        # An unimportable path is a configuration error: its message says all, a traceback adds noise.
+        logger.error("![Cron Task](%s) error: %s", label, exc, exc_info=not isinstance(exc, CronJobImportError))
+    finally:
+        cost = time.perf_counter() - start
+        logger.info("$[Cron Task](%s) cost: %s", label, cost)
+        error = outcome.error
+        # The original's labels: the exception as its class name, "None" without one (prometheus_client's str()).
+        exception = type(error).__name__ if error is not None else "None"
+        status = "failed" if error is not None else "success"
+        CRON_TASK_EXECUTE_TIME.labels(task_name=label, queue=queue).observe(cost)
+        CRON_TASK_EXECUTE_COUNT.labels(task_name=label, status=status, exception=exception, queue=queue).inc()
+        if task is not None:
+            record_run(task, queue, status, cost, exception if error is not None else "")
+
+
+def task_duration(
+    task_name: str, queue_name: str | None = None
+) -> Callable[[Callable[..., T]], Callable[..., T | None]]:
+    """The original's decorator (its ``service/scheduler/tasks/cron.py``), for product code that times its own jobs
+    with it: logs and metrics under ``task_name`` and ``queue_name`` (``None`` without one, as the original's
+    label read), and an exception logged, counted and swallowed (the call returns None), as there."""
+
+    def wrapper(func: Callable[..., T]) -> Callable[..., T | None]:
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> T | None:
+            result = None
+            with _observed(task_name, str(queue_name)):
+                result = func(*args, **kwargs)
+            return result
+
+        return inner
+
+    return wrapper
+
+
 def run_job(path: str, queue: str, task_name: str | None = None, *, function_label: bool = False) -> Any:
     """Run the job at ``path`` once, as the task ``task_name`` (default: the path) consuming ``queue``.
 
@@ -53,39 +108,20 @@ def run_job(path: str, queue: str, task_name: str | None = None, *, function_lab
     the exception's class name or ``None``, and a ``$[Cron Task](…) cost: <seconds>`` line after every run, failed
     or not. The run log keeps the task's own name, which ``cron_report`` groups by.
     """
-    start = time.perf_counter()
     func: Callable[[], Any] | None = None
+    unresolved: CronJobImportError | None = None
     try:
         func = resolve(path)
     except CronJobImportError as exc:
-        error: Exception | None = exc
-    else:
-        error = None
+        unresolved = exc
     label = (getattr(func, "__name__", None) or path.rpartition(".")[2]) if function_label else path
-    logger.info("^[Cron Task](%s)", label)
     result = None
-    try:
-        if error is not None:
-            raise error
-        assert func is not None
+    with _observed(label, queue, task_name or path) as outcome:
+        if func is None:
+            assert unresolved is not None
+            raise unresolved
         result = func()
-    except Exception as exc:
-        error = exc
-        # An unimportable path is a configuration error: its message says all, a traceback adds noise.
-        logger.error("![Cron Task](%s) error: %s", label, exc, exc_info=not isinstance(exc, CronJobImportError))
-    finally:
-        cost = time.perf_counter() - start
-        logger.info("$[Cron Task](%s) cost: %s", label, cost)
-        _observe(label, task_name or path, queue, error, cost)
+    error = outcome.error
     if error is not None and (settings.CRON_TASK_RAISE_ERRORS or isinstance(error, CronJobImportError)):
         raise error
     return result
-
-
-def _observe(label: str, task: str, queue: str, error: Exception | None, cost: float) -> None:
-    # The original's labels: the exception as its class name, "None" without one (prometheus_client's str(None)).
-    exception = type(error).__name__ if error is not None else "None"
-    status = "failed" if error is not None else "success"
-    CRON_TASK_EXECUTE_TIME.labels(task_name=label, queue=queue).observe(cost)
-    CRON_TASK_EXECUTE_COUNT.labels(task_name=label, status=status, exception=exception, queue=queue).inc()
-    record_run(task, queue, status, cost, exception if error is not None else "")

@@ -7,7 +7,10 @@
   ``expires`` (see ``crontab.expires_for``) and resolves the job lazily when it runs.
 """
 
+from alarm_backends.service.scheduler.runner import task_duration
 from alarm_backends.service.scheduler.tasks.loader import register
+
+__all__ = ["QUEUE_SETTINGS", "TASKS", "task_duration"]  # task_duration: the original's, imported by product code
 
 QUEUE_SETTINGS = {
     "celery_cron": "DEFAULT_CRONTAB",
