@@ -64,6 +64,10 @@ CRON_TASK_RAISE_ERRORS = True
 # one vhost or one Redis stop consuming each other's queues and sharing one lock: switch it on once no host runs the
 # original.
 CLUSTER_SCOPED_NAMES = False
+# The hash ring's points: False (default) places the original's, so hosts of the original and of this platform
+# agree on every owner in a rolling upgrade; True separates labels two hosts would share (10.0.0.1 + "10" and
+# 10.0.0.11 + "0"), which the original gave to one host only: turn it on once no host runs the original.
+HASH_RING_SEPARATE_LABELS = False
 # Which clock decides whether a scheduled cron run is past its expires: "redis" (the beat sends the deadline on the
 # Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
 # worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).

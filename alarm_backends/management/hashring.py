@@ -7,14 +7,17 @@ of the first point at or after ``md5(str(key)) % 2**32``, wrapping past the end.
 * **Weights** now scale a node's point count (``multiple * weight`` points); the original gave every node the same
   count and then took the lookup index modulo ``multiple * total_weight``, which overruns the ring (IndexError) as
   soon as a weight is not 1.
-* **Label collisions**: ``str(node) + str(i)`` is ambiguous — ``"10.0.0.1" + "10"`` and ``"10.0.0.11" + "0"`` are
-  both ``"10.0.0.110"`` — so about 5 % of the points of two such hosts landed on one position and one host silently
-  lost them. Here a label two nodes of the ring would share stays plain for the node with the shortest name (the
-  one ordering of the claimants that does not depend on how the node list was read) and becomes
-  ``node + "#" + i`` for the others. ``#`` cannot occur in a plain label (node names may not contain it), so every
-  label is unique. Labels change only where a collision exists in *this* ring: rings where no address is another
-  one followed by digits keep the original's points and vectors exactly; rings with, say, 10.0.0.1 next to
-  10.0.0.10-19 or 10.0.0.100-199 (common in a /24) differ from the original in exactly those colliding points.
+* **Label collisions** (with ``separate_labels``, ``HASH_RING_SEPARATE_LABELS``): ``str(node) + str(i)`` is
+  ambiguous — ``"10.0.0.1" + "10"`` and ``"10.0.0.11" + "0"`` are both ``"10.0.0.110"`` — so about 5 % of the
+  points of two such hosts landed on one position and one host silently lost them. A label two nodes of the ring
+  would share then stays plain for the node with the shortest name (the one ordering of the claimants that does not
+  depend on how the node list was read) and becomes ``node + "#" + i`` for the others. Off by default: the fix moves
+  business ids (4.4 % on 10.0.0.1/.2/.12), and while hosts of the original share the ring, hosts that disagree on
+  an owner process a business twice or not at all; an operator turns it on once every host runs this ring. ``#``
+  cannot occur in a plain label (node names may not contain it), so every label is unique. Labels change only where
+  a collision exists in *this* ring: rings where no address is another one followed by digits keep the original's
+  points and vectors exactly; rings with, say, 10.0.0.1 next to 10.0.0.10-19 or 10.0.0.100-199 (common in a /24)
+  differ from the original in exactly those colliding points.
 * **An empty ring** raises :class:`EmptyRingError` naming the problem, instead of ZeroDivisionError.
 
 Two different labels can still hash to the same 32-bit position (md5 mod 2**32; roughly one pair per 65k points).
@@ -46,10 +49,11 @@ def position(key: object) -> int:
     return int(md5(str(key).encode("utf-8")).hexdigest(), 16) % 2**32
 
 
-def point_labels(nodes: Mapping[str, int], multiple: int) -> dict[str, list[str]]:
-    """Every node's point labels, ``node + str(i)`` except where another node of the ring claims the same string."""
+def point_labels(nodes: Mapping[str, int], multiple: int, separate: bool = True) -> dict[str, list[str]]:
+    """Every node's point labels, ``node + str(i)``; with ``separate``, except where another node of the ring claims
+    the same string (see the module docstring)."""
     labels = {node: [f"{node}{i}" for i in range(multiple * weight)] for node, weight in nodes.items()}
-    if not _may_collide(nodes):
+    if not separate or not _may_collide(nodes):
         return labels
     claims: dict[str, list[str]] = {}
     for node, names in labels.items():
@@ -74,9 +78,12 @@ def _may_collide(nodes: Iterable[str]) -> bool:
 
 
 class HashRing:
-    """``HashRing({"10.0.0.1": 1, "10.0.0.2": 1})`` or ``HashRing(["10.0.0.1", "10.0.0.2"])`` (weight 1 each)."""
+    """``HashRing({"10.0.0.1": 1, "10.0.0.2": 1})`` or ``HashRing(["10.0.0.1", "10.0.0.2"])`` (weight 1 each): the
+    original's signature and ownership; ``separate_labels=True`` for the ring without label collisions."""
 
-    def __init__(self, nodes: Mapping[str, int] | Iterable[str], num_vnodes: int = NUM_VNODES) -> None:
+    def __init__(
+        self, nodes: Mapping[str, int] | Iterable[str], num_vnodes: int = NUM_VNODES, separate_labels: bool = False
+    ) -> None:
         weights = as_weights(nodes)
         if not weights:
             raise EmptyRingError("the hash ring has no nodes: no host is registered, so no target has an owner")
@@ -89,8 +96,10 @@ class HashRing:
         self.num_vnodes = num_vnodes
         self.multiple = max(num_vnodes // sum(self.nodes.values()), 1)
         owner: dict[int, str] = {}
-        labels = point_labels(self.nodes, self.multiple)
-        # Sorted, so a position two labels share goes to the node that sorts last whatever the input order.
+        self.separate_labels = separate_labels
+        labels = point_labels(self.nodes, self.multiple, separate_labels)
+        # Sorted, so a position two labels share goes to the node that sorts last whatever the input order (the
+        # original's owner for hosts read in Consul's sorted key order).
         for node in sorted(labels):
             for label in labels[node]:
                 owner[position(label)] = node
@@ -110,4 +119,5 @@ class HashRing:
         return len(self.ring)
 
     def __repr__(self) -> str:
-        return f"HashRing({self.nodes!r}, points={len(self.ring)})"
+        kind = ", separate_labels=True" if self.separate_labels else ""
+        return f"HashRing({self.nodes!r}{kind}, points={len(self.ring)})"

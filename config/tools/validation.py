@@ -184,6 +184,7 @@ RULES = (
     Rule("CELERY_BROKER_BACKEND", '"rabbitmq" or "redis"', one_of("rabbitmq", "redis")),
     Rule("CRON_TASK_RAISE_ERRORS", "true or false", _bool),
     Rule("CLUSTER_SCOPED_NAMES", "true or false", _bool),
+    Rule("HASH_RING_SEPARATE_LABELS", "true or false", _bool),
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),

@@ -266,3 +266,17 @@ def test_a_leader_whose_session_ends_hands_over_and_takes_back(
     repeated = duplicates(queue)
     late = [task_id for task_id in repeated if origins(queue, task_id)[-1] == f"gen{leader.proc.pid}@"]
     assert len(late) <= 1 and repeated == late, {task_id: origins(queue, task_id) for task_id in repeated}
+
+
+@pytest.mark.parametrize(("separate", "kind"), [(False, "ring: the original's"), (True, "ring: labels separated")])
+def test_hash_ring_says_which_ring_is_in_force(ring: dict[str, Any], separate: bool, kind: str) -> None:
+    """On stderr: stdout keeps the original's format."""
+    one = registration("10.0.0.1", 1)
+    one.register([2])
+    out, err = StringIO(), StringIO()
+    try:
+        with override_settings(HASH_RING_SEPARATE_LABELS=separate):
+            call_command("hash_ring", stdout=out, stderr=err)
+    finally:
+        one.unregister()
+    assert err.getvalue().startswith(kind) and out.getvalue() == ONLY_1

@@ -81,16 +81,30 @@ def test_weights_scale_point_counts_without_index_error() -> None:
 
 def test_colliding_labels_get_distinct_points() -> None:
     # "10.0.0.1" + "10" == "10.0.0.11" + "0": in the original one of the two hosts lost every such point.
-    labels = point_labels({"10.0.0.1": 1, "10.0.0.11": 1}, 32768)
+    labels = point_labels({"10.0.0.1": 1, "10.0.0.11": 1}, 32768, separate=True)
     assert labels["10.0.0.1"][10] == "10.0.0.110"
     assert labels["10.0.0.11"][0] == "10.0.0.11#0"
     assert labels["10.0.0.11"][5000] == "10.0.0.11#5000"  # "10.0.0.1" + "15000"
     assert labels["10.0.0.11"][30000] == "10.0.0.1130000"  # "10.0.0.1" has no point 130000: no collision
     flat = [label for names in labels.values() for label in names]
     assert len(flat) == len(set(flat)) == 65536
-    ring = HashRing(["10.0.0.1", "10.0.0.11"])
+    ring = HashRing(["10.0.0.1", "10.0.0.11"], separate_labels=True)
     assert ring.points("10.0.0.1") + ring.points("10.0.0.11") == len(ring)
     assert min(ring.points("10.0.0.1"), ring.points("10.0.0.11")) > 32000
+
+
+@pytest.mark.parametrize(
+    "nodes",
+    [["10.0.0.1", "10.0.0.2", "10.0.0.12"], [f"10.0.0.{i}" for i in range(1, 21)], ["10.0.0.1", "10.0.0.11"]],
+)
+def test_by_default_the_ring_owns_as_the_originals_does_collisions_included(nodes: list[str]) -> None:
+    """Hosts of the original and of this platform share the ring in a rolling upgrade: by default every owner is
+    the original's (its algorithm, written out above, with hosts in Consul's sorted key order), collisions too."""
+    ring, original = HashRing(nodes), original_lookup(sorted(nodes))
+    assert all(ring.get_node(biz) == original(biz) for biz in range(1, 5001))
+    fixed = HashRing(nodes, separate_labels=True)
+    moved = sum(fixed.get_node(biz) != original(biz) for biz in range(1, 5001))
+    assert moved > 0  # these rings collide: the fix moves business ids, hence off by default
 
 
 def test_labels_stay_plain_when_no_name_extends_another_with_digits() -> None:

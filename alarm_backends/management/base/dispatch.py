@@ -18,15 +18,22 @@ T = TypeVar("T")
 
 
 @lru_cache(maxsize=2)
-def _cached_ring(weights: frozenset[tuple[str, int]]) -> HashRing:
-    return HashRing(dict(weights))
+def _cached_ring(weights: frozenset[tuple[str, int]], separate_labels: bool) -> HashRing:
+    return HashRing(dict(weights), separate_labels=separate_labels)
+
+
+def ring_kind() -> str:
+    """Which ring is in force, as ``hash_ring`` reports it."""
+    if settings.HASH_RING_SEPARATE_LABELS:
+        return "ring: labels separated (HASH_RING_SEPARATE_LABELS=true): every host must run this platform"
+    return "ring: the original's (HASH_RING_SEPARATE_LABELS=false): the same owners as hosts of the original"
 
 
 def ring_for(hosts: Sequence[str] | Mapping[str, int]) -> HashRing:
     """The ring of ``hosts`` (weight 1 each unless given), built once per host set: building one hashes 65536
     labels (~0.1 s), and beats ask every tick while membership rarely changes. The ring does not depend on the
     order of the hosts, so neither does the cache."""
-    return _cached_ring(frozenset(as_weights(hosts).items()))
+    return _cached_ring(frozenset(as_weights(hosts).items()), bool(settings.HASH_RING_SEPARATE_LABELS))
 
 
 def dispatch_all_hosts(hosts: Sequence[str] | Mapping[str, int], targets: Iterable[T]) -> dict[str, list[T]]:

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
-from alarm_backends.management.base.dispatch import dispatch_all_hosts, ring_targets
+from alarm_backends.management.base.dispatch import dispatch_all_hosts, ring_kind, ring_targets
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
 from alarm_backends.management.leader import LEADER_COMMAND
@@ -114,6 +114,8 @@ class Command(BaseCommand):
                 self.stdout.write(empty)
                 return
             raise CommandError(empty) from None
+        # On stderr: stdout keeps the original's format, which scripts parse.
+        self.stderr.write(ring_kind())
         self._print(host_targets, host, biz_id)
 
     def _single_node(self, host: str | None, biz_id: int | None) -> None:
