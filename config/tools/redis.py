@@ -37,15 +37,29 @@ class RedisSettings:
 
 
 def _hosts(raw: str, port: int, var: str) -> tuple[tuple[str, int], ...]:
-    """``a,b:26380`` → ``(("a", port), ("b", 26380))``: several sentinels may share one port variable."""
+    """Sentinel hosts sharing one port, as the original reads them: ``a;b;c`` (its separator) or ``a,b``, each item
+    optionally with its own port — ``a;b:26380`` → ``(("a", port), ("b", 26380))`` — and IPv6 as ``fd00::1`` or
+    ``[fd00::1]:26380``."""
     hosts = []
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        host, _, item_port = item.partition(":")
+    for item in filter(None, (part.strip() for part in raw.replace(";", ",").split(","))):
+        host, item_port = _host_port(item)
         try:
             hosts.append((host, int(item_port) if item_port else port))
         except ValueError:
             raise EnvError(f"{var}: {item!r} is not host or host:port") from None
+        if not host:
+            raise EnvError(f"{var}: {item!r} names no host")
     return tuple(hosts)
+
+
+def _host_port(item: str) -> tuple[str, str]:
+    if item.startswith("["):  # [v6] or [v6]:port
+        host, _, rest = item[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if item.count(":") > 1:  # a bare IPv6 address: no port of its own
+        return item, ""
+    host, _, port = item.partition(":")
+    return host, port
 
 
 def get_redis_settings(environ: Mapping[str, str], *, default_mode: str) -> RedisSettings:
@@ -55,9 +69,13 @@ def get_redis_settings(environ: Mapping[str, str], *, default_mode: str) -> Redi
         raise EnvError(f"BK_MONITOR_REDIS_MODE={mode!r} must be one of {', '.join(MODES)}")
     password = first(environ, "BK_MONITOR_REDIS_PASSWORD", "REDIS_PASSWORD")
     if mode == SENTINEL:
-        port = first_int(environ, "BK_MONITOR_REDIS_SENTINEL_PORT", "REDIS_SENTINEL_PORT", default=26379)
-        var = "BK_MONITOR_REDIS_SENTINEL_HOST"
-        sentinels = _hosts(first(environ, var, "REDIS_SENTINEL_HOST", default="127.0.0.1"), port, var)
+        # The original's fallbacks: BK_MONITOR_REDIS_SENTINEL_* then REDIS_HOST / REDIS_PORT (a deployment that sets
+        # only those names its sentinels there).
+        port_vars = ("BK_MONITOR_REDIS_SENTINEL_PORT", "REDIS_SENTINEL_PORT", "REDIS_PORT")
+        port = first_int(environ, *port_vars, default=26379)
+        host_vars = ("BK_MONITOR_REDIS_SENTINEL_HOST", "REDIS_SENTINEL_HOST", "REDIS_HOST")
+        var = next((name for name in host_vars if environ.get(name)), host_vars[0])
+        sentinels = _hosts(first(environ, *host_vars, default="127.0.0.1"), port, var)
         return RedisSettings(
             mode=mode,
             host=sentinels[0][0],

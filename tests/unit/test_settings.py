@@ -170,6 +170,32 @@ def test_cache_redis_password_falls_back_only_when_unset() -> None:
     assert get_cache_redis_settings({"BK_MONITOR_CACHE_REDIS_SENTINEL_HOST": "cs"}, sentinel).sentinel_password == "spw"
 
 
+@pytest.mark.parametrize(
+    ("environ", "sentinels"),
+    [
+        # The original's format: `;`-separated hosts sharing one port.
+        ({"BK_MONITOR_REDIS_SENTINEL_HOST": "10.0.0.1;10.0.0.2;10.0.0.3", "BK_MONITOR_REDIS_SENTINEL_PORT": "16379"},
+         (("10.0.0.1", 16379), ("10.0.0.2", 16379), ("10.0.0.3", 16379))),
+        # Its fallback: a deployment that names its sentinels only in REDIS_HOST / REDIS_PORT.
+        ({"REDIS_HOST": "s1;s2;", "REDIS_PORT": "26000"}, (("s1", 26000), ("s2", 26000))),
+        ({"BK_MONITOR_REDIS_SENTINEL_HOST": "s1", "REDIS_HOST": "ignored", "REDIS_PORT": "26000"}, (("s1", 26000),)),
+        # IPv6, bare or bracketed with a port of its own.
+        ({"REDIS_HOST": "fd00::1;[fd00::2]:1234"}, (("fd00::1", 26379), ("fd00::2", 1234))),
+    ],
+)  # fmt: skip
+def test_sentinel_host_lists_as_the_original_reads_them(
+    environ: dict[str, str], sentinels: tuple[tuple[str, int], ...]
+) -> None:
+    conf = get_redis_settings({"BK_MONITOR_REDIS_MODE": "sentinel", **environ}, default_mode=STANDALONE)
+    assert conf.sentinels == sentinels
+    assert (conf.host, conf.port) == sentinels[0]
+
+
+def test_a_sentinel_host_list_item_that_is_not_host_or_host_port_names_the_variable() -> None:
+    with pytest.raises(EnvError, match=r"REDIS_HOST: 's2:x' is not host or host:port"):
+        get_redis_settings({"BK_MONITOR_REDIS_MODE": "sentinel", "REDIS_HOST": "s1;s2:x"}, default_mode=STANDALONE)
+
+
 def test_redis_urls_quote_the_password() -> None:
     conf = get_redis_settings({"REDIS_PASSWORD": "p@ss/w:rd"}, default_mode=STANDALONE)
     assert redis_url(conf, 9) == "redis://:p%40ss%2Fw%3Ard@127.0.0.1:6379/9"
