@@ -2,7 +2,10 @@
 
 The original assigned the raw string whatever the setting's type, so ``BKAPP_SETTINGS_CELERY_WORKERS=4`` became
 the string ``"4"``. Here the value is parsed as JSON when the setting it replaces is a list, tuple, dict, int,
-float or bool, and a value of the wrong shape stops start-up with an error naming the variable.
+float or bool, and a value of the wrong shape stops start-up with an error naming the variable. Values the original
+took as raw strings still work as they meant: a list of names as ``a.b.c`` or ``a.b.c,d.e`` (the original's
+``path in "a.b.c"`` was a substring test), a bool as ``True``/``False`` in any case (the original's ``"False"``
+was a true string). The variable's name is upper-cased first, as the original did (``bkapp_settings_x`` sets X).
 """
 
 from __future__ import annotations
@@ -18,13 +21,24 @@ class OverrideError(ValueError):
     """An override variable holds a value that does not fit its setting."""
 
 
+def _raw(raw: str, current: Any) -> Any:
+    """What a value that is not JSON meant, where the original's raw string had a meaning; else None."""
+    if isinstance(current, bool) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    if isinstance(current, list | tuple) and all(isinstance(item, str) for item in current):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return None
+
+
 def _parse(var: str, raw: str, current: Any) -> Any:
     if current is None or isinstance(current, str):
         return raw
     try:
         value: Any = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise OverrideError(f"{var}: {raw!r} is not valid JSON ({exc.msg})") from None
+        value = _raw(raw, current)
+        if value is None:
+            raise OverrideError(f"{var}: {raw!r} is not valid JSON ({exc.msg})") from None
     expected: tuple[type, ...]
     if isinstance(current, bool):
         expected = (bool,)
@@ -53,9 +67,10 @@ def apply_overrides(namespace: MutableMapping[str, Any], environ: Mapping[str, s
     """Apply every ``BKAPP_SETTINGS_<NAME>`` in ``environ`` to ``namespace``; return the names changed."""
     changed = []
     for var in sorted(environ):
-        if not var.startswith(PREFIX) or len(var) == len(PREFIX):
+        # Upper-cased, as the original read them.
+        if not var.upper().startswith(PREFIX) or len(var) == len(PREFIX):
             continue
-        name = var[len(PREFIX) :]
+        name = var[len(PREFIX) :].upper()
         namespace[name] = _parse(var, environ[var], namespace.get(name))
         changed.append(name)
     return changed

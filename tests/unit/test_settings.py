@@ -56,6 +56,12 @@ def test_bad_conf_module_names_the_variable(value: str) -> None:
         ({}, '{"log": 11}', {"log": 11}),
         ("text", "4", "4"),
         (None, "[1]", "[1]"),
+        # Raw values the original took as strings, as they were meant: its `path in "a.b.c"` was a substring test,
+        # its "False" a true string.
+        ([], "a.b.c", ["a.b.c"]),
+        (["x"], "a.b.c, d.e,", ["a.b.c", "d.e"]),
+        (True, "False", False),
+        (False, "TRUE", True),
     ],
 )
 def test_overrides_are_typed_by_the_setting(current: object, raw: str, expected: object) -> None:
@@ -63,6 +69,12 @@ def test_overrides_are_typed_by_the_setting(current: object, raw: str, expected:
     assert apply_overrides(namespace, {"BKAPP_SETTINGS_NAME": raw}) == ["NAME"]
     assert namespace["NAME"] == expected
     assert type(namespace["NAME"]) is type(expected)
+
+
+def test_override_names_are_upper_cased_as_the_original_read_them() -> None:
+    namespace: dict[str, object] = {"CELERY_WORKERS": 0}
+    assert apply_overrides(namespace, {"bkapp_settings_celery_workers": "4"}) == ["CELERY_WORKERS"]
+    assert namespace == {"CELERY_WORKERS": 4}
 
 
 def test_override_of_an_unknown_setting_is_a_string() -> None:
@@ -80,6 +92,7 @@ def test_override_of_an_unknown_setting_is_a_string() -> None:
         (False, "1", "expected a JSON bool"),
         ([], '{"a": 1}', "expected a JSON list"),
         ({}, "[]", "expected a JSON dict"),
+        ([["a.b", "* * * * *", "global"]], "a.b", "not valid JSON"),  # a list of entries has no raw form
     ],
 )
 def test_bad_override_names_the_variable(current: object, raw: str, message: str) -> None:
