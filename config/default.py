@@ -8,6 +8,7 @@ from config.tools.database import database_settings
 from config.tools.env import first, first_int
 from config.tools.environment import (
     APP_CODE,
+    BKAPP_DEPLOY_PLATFORM,
     DJANGO_CONF_MODULE,
     ENVIRONMENT,
     IS_CONTAINER_MODE,

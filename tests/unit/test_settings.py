@@ -39,6 +39,29 @@ def test_environment_defaults_and_app_code_order() -> None:
     assert (env.role, env.new_env, env.is_container_mode, env.app_code) == ("worker", "dev", False, "paas")
 
 
+@pytest.mark.parametrize(
+    ("environ", "module"),
+    [
+        # The original's construction from the PaaS variables (for this platform's role, the worker).
+        ({"BKAPP_DEPLOY_PLATFORM": "ce", "BK_ENV": "production"}, "conf.worker.production.ce"),
+        ({"BKPAAS_ENGINE_REGION": "ieod", "BKPAAS_ENVIRONMENT": "stag"}, "conf.worker.testing.ieod"),
+        ({"BKAPP_DEPLOY_PLATFORM": "ce"}, "conf.worker.development.ce"),
+        # Given, it wins, whatever its first segment (the original's web modules are config.web.…).
+        ({"DJANGO_CONF_MODULE": "config.worker.production.ce", "BKAPP_DEPLOY_PLATFORM": "ce"},
+         "config.worker.production.ce"),
+        ({}, "conf.worker.development.community"),
+    ],
+)  # fmt: skip
+def test_conf_module_as_the_original_builds_it(environ: dict[str, str], module: str) -> None:
+    assert parse_environment(environ).conf_module == module
+
+
+def test_a_platform_other_than_the_modules_warns_and_the_module_wins() -> None:
+    with pytest.warns(UserWarning, match="BKAPP_DEPLOY_PLATFORM is 'ee'"):
+        env = parse_environment({"DJANGO_CONF_MODULE": "conf.worker.production.ce", "BKAPP_DEPLOY_PLATFORM": "ee"})
+    assert env.platform == "ce"
+
+
 @pytest.mark.parametrize("value", ["worker", "conf.worker.production", "conf.worker.live.community"])
 def test_bad_conf_module_names_the_variable(value: str) -> None:
     with pytest.raises(EnvError, match="DJANGO_CONF_MODULE"):
