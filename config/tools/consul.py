@@ -1,4 +1,9 @@
-"""Consul agent settings: address, HTTPS port, TLS files under ``$BK_HOME/cert/`` and the ACL token."""
+"""Consul agent settings: address, HTTPS port, TLS files under ``$BK_HOME/cert/`` and the ACL token.
+
+As the original: an IPv6 host is written in brackets (``[fd00::1]``), as a URL needs it; the TLS files are the ones
+``BK_CONSUL_CA_FILE``, ``BK_CONSUL_CLIENT_CERT_FILE`` and ``BK_CONSUL_CLIENT_KEY_FILE`` name under ``$BK_HOME/cert``
+(unset, the blueking installer's names: ``bkce-root.crt``, ``consul-client.pem``, ``consul-client-key.pem``).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,19 @@ class ConsulSettings:
         return f"{self.scheme}://{self.host}:{self.https_port or self.port}"
 
 
+# TLS files under $BK_HOME/cert: (variable naming the file, the installer's name when it is unset).
+TLS_FILES = {
+    "ca_file": ("BK_CONSUL_CA_FILE", "bkce-root.crt"),
+    "cert_file": ("BK_CONSUL_CLIENT_CERT_FILE", "consul-client.pem"),
+    "key_file": ("BK_CONSUL_CLIENT_KEY_FILE", "consul-client-key.pem"),
+}
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
     host = first(environ, "CONSUL_HOST", "BK_MONITOR_CONSUL_HOST", default="localhost")
     port = first_int(environ, "CONSUL_PORT", "BK_MONITOR_CONSUL_PORT", default=8500)
@@ -41,21 +59,34 @@ def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
     if addr and not environ.get("CONSUL_HOST") and not environ.get("BK_MONITOR_CONSUL_HOST"):
         # Consul's own variable, host:port (optionally with a scheme) — what its CLI and test agents export.
         scheme, _, hostport = addr.rpartition("://")
-        host, _, raw_port = hostport.partition(":")
+        host, raw_port = _split_host_port(hostport)
         port = first_int({"CONSUL_HTTP_ADDR": raw_port}, "CONSUL_HTTP_ADDR", default=port)
         if scheme == "https" and not https_port:
             https_port = port
     cert_dir = os.path.join(environ.get("BK_HOME", "/data/bkce"), "cert")
+    tls = {
+        field: os.path.join(cert_dir, environ.get(var) or default) if https_port else ""
+        for field, (var, default) in TLS_FILES.items()
+    }
     return ConsulSettings(
         enabled=any(environ.get(name) for name in ENABLING_VARS),
-        host=host,
+        host=url_host(host),
         port=port,
         https_port=https_port,
-        ca_file=os.path.join(cert_dir, "bkce-root.crt") if https_port else "",
-        cert_file=os.path.join(cert_dir, "consul-client.pem") if https_port else "",
-        key_file=os.path.join(cert_dir, "consul-client-key.pem") if https_port else "",
         token=first(environ, "CONSUL_HTTP_TOKEN", "BK_CONSUL_ACL_TOKEN"),
+        **tls,
     )
+
+
+def _split_host_port(hostport: str) -> tuple[str, str]:
+    """``host:port``, ``[v6]:port`` or a bare ``v6`` address → (host, port or "")."""
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if hostport.count(":") > 1:
+        return hostport, ""
+    host, _, port = hostport.partition(":")
+    return host, port
 
 
 def uses_ring(conf: Any) -> bool:

@@ -273,3 +273,17 @@ def test_consul_settings() -> None:
     assert (https.address, https.host) == ("https://consul.local:8501", "consul.local")
     tls = get_consul_settings({"CONSUL_HOST": "c", "BK_CONSUL_HTTPS_PORT": "8443", "BK_HOME": "/opt/bk"})
     assert (tls.address, tls.ca_file) == ("https://c:8443", "/opt/bk/cert/bkce-root.crt")
+
+
+def test_consul_tls_files_and_ipv6_as_the_original() -> None:
+    named = get_consul_settings(
+        {"CONSUL_HOST": "c", "BK_CONSUL_HTTPS_PORT": "8443", "BK_HOME": "/opt/bk", "BK_CONSUL_CA_FILE": "ca.crt",
+         "BK_CONSUL_CLIENT_CERT_FILE": "client.pem", "BK_CONSUL_CLIENT_KEY_FILE": "client.key"}
+    )  # fmt: skip
+    assert (named.ca_file, named.cert_file, named.key_file) == (
+        "/opt/bk/cert/ca.crt", "/opt/bk/cert/client.pem", "/opt/bk/cert/client.key"
+    )  # fmt: skip
+    # An IPv6 host in brackets, as a URL needs it (the original's is_v6 rule), given bare or in CONSUL_HTTP_ADDR.
+    assert get_consul_settings({"BK_MONITOR_CONSUL_HOST": "fd00::1"}).address == "http://[fd00::1]:8500"
+    v6 = get_consul_settings({"CONSUL_HTTP_ADDR": "https://[fd00::2]:8501"})
+    assert (v6.host, v6.port, v6.address) == ("[fd00::2]", 8501, "https://[fd00::2]:8501")
