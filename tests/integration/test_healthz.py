@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -281,3 +282,18 @@ def test_a_killed_beat_of_this_host_fails_the_lock_line_at_once(use_app: Callabl
         f"but pid {beat.proc.pid} is not running on this host: nothing is dispatched until its lease runs out in"
         in (lock["detail"])
     )
+
+
+def test_the_originals_daemon_command_line_checks_and_logs(
+    use_app: Callable[..., Celery], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`healthz -d -i 600` (the original's healthz_daemon program) here with an interval of a day: one cycle, then
+    it exits as the original did after a day. Single node: this host leads, so it checks; the broker (a closed
+    port) is the one problem, named on an ERROR line."""
+    use_app(broker_url="redis://127.0.0.1:1/13")
+    with caplog.at_level(logging.INFO, logger="self_monitor"):
+        out, err, code = healthz("-d", "-i", "86400", "-t")
+    assert code == 0 and out.strip() == "healthz: 1 check(s) made, bye!", (out, err)
+    problems = [r for r in caplog.records if "problem(s):" in r.message]
+    assert len(problems) == 1 and problems[0].levelname == "ERROR"
+    assert problems[0].message.startswith("healthz: 2 problem(s): broker: ") and "queue depth: " in problems[0].message
