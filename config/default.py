@@ -65,6 +65,20 @@ CRON_TASK_RAISE_ERRORS = True
 # one vhost or one Redis stop consuming each other's queues and sharing one lock: switch it on once no host runs the
 # original.
 CLUSTER_SCOPED_NAMES = False
+# Packages whose sub-packages' `tasks` modules the backend app registers at start (the original's list; roots not
+# installed on a host are skipped), besides INSTALLED_APPS.
+TASK_ROOT_MODULES = [
+    "alarm_backends.service",
+    "alarm_backends.service.alert",
+    "alarm_backends.service.converge",
+    "alarm_backends.core",
+    "api",
+    "apm",
+    "apm_ebpf",
+    "rum",
+    "metadata",
+    "bkmonitor",
+]
 # The hash ring's points: False (default) places the original's, so hosts of the original and of this platform
 # agree on every owner in a rolling upgrade; True separates labels two hosts would share (10.0.0.1 + "10" and
 # 10.0.0.11 + "0"), which the original gave to one host only: turn it on once no host runs the original.

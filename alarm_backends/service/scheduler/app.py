@@ -147,3 +147,8 @@ try:
     from alarm_backends.service.scheduler import tasks  # noqa: F401
 except CronConfigError as exc:
     refuse(str(exc))
+
+# The product's task modules, as the original discovered them; lazily, when a worker or beat starts.
+from alarm_backends.service.scheduler.discovery import discover_packages  # noqa: E402
+
+app.autodiscover_tasks(lambda: discover_packages(settings.TASK_ROOT_MODULES, settings.INSTALLED_APPS))
