@@ -1,4 +1,5 @@
-"""Django settings: ``config.default`` → ``config.<dev|stag|prod>`` → ``config.role.<ROLE>`` → overrides.
+"""Django settings: ``config.default`` → ``config.<dev|stag|prod>`` → ``config.role.<ROLE>`` → overrides → the
+original's names (``config.tools.compat``).
 
 Each later module may replace what an earlier one set; finally every ``BKAPP_SETTINGS_<NAME>`` environment variable
 replaces setting ``<NAME>`` (typed: see ``config.tools.overrides``). Then every setting the processes read is
@@ -16,6 +17,7 @@ from config.tools.logging import build_logging
 
 try:
     from config.default import *
+    from config.tools.compat import original_names
     from config.tools.environment import NEW_ENV, ROLE
     from config.tools.overrides import apply_overrides
     from config.tools.validation import validate
@@ -33,6 +35,8 @@ try:
 
     apply_overrides(globals(), os.environ)
     validate(globals(), os.environ)
+    # The names the original's product code reads (REDIS_LOG_CONF, CACHE_BACKEND_TYPE, …), from the settings above.
+    globals().update(original_names(globals()))
     LOGGING = build_logging(
         level=LOG_LEVEL, handlers=LOG_HANDLERS, log_path=LOG_PATH, prefix=LOG_FILE_PREFIX, fmt=LOG_FORMAT
     )

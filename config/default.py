@@ -52,6 +52,13 @@ CELERY_WORKERS = 0
 # port 0 leaves the program out.
 METRICS_EXPORTER_HOST = "127.0.0.1"
 METRICS_EXPORTER_PORT = 9108
+# The original's self-monitoring daemon (its `healthz_daemon` program: `manage.py healthz -d -i 600`) runs under
+# supervisord with this interval in seconds; 0 leaves the program out.
+HEALTHZ_DAEMON_INTERVAL = 600
+# The original's aggregation gateway: set, each cron run's metrics are also pushed there over UDP (to the UDP URL,
+# host[:port], port 10206 by default), beside the exporter.
+METRIC_AGG_GATEWAY_URL = os.environ.get("BKAPP_METRIC_AGG_GATEWAY_URL", "")
+METRIC_AGG_GATEWAY_UDP_URL = os.environ.get("BKAPP_METRIC_AGG_GATEWAY_UDP_URL", "") or METRIC_AGG_GATEWAY_URL
 # "json" (default) or "pickle". The original used pickle, which lets anyone who can publish to the broker run
 # arbitrary code in every worker; periodic jobs take no arguments, so JSON loses nothing.
 CELERY_SERIALIZER = "json"

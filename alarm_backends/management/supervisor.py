@@ -19,12 +19,13 @@ from typing import Any
 
 from alarm_backends.core.prometheus.exporter import check_address
 from alarm_backends.management.env_secrets import holds_secret
-from alarm_backends.management.workers import APP, SMALL, Sizing, check_profile, workers
+from alarm_backends.management.workers import APP, PRODUCTION, SMALL, Sizing, check_profile, workers
 from config.tools.validation import EXIT_CONFIG
 
 GROUP = "scheduler"
 BEAT = "celery_beat"
 EXPORTER = "metrics_exporter"
+HEALTHZ = "healthz_daemon"
 REDIS = "redis"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
@@ -93,6 +94,9 @@ class Host:
     log_to_stdout: bool = False  # container mode: the runtime collects stdout
     metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
     metrics_host: str = "127.0.0.1"  # METRICS_EXPORTER_HOST
+    healthz_interval: int = 0  # HEALTHZ_DAEMON_INTERVAL: 0 leaves the self-monitoring daemon out
+    conf_module: str = ""  # DJANGO_CONF_MODULE the renderer loaded (and validated)
+    platform: str = "community"  # its platform, for the production profile's module
 
     @classmethod
     def from_settings(cls, conf: Any, python: str) -> Host:
@@ -110,6 +114,9 @@ class Host:
             log_to_stdout=bool(conf.IS_CONTAINER_MODE),
             metrics_port=int(conf.METRICS_EXPORTER_PORT),
             metrics_host=str(conf.METRICS_EXPORTER_HOST),
+            healthz_interval=int(conf.HEALTHZ_DAEMON_INTERVAL),
+            conf_module=str(conf.DJANGO_CONF_MODULE),
+            platform=str(conf.PLATFORM),
         )
 
     def sizing(self, profile: str) -> Sizing:
@@ -176,9 +183,17 @@ def exporter_argv(host: Host) -> list[str]:
     return [host.python, str(Path(host.repo_dir) / "manage.py"), EXPORTER]
 
 
-def program_names(profile: str, redis: LocalRedis | None = None, exporter: bool = False) -> list[str]:
+def healthz_argv(host: Host) -> list[str]:
+    """The original's ``healthz_daemon`` command line (``manage.py healthz -d -i 600``)."""
+    return [host.python, str(Path(host.repo_dir) / "manage.py"), "healthz", "-d", "-i", str(host.healthz_interval)]
+
+
+def program_names(
+    profile: str, redis: LocalRedis | None = None, exporter: bool = False, healthz: bool = False
+) -> list[str]:
     """Every program of a rendered config, in start order."""
-    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *([EXPORTER] if exporter else [])]
+    optional = [*([EXPORTER] if exporter else []), *([HEALTHZ] if healthz else [])]
+    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *optional]
 
 
 def _settings_related(name: str) -> bool:
@@ -227,12 +242,29 @@ def env_value(value: str) -> str | None:
     return quote + value.replace("%", "%%") + quote
 
 
+def conf_module_for(host: Host, profile: str, environ: Mapping[str, str]) -> str:
+    """The ``DJANGO_CONF_MODULE`` the programs run: the one given, else the production module for the production
+    profile (what the original's environ.sh exported: ``conf.worker.production.<platform>``), else the renderer's
+    own. Written into the file, so the programs never run another config than the render was checked with (a
+    production render without the variable ran the development config)."""
+    given = environ.get("DJANGO_CONF_MODULE")
+    if given:
+        return given
+    return f"conf.worker.production.{host.platform}" if profile == PRODUCTION else host.conf_module
+
+
 def environment_line(
-    host: Host, environ: Mapping[str, str], metrics_dir: str | None = None, secrets: Collection[str] = ()
+    host: Host,
+    environ: Mapping[str, str],
+    metrics_dir: str | None = None,
+    secrets: Collection[str] = (),
+    conf_module: str = "",
 ) -> str:
     """Every program's ``environment=``; ``metrics_dir``: where they write their metrics for the exporter;
     ``secrets``: the settings' secret values (``env_secrets.configured_secrets``), kept out wherever they sit."""
     env = passthrough_environment(environ, secrets)
+    if conf_module:
+        env["DJANGO_CONF_MODULE"] = conf_module
     # The run dir is fixed for the programs even when it came from the default, so they agree with supervisord.
     env.update({"DJANGO_SETTINGS_MODULE": "settings", "BKM_RUN_DIR": host.run_dir})
     if metrics_dir:
@@ -319,7 +351,8 @@ def render(
     settings' secret values, which no variable passed on may hold."""
     check_profile(profile)
     check_host(host)
-    env = environment_line(host, environ or {}, host.metrics_dir, secrets)
+    conf_module = conf_module_for(host, profile, environ or {})
+    env = environment_line(host, environ or {}, host.metrics_dir, secrets, conf_module)
     sections = []
     if redis is not None:
         sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))
@@ -329,6 +362,8 @@ def render(
         sections.append(program_section(host, worker.name, argv, env, PROGRAM_PRIORITY))
     if host.metrics_port:
         sections.append(program_section(host, EXPORTER, exporter_argv(host), env, PROGRAM_PRIORITY))
+    if host.healthz_interval:
+        sections.append(program_section(host, HEALTHZ, healthz_argv(host), env, PROGRAM_PRIORITY))
     maxbytes, backups = host.log_rotation()
     values = {
         "profile": profile,
@@ -338,7 +373,9 @@ def render(
         "socket_path": host.socket_path,
         "programs": "\n".join(sections),
         "group": GROUP,
-        "group_programs": ",".join(program_names(profile, exporter=bool(host.metrics_port))),
+        "group_programs": ",".join(
+            program_names(profile, exporter=bool(host.metrics_port), healthz=bool(host.healthz_interval))
+        ),
         "supervisord_logfile": host.logfile("supervisord"),
         "logfile_maxbytes": maxbytes,
         "logfile_backups": backups,

@@ -192,6 +192,7 @@ RULES = (
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),
+    Rule("HEALTHZ_DAEMON_INTERVAL", "seconds between two checks, 1-86400, or 0 to leave it out", integer(0, 86400)),
     Rule("REDBEAT_LOCK_TIMEOUT", "the leader's lease: a number of seconds from 1 to 86400", number(1, 86400)),
     Rule("REDBEAT_STANDBY_INTERVAL", "a number of seconds from 0.1 to 60", _standby_interval),
     Rule(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from alarm_backends.management.supervisor import BEAT, EXPORTER
+from alarm_backends.management.supervisor import BEAT, EXPORTER, HEALTHZ
 from alarm_backends.management.supervisor_rpc import Supervisor, pid_alive
 from alarm_backends.management.workers import SMALL, workers
 from tests.integration.conftest import wait_for
@@ -99,7 +99,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
     run_dir = Path(platform_env["BKM_RUN_DIR"])
     log_dir = run_dir / "logs"
     supervisor = Supervisor(str(run_dir / "supervisor.sock"))
-    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL)), EXPORTER]}
+    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL)), EXPORTER, HEALTHZ]}
     test_start = time.time()
     pids: set[int] = set()
     timings: dict[str, float] = {}

@@ -115,7 +115,7 @@ def test_render_on_a_live_platform(platform: Platform, capsys: pytest.CaptureFix
     assert snapshot(platform.config) == live
     assert sorted(os.listdir(platform.run_dir)) == entries
     assert out.startswith(live[0].decode())  # exactly the live config, then the findings as comments
-    assert "; supervisord accepts it: 8 programs (nothing written)" in out
+    assert "; supervisord accepts it: 9 programs (nothing written)" in out
 
     # --clear-metrics: refused while supervisord answers, before anything is written or cleared.
     with pytest.raises(CommandError, match=r"supervisord answers on .*: not clearing the metrics"):

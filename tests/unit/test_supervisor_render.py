@@ -22,6 +22,7 @@ from alarm_backends.core.cluster import reset_cluster
 from alarm_backends.management.supervisor import (
     BEAT,
     EXPORTER,
+    HEALTHZ,
     Host,
     LocalRedis,
     check_host,
@@ -175,6 +176,26 @@ def test_the_metrics_exporter_is_a_program_unless_its_port_is_0(host: Host, tmp_
     assert {p.environment["PROMETHEUS_MULTIPROC_DIR"] for p in procs.values()} == {f"{host.run_dir}/metrics"}
 
 
+def test_the_programs_run_the_conf_module_the_render_was_made_with(host: Host, tmp_path: Path) -> None:
+    """Written into the file: a production render made without DJANGO_CONF_MODULE ran the development config."""
+    dev = replace(host, conf_module="conf.worker.development.ce", platform="ce")
+    small = programs(parse(render(TEMPLATE, dev, SMALL), tmp_path))
+    assert {p.environment["DJANGO_CONF_MODULE"] for p in small.values()} == {"conf.worker.development.ce"}
+    # The production profile: the original's environ.sh module, unless one is given.
+    assert 'DJANGO_CONF_MODULE="conf.worker.production.ce"' in render(TEMPLATE, dev, PRODUCTION)
+    given = {"DJANGO_CONF_MODULE": "conf.worker.testing.ce"}
+    assert 'DJANGO_CONF_MODULE="conf.worker.testing.ce"' in render(TEMPLATE, dev, PRODUCTION, environ=given)
+
+
+def test_the_healthz_daemon_is_the_originals_program_unless_its_interval_is_0(host: Host, tmp_path: Path) -> None:
+    assert HEALTHZ not in programs(parse(render(TEMPLATE, host, SMALL), tmp_path))
+    procs = programs(parse(render(TEMPLATE, replace(host, healthz_interval=600), SMALL), tmp_path))
+    # The original's command line: `manage.py healthz -d -i 600`.
+    assert shlex.split(procs[HEALTHZ].command) == [sys.executable, f"{REPO}/manage.py", "healthz", "-d", "-i", "600"]
+    with override_settings(HEALTHZ_DAEMON_INTERVAL=120):
+        assert Host.from_settings(settings, sys.executable).healthz_interval == 120
+
+
 @pytest.mark.parametrize(
     ("address", "port", "error"),
     [
@@ -314,7 +335,7 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     output = tmp_path / "out" / "supervisord.conf"
     call_command("render_supervisor", "--check", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     out = capsys.readouterr().out
-    assert "supervisord accepts it: 17 programs" in out  # redis, beat, the 14 workers and the exporter
+    assert "supervisord accepts it: 18 programs" in out  # redis, beat, the 14 workers, the exporter, healthz_daemon
     assert f"command={fake_redis_binary} --bind 127.0.0.1" in out  # the config it would write
     assert "-c 8 " in out
     assert not output.parent.exists()  # --check writes nothing

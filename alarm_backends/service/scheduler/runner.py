@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from alarm_backends.core.prometheus.agg_gateway import push_run
 from alarm_backends.core.prometheus.metrics import CRON_TASK_EXECUTE_COUNT, CRON_TASK_EXECUTE_TIME
 from alarm_backends.core.runlog import record_run
 
@@ -75,6 +76,7 @@ def _observed(label: str, queue: str, task: str | None = None) -> Iterator[_Outc
         status = "failed" if error is not None else "success"
         CRON_TASK_EXECUTE_TIME.labels(task_name=label, queue=queue).observe(cost)
         CRON_TASK_EXECUTE_COUNT.labels(task_name=label, status=status, exception=exception, queue=queue).inc()
+        push_run(settings, label, queue, status, exception, cost)  # the aggregation gateway, when configured
         if task is not None:
             record_run(task, queue, status, cost, exception if error is not None else "")
 
