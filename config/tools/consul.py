@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from config.tools.env import first, first_int
+from config.tools.env import first, first_int, split_host_port
 
 # Setting any of these says a Consul agent is part of the deployment; without them the platform runs single-node.
 ENABLING_VARS = ("CONSUL_HOST", "BK_MONITOR_CONSUL_HOST", "CONSUL_HTTP_ADDR", "BK_CONSUL_HTTPS_PORT")
@@ -59,7 +59,7 @@ def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
     if addr and not environ.get("CONSUL_HOST") and not environ.get("BK_MONITOR_CONSUL_HOST"):
         # Consul's own variable, host:port (optionally with a scheme) — what its CLI and test agents export.
         scheme, _, hostport = addr.rpartition("://")
-        host, raw_port = _split_host_port(hostport)
+        host, raw_port = split_host_port(hostport)
         port = first_int({"CONSUL_HTTP_ADDR": raw_port}, "CONSUL_HTTP_ADDR", default=port)
         if scheme == "https" and not https_port:
             https_port = port
@@ -76,17 +76,6 @@ def get_consul_settings(environ: Mapping[str, str]) -> ConsulSettings:
         token=first(environ, "CONSUL_HTTP_TOKEN", "BK_CONSUL_ACL_TOKEN"),
         **tls,
     )
-
-
-def _split_host_port(hostport: str) -> tuple[str, str]:
-    """``host:port``, ``[v6]:port`` or a bare ``v6`` address → (host, port or "")."""
-    if hostport.startswith("["):
-        host, _, rest = hostport[1:].partition("]")
-        return host, rest.removeprefix(":")
-    if hostport.count(":") > 1:
-        return hostport, ""
-    host, _, port = hostport.partition(":")
-    return host, port
 
 
 def uses_ring(conf: Any) -> bool:

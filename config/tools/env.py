@@ -28,3 +28,14 @@ def first_int(environ: Mapping[str, str], *names: str, default: int) -> int:
             except ValueError:
                 raise EnvError(f"{name}={value!r} is not an integer") from None
     return default
+
+
+def split_host_port(item: str) -> tuple[str, str]:
+    """``host:port``, ``[v6]:port``, ``[v6]``, a bare ``v6`` address or ``host`` → (host, port or "")."""
+    if item.startswith("["):
+        host, _, rest = item[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if item.count(":") > 1:  # a bare IPv6 address: no port of its own
+        return item, ""
+    host, _, port = item.partition(":")
+    return host, port

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from config.tools.env import EnvError, first, first_int
+from config.tools.env import EnvError, first, first_int, split_host_port
 
 STANDALONE = "standalone"
 SENTINEL = "sentinel"
@@ -42,7 +42,7 @@ def _hosts(raw: str, port: int, var: str) -> tuple[tuple[str, int], ...]:
     ``[fd00::1]:26380``."""
     hosts = []
     for item in filter(None, (part.strip() for part in raw.replace(";", ",").split(","))):
-        host, item_port = _host_port(item)
+        host, item_port = split_host_port(item)
         try:
             hosts.append((host, int(item_port) if item_port else port))
         except ValueError:
@@ -50,16 +50,6 @@ def _hosts(raw: str, port: int, var: str) -> tuple[tuple[str, int], ...]:
         if not host:
             raise EnvError(f"{var}: {item!r} names no host")
     return tuple(hosts)
-
-
-def _host_port(item: str) -> tuple[str, str]:
-    if item.startswith("["):  # [v6] or [v6]:port
-        host, _, rest = item[1:].partition("]")
-        return host, rest.removeprefix(":")
-    if item.count(":") > 1:  # a bare IPv6 address: no port of its own
-        return item, ""
-    host, _, port = item.partition(":")
-    return host, port
 
 
 def get_redis_settings(environ: Mapping[str, str], *, default_mode: str) -> RedisSettings:

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from alarm_backends.core.prometheus.metrics import CRON_BUCKETS
+from config.tools.env import split_host_port
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +26,7 @@ DEFAULT_UDP_PORT = 10206
 def udp_address(url: str) -> tuple[str, int]:
     """``host[:port]`` (a scheme or path, as in the HTTP URL the UDP one defaults to, is ignored) → (host, port)."""
     rest = url.partition("://")[2] or url
-    hostport = rest.split("/", 1)[0]
-    if hostport.startswith("["):  # [v6]:port
-        host, _, port = hostport[1:].partition("]")
-        port = port.removeprefix(":")
-    else:
-        host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    host, port = split_host_port(rest.split("/", 1)[0])
     return host, int(port) if port else DEFAULT_UDP_PORT
 
 
