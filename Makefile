@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet ".[embedded]"
 	@touch $@
 
-$(DEV_STAMP): $(STAMP) tests/upstream/fetch.py
+$(DEV_STAMP): $(STAMP) tests/upstream/fetch.py tests/upstream/original.py
 	$(PIP) install --quiet ".[embedded,dev]"
 	$(PY) -m tests.upstream.fetch
+	$(PY) -m tests.upstream.original
 	@touch $@
 
 install: $(STAMP)

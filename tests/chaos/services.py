@@ -100,12 +100,15 @@ class RedisServer:
 
 
 class CeleryProcess:
-    """A beat or worker of the chaos app in its own process group (``start_new_session``), with its own log."""
+    """A beat or worker of the chaos app (or of ``app``, run by ``python``) in its own process group
+    (``start_new_session``), with its own log."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, app: str = APP, python: str = ""
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", APP, *args]
+        cmd = [python or sys.executable, "-m", "celery", "-A", app, *args]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd, cwd=REPO, env=os.environ | env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
