@@ -12,7 +12,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from config.tools.env import EnvError, first, first_int, split_host_port
 
@@ -163,3 +163,43 @@ def default_redis_mode(new_env: str, environ: Mapping[str, str]) -> str:
     if new_env == "dev" or environ.get("BKPAAS_MAJOR_VERSION") == "3":
         return STANDALONE
     return SENTINEL
+
+
+def parse_redis_url(url: str, var: str, default_password: str = "") -> RedisSettings:
+    """A server from a URL, in the original's two forms (its per-module ``REDIS_CACHE_<NAME>_URL``):
+
+    * ``redis://[:password@]host[:port][/…]`` — one server;
+    * ``sentinel://[master_name[:password]@]host[;host…][:port][/sentinel_password]`` — sentinels sharing a port.
+
+    The DB is not the URL's: the caller's role decides it, as in the original. A password the URL leaves out is
+    ``default_password`` (the main Redis's). The original ignored a sentinel URL's password and always used the main
+    one (``REDIS_PASSWD``): here the URL's wins."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EnvError(f"{var}={url!r}: {exc}") from None
+    host = unquote(parts.hostname or "")
+    password = unquote(parts.password) if parts.password else default_password
+    if parts.scheme == "redis":
+        if not host:
+            raise EnvError(f"{var}={url!r} names no host")
+        return RedisSettings(mode=STANDALONE, host=host, port=port or 6379, password=password)
+    if parts.scheme == "sentinel":
+        # `a;b;c:port`: the hosts share the port written after the last one (urlsplit reads only that last host
+        # when it is a bracketed IPv6 address).
+        *others, last = parts.netloc.rpartition("@")[2].split(";")
+        last_host, _ = split_host_port(last)
+        sentinels = _hosts(";".join([*others, last_host]), port or 26379, var)
+        if not sentinels:
+            raise EnvError(f"{var}={url!r} names no sentinel")
+        return RedisSettings(
+            mode=SENTINEL,
+            host=sentinels[0][0],
+            port=sentinels[0][1],
+            password=password,
+            master_name=unquote(parts.username or "") or "mymaster",
+            sentinel_password=unquote(parts.path.lstrip("/")),
+            sentinels=sentinels,
+        )
+    raise EnvError(f"{var}={url!r}: expected a redis:// or sentinel:// URL")

@@ -85,3 +85,43 @@ def test_sentinel_client_asks_the_sentinels_for_the_master() -> None:
     sentinels = pool.sentinel_manager.sentinels
     assert sorted(s.connection_pool.connection_kwargs["port"] for s in sentinels) == [26379, 26380]
     assert {s.connection_pool.connection_kwargs["password"] for s in sentinels} == {"spw"}
+
+
+@pytest.mark.redis
+def test_the_originals_cache_factory_gives_each_backend_its_db(
+    redis_dbs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alarm_backends.core.storage.redis import Cache  # where product code imports it from
+
+    for backend in ("log", "cache", "queue", "celery", "service"):
+        Cache(backend).set(f"test.cache.{backend}", backend)
+    for backend, db in [("log", 11), ("cache", 12), ("queue", 13), ("celery", 13), ("service", 14)]:
+        raw = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, decode_responses=True)
+        assert raw.get(f"test.cache.{backend}") == backend
+    assert Cache("cache") is Cache("cache")  # one client per backend and process, as the original's singleton
+    assert Cache("cache").readonly_instance is Cache("cache")  # a standalone server has no replica to read from
+    assert Cache("service").connection_pool.connection_kwargs["socket_timeout"] == 10.0
+
+    # A routed backend: the role's DB (the URL's /0 is not used, as in the original) on the URL's server, here
+    # the same one, reached through the URL.
+    monkeypatch.setenv("REDIS_CACHE_CMDB_URL", f"redis://{REDIS_HOST}:{REDIS_PORT}/0")
+    Cache("cache-cmdb").set("test.cache.cmdb", "routed")
+    assert (
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=12, decode_responses=True).get("test.cache.cmdb") == "routed"
+    )
+    assert Cache("cache-cmdb") is not Cache("cache")
+    with pytest.raises(ValueError, match="unknown redis backend 'nosuch'"):
+        Cache("nosuch")
+    with pytest.raises(NotImplementedError, match="delay queue"):
+        Cache("queue").delay("rpush", "q", "v", delay=1)
+
+
+def test_a_sentinel_backend_reads_from_a_replica() -> None:
+    from alarm_backends.core.storage.cache import CacheClient
+
+    conf = RedisSettings(mode=SENTINEL, host="s1", port=26379, master_name="m0", sentinels=(("s1", 26379),))
+    primary = build_client(conf, 8, redis_class=CacheClient)
+    replica = build_client(conf, 8, replica=True)
+    assert isinstance(primary, CacheClient)
+    pools = [primary.connection_pool, replica.connection_pool]
+    assert [pool.is_master for pool in pools if isinstance(pool, SentinelConnectionPool)] == [True, False]

@@ -42,8 +42,16 @@ def db_of(role: str) -> int:
     return int(settings.REDIS_DB_PLAN[role])
 
 
-def build_client(conf: RedisSettings, db: int, *, socket_timeout: float | None = None) -> redis.Redis:
-    """A client for ``db`` on ``conf``'s server: a direct connection, or the current master via Sentinel."""
+def build_client(
+    conf: RedisSettings,
+    db: int,
+    *,
+    socket_timeout: float | None = None,
+    replica: bool = False,
+    redis_class: type[redis.Redis] = redis.Redis,
+) -> redis.Redis:
+    """A client for ``db`` on ``conf``'s server: a direct connection, or the current master via Sentinel (with
+    ``replica``, a replica the sentinels name, for reads that may lag; standalone, the server itself)."""
     options: dict[str, Any] = {
         "db": db,
         "password": conf.password or None,
@@ -57,8 +65,9 @@ def build_client(conf: RedisSettings, db: int, *, socket_timeout: float | None =
         sentinel = Sentinel(
             shuffled_sentinels(conf), sentinel_kwargs=sentinel_kwargs, socket_connect_timeout=CONNECT_TIMEOUT
         )
-        return sentinel.master_for(conf.master_name, **options)
-    return redis.Redis(host=conf.host, port=conf.port, **options)
+        pick = sentinel.slave_for if replica else sentinel.master_for
+        return pick(conf.master_name, redis_class=redis_class, **options)
+    return redis_class(host=conf.host, port=conf.port, **options)
 
 
 def get_client(role: str) -> redis.Redis:
@@ -80,10 +89,13 @@ def describe(role: str) -> str:
 
 def close_all() -> None:
     """Drop every client (tests, and after settings change)."""
+    from alarm_backends.core.storage import cache
+
     with _lock:
         for client in _clients.values():
             client.close()
         _clients.clear()
+    cache.close_all()
 
 
 def key(*parts: str) -> str:
@@ -91,3 +103,11 @@ def key(*parts: str) -> str:
     from alarm_backends.core.cluster import get_cluster
 
     return ".".join((settings.APP_CODE, get_cluster().name, *parts))
+
+
+# The original's client factory, which product code imports from this module (defined beside it: it builds on the
+# role clients above).
+from alarm_backends.core.storage.cache import Cache  # noqa: E402
+
+__all__ = ["CACHE", "LOG", "QUEUE", "ROLES", "SERVICE", "Cache", "build_client", "close_all", "db_of", "describe",
+           "get_client", "key", "server_settings"]  # fmt: skip
