@@ -86,6 +86,11 @@ TASK_ROOT_MODULES = [
     "metadata",
     "bkmonitor",
 ]
+# The original's settings edited at run time: CELERY_WORKERS, EXCLUDE_WORKER_TASKS and
+# ALARM_BACKEND_CLUSTER_ROUTING_RULES are read from the database's `global_setting` table when a row names them
+# (kept 180 s), as the original's hack_settings does (alarm_backends/core/dynamic_settings.py). False: these
+# settings modules only.
+USE_DYNAMIC_SETTINGS = True
 # The hash ring's points: False (default) places the original's, so hosts of the original and of this platform
 # agree on every owner in a rolling upgrade; True separates labels two hosts would share (10.0.0.1 + "10" and
 # 10.0.0.11 + "0"), which the original gave to one host only: turn it on once no host runs the original.

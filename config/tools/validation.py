@@ -210,6 +210,7 @@ RULES = (
     Rule("DEFAULT_BK_BIZ_ID", "a business id (a whole number)", integer(), ("BKAPP_DEFAULT_BK_BIZ_ID",)),
     Rule("BKMONITOR_WORKER_INCLUDE_LIST", "a JSON list of business ids (whole numbers)", list_of(_is_int)),
     Rule("EXCLUDE_WORKER_TASKS", "a JSON list of dotted paths", list_of(lambda item: isinstance(item, str))),
+    Rule("USE_DYNAMIC_SETTINGS", "true or false", _bool),
     Rule("TASK_ROOT_MODULES", "a JSON list of package names", list_of(_is_name)),
     Rule("CONSUL_SESSION_TTL", "a whole number of seconds from 10 to 86400 (Consul's bounds)", integer(10, 86400)),
     Rule("CONSUL_TIMEOUT", "a number of seconds above 0, at most 60", number(0, 60, above=True)),

@@ -28,6 +28,7 @@ except ImproperlyConfigured as exc:
 import billiard
 from django.conf import settings
 
+from alarm_backends.core import dynamic_settings
 from alarm_backends.core.cluster import get_cluster, queue_name_problem
 from alarm_backends.core.prometheus import celery_timer
 from alarm_backends.service.scheduler import dedupe, refused
@@ -35,6 +36,10 @@ from alarm_backends.service.scheduler.config import backend_config
 from patches import kombu_redis
 from patches import redbeat as patched_redbeat
 from patches.redbeat.publisher import DEADLINE_HEADER
+
+# The original's settings edited at run time (its hack_settings over GlobalConfig), before anything reads them.
+if settings.USE_DYNAMIC_SETTINGS:
+    dynamic_settings.install()
 
 app = Celery("backend")
 try:
