@@ -58,4 +58,4 @@ bench: $(DEV_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache/upstream
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache/upstream .cache/original-venv

@@ -55,6 +55,14 @@ METRICS_EXPORTER_PORT = 9108
 # The original's self-monitoring daemon (its `healthz_daemon` program: `manage.py healthz -d -i 600`) runs under
 # supervisord with this interval in seconds; 0 leaves the program out.
 HEALTHZ_DAEMON_INTERVAL = 600
+# The original ran every program through `bash -c "source bin/environ.sh && exec …"`, its deployment's variables in
+# that file: the path of such a file makes the rendered programs source it the same way. Empty: not used.
+SUPERVISOR_ENVIRON_SH = ""
+# The original's aggregation gateway (its `prom_agg_gateway` program, a separate binary): its path renders the
+# program in the `service` group, listening for UDP pushes and HTTP scrapes on PROM_AGG_GATEWAY_PORT (the
+# original's BK_MONITOR_PROM_PORT). Empty: no such program.
+PROM_AGG_GATEWAY_BINARY = ""
+PROM_AGG_GATEWAY_PORT = first_int(os.environ, "BK_MONITOR_PROM_PORT", default=10206)
 # The original's aggregation gateway: set, each cron run's metrics are also pushed there over UDP (to the UDP URL,
 # host[:port], port 10206 by default), beside the exporter.
 METRIC_AGG_GATEWAY_URL = os.environ.get("BKAPP_METRIC_AGG_GATEWAY_URL", "")
@@ -86,15 +94,21 @@ TASK_ROOT_MODULES = [
     "metadata",
     "bkmonitor",
 ]
+# A function (dotted path) returning the business ids of the enabled strategies, for `hash_ring --type
+# run_access-data` and the other access rings, whose targets in the original are those ids plus
+# BKMONITOR_WORKER_INCLUDE_LIST. Empty: those rings show the platform's targets (the include list and
+# DEFAULT_BK_BIZ_ID).
+HASH_RING_TARGETS_SOURCE = ""
 # The original's settings edited at run time: CELERY_WORKERS, EXCLUDE_WORKER_TASKS and
 # ALARM_BACKEND_CLUSTER_ROUTING_RULES are read from the database's `global_setting` table when a row names them
 # (kept 180 s), as the original's hack_settings does (alarm_backends/core/dynamic_settings.py). False: these
 # settings modules only.
 USE_DYNAMIC_SETTINGS = True
-# The hash ring's points: False (default) places the original's, so hosts of the original and of this platform
-# agree on every owner in a rolling upgrade; True separates labels two hosts would share (10.0.0.1 + "10" and
-# 10.0.0.11 + "0"), which the original gave to one host only: turn it on once no host runs the original.
-HASH_RING_SEPARATE_LABELS = False
+# The hash ring's points. True separates labels two hosts would share (10.0.0.1 + "10" and 10.0.0.11 + "0"), which
+# the original gave to one host only; False places the original's, so hosts of the original and of this platform
+# agree on every owner. "auto" (default): separated once every host registered on a ring announces that it runs this
+# platform's ring (each host of this platform does, unless set to False; the original's hosts do not).
+HASH_RING_SEPARATE_LABELS: bool | str = "auto"
 # Which clock decides whether a scheduled cron run is past its expires: "redis" (the beat sends the deadline on the
 # Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
 # worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).

@@ -22,7 +22,13 @@ from typing import Any
 from django.conf import settings
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
-from alarm_backends.management.base.dispatch import dispatch_all_hosts, dispatch_for_instance, ring_for, ring_targets
+from alarm_backends.management.base.dispatch import (
+    dispatch_all_hosts,
+    dispatch_for_instance,
+    ring_for,
+    ring_targets,
+    separates_labels,
+)
 from alarm_backends.management.base.service_discovery import ConsulRegistration, Registry
 from config.tools.consul import uses_ring
 
@@ -36,7 +42,7 @@ def ring_leader(registry: Registry, conf: Any = settings) -> str | None:
     """The host owning ``DEFAULT_BK_BIZ_ID`` on the ring of ``registry``'s hosts; None with no host."""
     if not registry.hosts:
         return None
-    return ring_for(registry.hosts).get_node(int(conf.DEFAULT_BK_BIZ_ID))
+    return ring_for(registry.hosts, separates_labels(registry, conf)).get_node(int(conf.DEFAULT_BK_BIZ_ID))
 
 
 def is_leader(registration: ConsulRegistration | None = None) -> bool:
@@ -128,7 +134,8 @@ class LeaderGate:
         instances = registry.instance_names(me)
         if instance not in instances:
             instances.append(instance)
-        return dispatch_for_instance(dispatch_all_hosts(hosts, ring_targets())[me], instances, instance)
+        mine = dispatch_all_hosts(hosts, ring_targets(), separates_labels(registry))[me]
+        return dispatch_for_instance(mine, instances, instance)
 
     def _report(self, leading: bool, reason: str) -> None:
         if leading != self.leading:

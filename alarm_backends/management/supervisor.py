@@ -1,4 +1,5 @@
-"""The supervisord config of the ``scheduler`` group (beat and the crontab workers), rendered for one host.
+"""The supervisord config of the scheduler (beat and the crontab workers, and the programs beside them in the
+original's groups: ``supervisor_programs``), rendered for one host.
 
 Pure: no I/O. The caller reads the template, probes Redis and writes the result (``supervisor_rpc``).
 
@@ -19,14 +20,24 @@ from typing import Any
 
 from alarm_backends.core.prometheus.exporter import check_address
 from alarm_backends.management.env_secrets import holds_secret
-from alarm_backends.management.workers import APP, PRODUCTION, SMALL, Sizing, check_profile, workers
+from alarm_backends.management.supervisor_programs import (
+    BEAT,
+    EXPORTER,
+    GATEWAY,
+    HEALTHZ,
+    PROGRAM_PRIORITY,
+    REDIS,
+    REDIS_PRIORITY,
+    SCHEDULER_GROUP,
+    Program,
+    beat_argv,
+    group_sections,
+    optional_programs,
+)
+from alarm_backends.management.workers import PRODUCTION, SMALL, Sizing, check_profile, workers
 from config.tools.validation import EXIT_CONFIG
 
-GROUP = "scheduler"
-BEAT = "celery_beat"
-EXPORTER = "metrics_exporter"
-HEALTHZ = "healthz_daemon"
-REDIS = "redis"
+GROUP = SCHEDULER_GROUP  # beat and the workers' group
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
 CONFIG_NAME = "supervisord.conf"
@@ -36,9 +47,6 @@ MAX_SOCKET_PATH = 100
 # older server makes every prefork worker die at start-up.
 MIN_REDIS_VERSION = (6, 2, 0)
 STDOUT = "/dev/stdout"
-# Redis is started first (lower priority number) so the others find it listening.
-REDIS_PRIORITY = 10
-PROGRAM_PRIORITY = 100
 
 # Variables the settings read; passed to every program so the rendered file also works when supervisord is started
 # by something else (systemd, an init script). Secrets stay out of the file, wherever they sit in a value
@@ -97,6 +105,9 @@ class Host:
     healthz_interval: int = 0  # HEALTHZ_DAEMON_INTERVAL: 0 leaves the self-monitoring daemon out
     conf_module: str = ""  # DJANGO_CONF_MODULE the renderer loaded (and validated)
     platform: str = "community"  # its platform, for the production profile's module
+    environ_sh: str = ""  # SUPERVISOR_ENVIRON_SH: sourced before each program, as the original's bin/environ.sh
+    gateway_binary: str = ""  # PROM_AGG_GATEWAY_BINARY: the original's aggregation gateway, when set
+    gateway_port: int = 10206  # PROM_AGG_GATEWAY_PORT (BK_MONITOR_PROM_PORT)
 
     @classmethod
     def from_settings(cls, conf: Any, python: str) -> Host:
@@ -117,6 +128,9 @@ class Host:
             healthz_interval=int(conf.HEALTHZ_DAEMON_INTERVAL),
             conf_module=str(conf.DJANGO_CONF_MODULE),
             platform=str(conf.PLATFORM),
+            environ_sh=str(conf.SUPERVISOR_ENVIRON_SH),
+            gateway_binary=str(conf.PROM_AGG_GATEWAY_BINARY),
+            gateway_port=int(conf.PROM_AGG_GATEWAY_PORT),
         )
 
     def sizing(self, profile: str) -> Sizing:
@@ -169,30 +183,11 @@ def needs_local_redis(conf: Any, answers: bool) -> bool:
     return conf.REDIS_MODE == "standalone" and str(conf.REDIS_HOST) in LOCAL_HOSTS and not answers
 
 
-# The original's command line: the backend app installs the patched scheduler under this name.
-SCHEDULER = "redbeat.RedBeatScheduler"
-
-
-def beat_argv(host: Host) -> list[str]:
-    pidfile = str(Path(host.run_dir) / "celerybeat.pid")
-    return [host.python, "-m", "celery", "-A", APP, "beat", "-l", "info", "-S", SCHEDULER, f"--pidfile={pidfile}"]
-
-
-def exporter_argv(host: Host) -> list[str]:
-    # Its address comes from the settings, like every other program's configuration.
-    return [host.python, str(Path(host.repo_dir) / "manage.py"), EXPORTER]
-
-
-def healthz_argv(host: Host) -> list[str]:
-    """The original's ``healthz_daemon`` command line (``manage.py healthz -d -i 600``)."""
-    return [host.python, str(Path(host.repo_dir) / "manage.py"), "healthz", "-d", "-i", str(host.healthz_interval)]
-
-
 def program_names(
-    profile: str, redis: LocalRedis | None = None, exporter: bool = False, healthz: bool = False
+    profile: str, redis: LocalRedis | None = None, exporter: bool = False, healthz: bool = False, gateway: bool = False
 ) -> list[str]:
     """Every program of a rendered config, in start order."""
-    optional = [*([EXPORTER] if exporter else []), *([HEALTHZ] if healthz else [])]
+    optional = [*([EXPORTER] if exporter else []), *([HEALTHZ] if healthz else []), *([GATEWAY] if gateway else [])]
     return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *optional]
 
 
@@ -289,6 +284,8 @@ def check_path(what: str, path: str) -> str:
 
 def check_host(host: Host) -> Host:
     for what, path in (
+        *((("SUPERVISOR_ENVIRON_SH", host.environ_sh),) if host.environ_sh else ()),
+        *((("PROM_AGG_GATEWAY_BINARY", host.gateway_binary),) if host.gateway_binary else ()),
         ("the repository directory", host.repo_dir),
         ("the Python interpreter", host.python),
         ("the run directory (BKM_RUN_DIR)", host.run_dir),
@@ -312,13 +309,18 @@ def command_line(argv: list[str]) -> str:
 
 
 def program_section(host: Host, name: str, argv: list[str], environment: str, priority: int) -> str:
+    """``argv`` run through ``SUPERVISOR_ENVIRON_SH`` when it is set (see supervisor_programs)."""
+    return _section(host, Program(name, tuple(argv), priority=priority), environment)
+
+
+def _section(host: Host, program: Program, environment: str) -> str:
     maxbytes, backups = host.log_rotation()
     return PROGRAM_SECTION.substitute(
-        name=name,
-        command=command_line(argv),
+        name=program.name,
+        command=command_line(program.command(host.environ_sh)),
         repo_dir=host.repo_dir,
-        priority=priority,
-        logfile=host.logfile(name),
+        priority=program.priority,
+        logfile=host.logfile(program.name),
         logfile_maxbytes=maxbytes,
         logfile_backups=backups,
         environment=environment,
@@ -353,17 +355,13 @@ def render(
     check_host(host)
     conf_module = conf_module_for(host, profile, environ or {})
     env = environment_line(host, environ or {}, host.metrics_dir, secrets, conf_module)
-    sections = []
-    if redis is not None:
-        sections.append(program_section(host, REDIS, redis.argv(host.run_dir), env, REDIS_PRIORITY))
-    sections.append(program_section(host, BEAT, beat_argv(host), env, PROGRAM_PRIORITY))
-    for worker in workers(profile):
-        argv = worker.argv(host.python, host.sizing(profile), queue_name)
-        sections.append(program_section(host, worker.name, argv, env, PROGRAM_PRIORITY))
-    if host.metrics_port:
-        sections.append(program_section(host, EXPORTER, exporter_argv(host), env, PROGRAM_PRIORITY))
-    if host.healthz_interval:
-        sections.append(program_section(host, HEALTHZ, healthz_argv(host), env, PROGRAM_PRIORITY))
+    programs = [Program(REDIS, tuple(redis.argv(host.run_dir)), "", REDIS_PRIORITY, wrapped=False)] if redis else []
+    programs.append(Program(BEAT, tuple(beat_argv(host))))
+    programs += [
+        Program(w.name, tuple(w.argv(host.python, host.sizing(profile), queue_name))) for w in workers(profile)
+    ]
+    programs += optional_programs(host)
+    sections = [_section(host, program, env) for program in programs]
     maxbytes, backups = host.log_rotation()
     values = {
         "profile": profile,
@@ -372,10 +370,10 @@ def render(
         "log_dir": host.log_dir,
         "socket_path": host.socket_path,
         "programs": "\n".join(sections),
+        "groups": group_sections(programs),
+        # A template of an earlier release names one group: the scheduler's.
         "group": GROUP,
-        "group_programs": ",".join(
-            program_names(profile, exporter=bool(host.metrics_port), healthz=bool(host.healthz_interval))
-        ),
+        "group_programs": ",".join(p.name for p in programs if p.group == GROUP),
         "supervisord_logfile": host.logfile("supervisord"),
         "logfile_maxbytes": maxbytes,
         "logfile_backups": backups,

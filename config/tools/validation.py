@@ -93,6 +93,22 @@ def _bool(value: Any, _: Mapping[str, Any]) -> str | None:
     return None if isinstance(value, bool) else ""
 
 
+def _absolute_path(value: Any, _: Mapping[str, Any]) -> str | None:
+    return None if value == "" or (isinstance(value, str) and value.startswith("/")) else ""
+
+
+def _dotted_path(value: Any, _: Mapping[str, Any]) -> str | None:
+    if value == "":
+        return None
+    ok = isinstance(value, str) and "." in value and all(part.isidentifier() for part in value.split("."))
+    return None if ok else ""
+
+
+def _ring_mode(value: Any, _: Mapping[str, Any]) -> str | None:
+    # A raw override arrives as text ("true"), the settings module's value as a bool or "auto".
+    return None if isinstance(value, bool) or str(value).strip().lower() in ("true", "false", "auto") else ""
+
+
 def loopback(value: Any, _: Mapping[str, Any] | None = None) -> str | None:
     """A loopback address: the metrics name every job and queue of the host, so only local scrapers see them."""
     if value == "localhost":
@@ -188,10 +204,13 @@ RULES = (
     Rule("CELERY_BROKER_BACKEND", '"rabbitmq" or "redis"', one_of("rabbitmq", "redis")),
     Rule("CRON_TASK_RAISE_ERRORS", "true or false", _bool),
     Rule("CLUSTER_SCOPED_NAMES", "true or false", _bool),
-    Rule("HASH_RING_SEPARATE_LABELS", "true or false", _bool),
+    Rule("HASH_RING_SEPARATE_LABELS", 'true, false or "auto"', _ring_mode),
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),
+    Rule("SUPERVISOR_ENVIRON_SH", "an absolute path to a shell file, or empty", _absolute_path),
+    Rule("PROM_AGG_GATEWAY_BINARY", "an absolute path, or empty", _absolute_path),
+    Rule("PROM_AGG_GATEWAY_PORT", "a TCP/UDP port 1-65535", integer(1, 65535), ("BK_MONITOR_PROM_PORT",)),
     Rule("HEALTHZ_DAEMON_INTERVAL", "seconds between two checks, 1-86400, or 0 to leave it out", integer(0, 86400)),
     Rule("REDBEAT_LOCK_TIMEOUT", "the leader's lease: a number of seconds from 1 to 86400", number(1, 86400)),
     Rule("REDBEAT_STANDBY_INTERVAL", "a number of seconds from 0.1 to 60", _standby_interval),
@@ -211,6 +230,7 @@ RULES = (
     Rule("BKMONITOR_WORKER_INCLUDE_LIST", "a JSON list of business ids (whole numbers)", list_of(_is_int)),
     Rule("EXCLUDE_WORKER_TASKS", "a JSON list of dotted paths", list_of(lambda item: isinstance(item, str))),
     Rule("USE_DYNAMIC_SETTINGS", "true or false", _bool),
+    Rule("HASH_RING_TARGETS_SOURCE", "a dotted path to a function, or empty", _dotted_path),
     Rule("TASK_ROOT_MODULES", "a JSON list of package names", list_of(_is_name)),
     Rule("CONSUL_SESSION_TTL", "a whole number of seconds from 10 to 86400 (Consul's bounds)", integer(10, 86400)),
     Rule("CONSUL_TIMEOUT", "a number of seconds above 0, at most 60", number(0, 60, above=True)),

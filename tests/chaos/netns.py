@@ -214,7 +214,7 @@ class SupervisedHost:
             "run_dir": host.run_dir, "log_dir": host.log_dir, "socket_path": host.socket_path,
             "programs": "\n".join(rendering.program_section(host, name, argv, env, priority)
                                   for name, argv in programs.items()),
-            "group": rendering.GROUP, "group_programs": ",".join(programs), "group_priority": str(priority),
+            "groups": f"[group:{rendering.GROUP}]\nprograms={','.join(programs)}\npriority={priority}\n",
             "supervisord_logfile": host.logfile("supervisord"), "logfile_maxbytes": maxbytes,
             "logfile_backups": backups,
         }  # fmt: skip

@@ -99,7 +99,9 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
     run_dir = Path(platform_env["BKM_RUN_DIR"])
     log_dir = run_dir / "logs"
     supervisor = Supervisor(str(run_dir / "supervisor.sock"))
-    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL)), EXPORTER, HEALTHZ]}
+    # The original's groups: beat and the workers in `scheduler`, the self-monitoring daemon in `selfmonitor`.
+    expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL)), EXPORTER]}
+    expected.add(f"selfmonitor:{HEALTHZ}")
     test_start = time.time()
     pids: set[int] = set()
     timings: dict[str, float] = {}

@@ -48,8 +48,11 @@ def ring(consul_agent: ConsulAgent) -> Iterator[dict[str, Any]]:
 
 
 def hash_ring(*args: str) -> str:
+    """``hash_ring`` on the leader's ring unless ``--type`` says otherwise (the command's default is the
+    original's, ``run_access-data``)."""
     out = StringIO()
-    call_command("hash_ring", *args, stdout=out)
+    typed = args if "--type" in args else ("--type", "celerybeat", *args)
+    call_command("hash_ring", *typed, stdout=out, stderr=StringIO())
     return out.getvalue()
 
 
@@ -108,6 +111,37 @@ def test_is_leader_and_hash_ring_follow_the_registered_hosts(
     with pytest.raises(CommandError, match=r"no host is registered under .*/run_access-data"):
         hash_ring("--type", "run_access-data")
     one.unregister()
+
+
+def strategy_bizs() -> list[int]:
+    """A deployment's HASH_RING_TARGETS_SOURCE: the enabled strategies' business ids."""
+    return [7, 2, 7]
+
+
+def test_hash_ring_defaults_to_the_originals_access_ring_and_targets(ring: dict[str, Any]) -> None:
+    access = [ConsulRegistration("run_access-data", host_addr=h, pid=1) for h in ("10.0.0.1", "10.0.0.3")]
+    for reg in access:
+        reg.register()
+    try:
+        out, err = StringIO(), StringIO()
+        call_command("hash_ring", stdout=out, stderr=err)  # no --type: run_access-data, as the original
+        assert out.getvalue() == BOTH  # the include list and DEFAULT_BK_BIZ_ID without a source
+        assert "HASH_RING_TARGETS_SOURCE is not set" in err.getvalue()
+        source = f"{__name__}.strategy_bizs"
+        with override_settings(HASH_RING_TARGETS_SOURCE=source, BKMONITOR_WORKER_INCLUDE_LIST=[100]):
+            out, err = StringIO(), StringIO()
+            call_command("hash_ring", stdout=out, stderr=err)
+            # The strategies' 2 and 7 plus the include list's 100; DEFAULT_BK_BIZ_ID only as a strategy's.
+            assert out.getvalue() == "host: 10.0.0.1\n- 100\nhost: 10.0.0.3\n- 2\n- 7\n"
+            assert "HASH_RING_TARGETS_SOURCE" not in err.getvalue()
+        with (
+            override_settings(HASH_RING_TARGETS_SOURCE="tests.nosuch.bizs"),
+            pytest.raises(CommandError, match=r"HASH_RING_TARGETS_SOURCE='tests.nosuch.bizs': ModuleNotFoundError"),
+        ):
+            call_command("hash_ring", stdout=StringIO(), stderr=StringIO())
+    finally:
+        for reg in access:
+            reg.unregister()
 
 
 def test_beats_on_one_host_register_their_share_of_its_businesses(
@@ -216,7 +250,9 @@ def test_only_the_ring_leader_dispatches_and_a_killed_one_leaves_after_its_ttl(
 
     def values() -> dict[str, Any]:
         _, entries = client.kv.get(f"{ring['APP_CODE']}_", recurse=True)
-        return {e["Key"].split("/")[-2]: json.loads(e["Value"]) for e in entries or []}
+        # Every value under the prefix is JSON (the original's tools may read them all); the ring's registrations:
+        values = {e["Key"]: json.loads(e["Value"]) for e in entries or []}
+        return {key.split("/")[2]: value for key, value in values.items() if key.split("/")[1] == "celerybeat"}
 
     expected = {"10.0.0.1": [100], "10.0.0.3": [2, 3, 5000]}
     wait_for(lambda: values() == expected, 5, f"registered targets {expected}")
@@ -268,6 +304,37 @@ def test_a_leader_whose_session_ends_hands_over_and_takes_back(
     assert len(late) <= 1 and repeated == late, {task_id: origins(queue, task_id) for task_id in repeated}
 
 
+def test_hosts_announce_the_ring_they_run_and_auto_follows_the_fleet(
+    ring: dict[str, Any], consul_agent: ConsulAgent
+) -> None:
+    """A host of this platform announces its ring beside its registration (held by the same session); a host of
+    the original does not, and while it is registered every host keeps the original's owners."""
+    platform = registration("10.0.0.1", 1)
+    platform.register([2])
+    client = consul_agent.client()
+    base = f"{ring['APP_CODE']}_community_development_default"
+    assert platform.announcement_path == f"{base}/~ring/celerybeat/10.0.0.1/1"
+    _, entry = client.kv.get(platform.announcement_path)
+    assert json.loads(entry["Value"]) == {"ring": "separate-labels"} and entry["Session"] == platform.session_id
+    original = registration("10.0.0.12", 2)
+    try:
+        with override_settings(HASH_RING_SEPARATE_LABELS=False):  # announces nothing, as the original's hosts
+            original.register([])
+        registry = platform.registry()
+        assert (registry.hosts, registry.announced) == (["10.0.0.1", "10.0.0.12"], frozenset({"10.0.0.1"}))
+        err = StringIO()
+        call_command("hash_ring", "--type", "celerybeat", stdout=StringIO(), stderr=err)
+        assert err.getvalue().startswith("ring: the original's (auto: 10.0.0.12 announces nothing (the original?))")
+    finally:
+        original.unregister()
+    err = StringIO()
+    call_command("hash_ring", "--type", "celerybeat", stdout=StringIO(), stderr=err)
+    assert err.getvalue().startswith("ring: labels separated (auto: every registered host announces")
+    # The announcement goes with the session, like the registration.
+    platform.unregister()
+    assert client.kv.get(platform.announcement_path)[1] is None
+
+
 @pytest.mark.parametrize(("separate", "kind"), [(False, "ring: the original's"), (True, "ring: labels separated")])
 def test_hash_ring_says_which_ring_is_in_force(ring: dict[str, Any], separate: bool, kind: str) -> None:
     """On stderr: stdout keeps the original's format."""
@@ -276,7 +343,7 @@ def test_hash_ring_says_which_ring_is_in_force(ring: dict[str, Any], separate: b
     out, err = StringIO(), StringIO()
     try:
         with override_settings(HASH_RING_SEPARATE_LABELS=separate):
-            call_command("hash_ring", stdout=out, stderr=err)
+            call_command("hash_ring", "--type", "celerybeat", stdout=out, stderr=err)
     finally:
         one.unregister()
     assert err.getvalue().startswith(kind) and out.getvalue() == ONLY_1

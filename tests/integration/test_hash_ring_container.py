@@ -30,7 +30,7 @@ def container_ring(consul_agent: ConsulAgent) -> Iterator[dict[str, Any]]:
 
 def hash_ring(*args: str) -> list[str]:
     out = StringIO()
-    call_command("hash_ring", *args, stdout=out)
+    call_command("hash_ring", "--type", "celerybeat", *args, stdout=out)
     return out.getvalue().splitlines()
 
 

@@ -9,9 +9,16 @@ import pytest
 from django.test import override_settings
 
 from alarm_backends.core.consul_client import client_kwargs, consul_settings
-from alarm_backends.management.base.dispatch import dispatch_all_hosts, dispatch_for_instance, ring_targets
+from alarm_backends.management.base.dispatch import (
+    dispatch_all_hosts,
+    dispatch_for_instance,
+    ring_kind,
+    ring_mode,
+    ring_targets,
+    separates_labels,
+)
 from alarm_backends.management.base.service_discovery import Registry, parse_registry, registration_prefix
-from alarm_backends.management.hashring import EmptyRingError
+from alarm_backends.management.hashring import EmptyRingError, HashRing
 from alarm_backends.management.leader import ring_leader
 from alarm_backends.management.utils import default_route_interface, get_host_addr
 from config.tools.consul import get_consul_settings
@@ -118,3 +125,55 @@ def test_consul_settings_come_from_the_overridable_settings() -> None:
     with override_settings(CONSUL_CLIENT_HOST="127.0.0.9", CONSUL_CLIENT_PORT=8509, CONSUL_ACL_TOKEN="t"):
         agent = consul_settings()
     assert (agent.address, agent.token) == ("http://127.0.0.9:8509", "t")
+
+
+# 10.0.0.1 + "2…" collides with 10.0.0.12 + "…": the two rings give some business ids different owners.
+COLLIDING = ["10.0.0.1", "10.0.0.2", "10.0.0.12"]
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [(True, "separate"), ("true", "separate"), ("TRUE", "separate"), (False, "original"), ("false", "original"),
+     ("auto", "auto"), ("Auto", "auto")],
+)  # fmt: skip
+def test_ring_mode_reads_the_setting_and_its_raw_overrides(value: object, mode: str) -> None:
+    assert ring_mode(SimpleNamespace(HASH_RING_SEPARATE_LABELS=value)) == mode
+
+
+def test_auto_separates_labels_only_when_every_registered_host_announces_it() -> None:
+    auto = SimpleNamespace(HASH_RING_SEPARATE_LABELS="auto")
+    hosts = {host: ["1"] for host in COLLIDING}
+    assert separates_labels(Registry(hosts, frozenset(COLLIDING)), auto)
+    assert not separates_labels(Registry(hosts, frozenset(COLLIDING[:2])), auto)  # 10.0.0.12 runs the original
+    assert not separates_labels(Registry({}, frozenset(COLLIDING)), auto)
+    assert not separates_labels(None, auto)
+    # An announcement from a host that is not registered (yet, or any more) counts for nothing.
+    assert separates_labels(Registry({"10.0.0.1": ["1"]}, frozenset(COLLIDING)), auto)
+    # The operator's explicit choice wins either way.
+    partial = Registry(hosts, frozenset(COLLIDING[:2]))
+    assert separates_labels(partial, SimpleNamespace(HASH_RING_SEPARATE_LABELS=True))
+    assert not separates_labels(Registry(hosts, frozenset(COLLIDING)), SimpleNamespace(HASH_RING_SEPARATE_LABELS=False))
+
+
+def test_the_leader_follows_the_ring_in_force() -> None:
+    original, separated = HashRing(COLLIDING), HashRing(COLLIDING, separate_labels=True)
+    biz = next(b for b in range(1, 5000) if original.get_node(b) != separated.get_node(b))
+    hosts = {host: ["1"] for host in COLLIDING}
+    auto = SimpleNamespace(HASH_RING_SEPARATE_LABELS="auto", DEFAULT_BK_BIZ_ID=biz)
+    assert ring_leader(Registry(hosts, frozenset(COLLIDING)), auto) == separated.get_node(biz)
+    assert ring_leader(Registry(hosts, frozenset(COLLIDING[:2])), auto) == original.get_node(biz)
+
+
+def test_ring_kind_names_the_ring_and_why() -> None:
+    auto = SimpleNamespace(HASH_RING_SEPARATE_LABELS="auto")
+    hosts = {host: ["1"] for host in COLLIDING}
+    assert ring_kind(Registry(hosts, frozenset(COLLIDING)), auto) == (
+        "ring: labels separated (auto: every registered host announces this platform's ring)"
+    )
+    assert ring_kind(Registry(hosts, frozenset(COLLIDING[:2])), auto) == (
+        "ring: the original's (auto: 10.0.0.12 announces nothing (the original?)): the same owners as hosts of the "
+        "original"
+    )
+    assert ring_kind(None, SimpleNamespace(HASH_RING_SEPARATE_LABELS=False)).startswith(
+        "ring: the original's (HASH_RING_SEPARATE_LABELS=false)"
+    )

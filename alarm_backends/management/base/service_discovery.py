@@ -22,6 +22,7 @@ from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.consul_client import consul_call, consul_settings, get_client
+from alarm_backends.management.base.dispatch import ANNOUNCEMENT, ORIGINAL, ring_mode
 from alarm_backends.management.utils import get_host_addr
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Registry:
     """The registered instances under one prefix: host → pids, hosts in Consul's (sorted) key order."""
 
     instances: dict[str, list[str]] = field(default_factory=dict)
+    # Hosts announcing that they run this platform's ring (see ConsulRegistration.announcement_path).
+    announced: frozenset[str] = frozenset()
 
     @property
     def hosts(self) -> list[str]:
@@ -106,10 +109,26 @@ class ConsulRegistration:
     def path(self) -> str:
         return f"{self.prefix}/{self.host_addr}/{self.pid}"
 
+    @property
+    def announcement_prefix(self) -> str:
+        """``<APP_CODE>_<PLATFORM>_<ENVIRONMENT>_<cluster>/~ring/<command>``: where hosts of this platform announce
+        that they can run the ring with separated labels. Outside every command's prefix: the original reads each
+        ``<base>/<command>`` prefix as a plain string prefix and raises on a key that is not ``<host>/<pid>``."""
+        base = self.prefix[: -len(self.command) - 1]
+        return f"{base}/~ring/{self.command}"
+
+    @property
+    def announcement_path(self) -> str:
+        return f"{self.announcement_prefix}/{self.host_addr}/{self.pid}"
+
     def registry(self) -> Registry:
-        """Every instance registered under this command's prefix (this one included, once registered)."""
+        """Every instance registered under this command's prefix (this one included, once registered), and the
+        hosts that announce this platform's ring."""
         _, keys = consul_call(self.address, self.client.kv.get, self.prefix + "/", keys=True)
-        return parse_registry(self.prefix, keys or [])
+        _, announced = consul_call(self.address, self.client.kv.get, self.announcement_prefix + "/", keys=True)
+        registry = parse_registry(self.prefix, keys or [])
+        hosts = parse_registry(self.announcement_prefix, announced or []).hosts
+        return Registry(registry.instances, frozenset(hosts))
 
     def register(self, targets: Sequence[Any] | None = None, *, force: bool = False) -> bool:
         """Renew the session (at most every :attr:`renew_interval` unless ``force``) and write this instance's
@@ -121,6 +140,9 @@ class ConsulRegistration:
         session_id = self._renew_or_create_session()
         value = json.dumps(list(targets or []))
         held = consul_call(self.address, self.client.kv.put, self.path, value, acquire=session_id)
+        if held and ring_mode() != ORIGINAL:
+            # Held by the same session: it goes when this instance goes.
+            consul_call(self.address, self.client.kv.put, self.announcement_path, ANNOUNCEMENT, acquire=session_id)
         self._renewed = now
         if not held:
             logger.warning("consul: %s is held by another session; not registered", self.path)

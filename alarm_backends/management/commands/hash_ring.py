@@ -2,9 +2,13 @@
 
 Prints, for each registered host with a matching business, ``host: <ip>`` and then one ``- <biz>`` line per
 business — the original's format. It only reads Consul: nothing is registered. ``--host localhost`` means this
-host (the address registration uses); ``--type`` names the registered command. The default is ``celerybeat``, the
-ring the leader is chosen on (the original defaulted to its access processes' ``run_access-data``); the businesses
-are this platform's ring targets, ``BKMONITOR_WORKER_INCLUDE_LIST`` plus ``DEFAULT_BK_BIZ_ID``.
+host (the address registration uses); ``--type`` names the registered command, ``run_access-data`` by default as in
+the original (its access processes' ring; ``celerybeat`` is the ring this platform's leader is chosen on).
+
+The businesses: on ``celerybeat``, the leader ring's targets (``BKMONITOR_WORKER_INCLUDE_LIST`` plus
+``DEFAULT_BK_BIZ_ID``); on the other rings, the original's — the enabled strategies' business ids, from the function
+``HASH_RING_TARGETS_SOURCE`` names, plus the include list — or, without a source, the leader ring's targets, said
+on stderr. Stderr also says which ring is in force; stdout keeps the original's format, which scripts parse.
 
 The answer follows the deployment mode, as :mod:`alarm_backends.management.leader` does:
 
@@ -27,7 +31,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
-from alarm_backends.management.base.dispatch import dispatch_all_hosts, ring_kind, ring_targets
+from alarm_backends.management.base.dispatch import (
+    dispatch_all_hosts,
+    ring_kind,
+    ring_targets,
+    separates_labels,
+    strategy_targets,
+)
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
 from alarm_backends.management.leader import LEADER_COMMAND
@@ -35,6 +45,8 @@ from alarm_backends.management.utils import get_host_addr
 from config.tools.consul import ENABLING_VARS
 
 LOCALHOST = "localhost"
+# The original's default: the ring its data-access processes register on.
+ACCESS_COMMAND = "run_access-data"
 
 
 def not_configured_reason(environ: Mapping[str, str] = os.environ) -> str:
@@ -84,17 +96,20 @@ class Command(BaseCommand):
         parser.add_argument("--biz_id", type=int, help="only this business id")
         parser.add_argument(
             "--type",
-            default=LEADER_COMMAND,
-            help=f"the registered command whose ring to show (default: {LEADER_COMMAND})",
+            default=ACCESS_COMMAND,
+            help=f"the registered command whose ring to show (default: {ACCESS_COMMAND}; the leader's: "
+            f"{LEADER_COMMAND})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, biz_id = options.get("host"), options.get("biz_id")
+        command = options.get("type") or ACCESS_COMMAND
+        targets = self._targets(command)
         if not settings.CONSUL_ENABLED:
-            self._single_node(host, biz_id)
+            self._single_node(host, biz_id, targets)
             return
         try:
-            ring = ConsulRegistration(options.get("type") or LEADER_COMMAND)
+            ring = ConsulRegistration(command)
         except ValueError as exc:  # a bad HOST_ADDR or CONSUL_SESSION_TTL
             raise CommandError(str(exc)) from None
         if host == LOCALHOST:
@@ -107,7 +122,7 @@ class Command(BaseCommand):
         except ConsulUnavailableError as exc:
             raise CommandError(str(exc)) from None
         try:
-            host_targets = dispatch_all_hosts(registry.hosts, ring_targets())
+            host_targets = dispatch_all_hosts(registry.hosts, targets, separates_labels(registry))
         except EmptyRingError:
             empty = f"no host is registered under {ring.prefix} (Consul at {ring.address})"
             if settings.IS_CONTAINER_MODE:  # expected there: nothing in the cluster registers
@@ -115,17 +130,32 @@ class Command(BaseCommand):
                 return
             raise CommandError(empty) from None
         # On stderr: stdout keeps the original's format, which scripts parse.
-        self.stderr.write(ring_kind())
+        self.stderr.write(ring_kind(registry))
         self._print(host_targets, host, biz_id)
 
-    def _single_node(self, host: str | None, biz_id: int | None) -> None:
+    def _targets(self, command: str) -> list[int]:
+        if command == LEADER_COMMAND:
+            return ring_targets()
+        try:
+            targets = strategy_targets()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if targets is None:
+            self.stderr.write(
+                f"targets: BKMONITOR_WORKER_INCLUDE_LIST and DEFAULT_BK_BIZ_ID (HASH_RING_TARGETS_SOURCE is not set; "
+                f"the original's {command} ring also holds every business with an enabled strategy)"
+            )
+            return ring_targets()
+        return targets
+
+    def _single_node(self, host: str | None, biz_id: int | None, targets: list[int]) -> None:
         me = this_host()
         self.stdout.write(single_node_header(me, bool(settings.IS_CONTAINER_MODE)))
         if host and host not in (LOCALHOST, me):
             self.stdout.write(f"{host} owns no target: in single-node mode the only host is this one ({me})")
             return
         # The ring of one host gives it every target; building it (65536 md5s) would change nothing.
-        self._print({me: ring_targets()}, None, biz_id)
+        self._print({me: targets}, None, biz_id)
 
     def _print(self, host_targets: Mapping[str, Sequence[int]], host: str | None, biz_id: int | None) -> None:
         """The original's format: ``host: <ip>`` and its ``- <biz>`` lines, for hosts with a matching business."""
