@@ -69,14 +69,9 @@ class PeriodicTask(Task):
 
     @classmethod
     def on_bound(cls, bound: Celery) -> None:
-        bound.conf.beat_schedule[cls.name] = {
-            "task": cls.name,
-            "schedule": cls.run_every,
-            "args": (),
-            "kwargs": {},
-            "options": cls.options or {},
-            "relative": cls.relative,
-        }
+        # Its own module stands for the original here (another virtualenv: nothing of the platform is importable).
+        entry = dict(task=cls.name, schedule=cls.run_every, args=(), kwargs={}, options=cls.options or {})
+        bound.conf.beat_schedule[cls.name] = entry | {"relative": cls.relative}
 
 
 def period(schedule: crontab) -> int:
