@@ -9,12 +9,14 @@ the ones the scheduler platform reads (the original's list has more, for the ala
 
 Unlike the original, a row is checked by the same rule as the environment (config.tools.validation): a bad value is
 logged once as an ERROR naming the row, and the static setting is used. A database the process cannot read (none
-configured, the table not migrated, the server down) leaves the static settings in force, said once at WARNING.
+configured, the server down) leaves the static settings in force, said once at WARNING; a database without the table
+(never migrated: the embedded default) is the usual state, said at DEBUG only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +45,12 @@ def _read_table(name: str) -> Any:
 
     from alarm_backends.models import GlobalConfig
 
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3") and not os.path.exists(database["NAME"]):
+        # The embedded default before anything created the file (a first `make run`): not an error.
+        raise NoTableError(f"no database file {database['NAME']} yet")
     if GlobalConfig._meta.db_table not in connection.introspection.table_names():
-        raise NoTableError("run `manage.py migrate` to store settings there")
+        raise NoTableError("no global_setting table: run `manage.py migrate` to store settings there")
     return GlobalConfig.get(name, MISSING)
 
 
@@ -72,8 +78,9 @@ class DynamicValues:
         try:
             value = self.reader(name)
         except NoTableError as exc:
-            self._once("no table", logging.INFO, "no settings in the database (no global_setting table: %s): the "
-                       "settings modules' values are used", exc)  # fmt: skip
+            # The usual state where no operator stored a setting: not worth a line in every command's output.
+            self._once("no table", logging.DEBUG, "no settings in the database (%s): the settings modules' values "
+                       "are used", exc)  # fmt: skip
             return MISSING
         except Exception as exc:  # any database error: the static settings stay in force
             self._once("unreadable", logging.WARNING, "settings from the database (table global_setting) cannot be "
