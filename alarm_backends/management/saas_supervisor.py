@@ -4,7 +4,7 @@ Pure: no I/O. ``manage.py render_saas_supervisor`` reads the templates and write
 the environment line are the backend config's (``supervisor``), so both configs survive supervisor's parser the
 same way.
 
-The programs are the original's ``support-files/supervisord.conf`` (spec §12): ``manage.py celery worker -n
+The programs are the original's ``support-files/supervisord.conf``: ``manage.py celery worker -n
 <app_code><node> -l INFO --autoscale=6,1`` and the same with ``--autoscale=4,1 -Q celery_resource``, except that
 each worker has its own node name (the original gave both the same one).
 """

@@ -80,14 +80,16 @@ def cron_text(sched: Any) -> str:
     return " ".join(str(part) for part in parts)
 
 
-def standard_cron(sched: crontab) -> str:
-    """What ``sched`` fires on, as a standard cron expression (minute hour day-of-month month day-of-week)."""
+def standard_cron(sched: crontab, even: bool = False) -> str:
+    """What ``sched`` fires on, as a standard cron expression (minute hour day-of-month month day-of-week);
+    ``even``: steps that do not divide their field are written as lists (see :func:`compact`)."""
     values = (sched.minute, sched.hour, sched.day_of_month, sched.month_of_year, sched.day_of_week)
-    return " ".join(compact(v, low, high) for v, (low, high) in zip(values, _BOUNDS, strict=True))
+    return " ".join(compact(v, low, high, even) for v, (low, high) in zip(values, _BOUNDS, strict=True))
 
 
-def compact(values: Iterable[int], low: int, high: int) -> str:
-    """A set of field values as a cron field: ``*``, ``*/5``, ``1-5``, ``0-30/10`` or a list of values and ranges."""
+def compact(values: Iterable[int], low: int, high: int, even: bool = False) -> str:
+    """A set of field values as a cron field: ``*``, ``*/5``, ``1-5``, ``0-30/10`` or a list of values and ranges.
+    ``even``: ``*/n`` only where the gaps stay n across the field's wrap (for descriptions)."""
     chosen = sorted(set(values))
     if chosen == list(range(low, high + 1)):
         return "*"
@@ -95,7 +97,11 @@ def compact(values: Iterable[int], low: int, high: int) -> str:
         step = chosen[1] - chosen[0]
         if chosen == list(range(chosen[0], chosen[-1] + 1, step)):
             if step > 1 and chosen[0] == low and chosen[-1] + step > high:
-                return f"*/{step}"
+                if not even or (high - low + 1) % step == 0:
+                    return f"*/{step}"
+                # `*/24` minutes fires at :00, :24 and :48, then 12 minutes to the next :00: "every 24 minutes"
+                # would be wrong, so a description is made from the values themselves.
+                return ",".join(map(str, chosen))
             return f"{chosen[0]}-{chosen[-1]}" + (f"/{step}" if step > 1 else "")
     runs: list[list[int]] = []
     for value in chosen:
@@ -112,7 +118,7 @@ def describe(sched: Any) -> str:
         options = Options()
         options.use_24hour_time_format = True
         try:
-            return str(ExpressionDescriptor(standard_cron(sched), options).get_description())
+            return str(ExpressionDescriptor(standard_cron(sched, even=True), options).get_description())
         except Exception:  # cron-descriptor refuses some valid crons; the cron column still says it all
             return ""
     if isinstance(sched, schedule):

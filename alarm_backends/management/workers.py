@@ -1,4 +1,5 @@
-"""The backend's worker programs: the original's process topology (§12), one row per ``celery worker`` program.
+"""The backend's worker programs: the original's process topology (its supervisord template), one row per
+``celery worker`` program.
 
 ``production`` runs the original's fourteen workers with their concurrency (``celery_worker_service`` sized by
 ``int(cpu ** 0.6 * 1.85)`` unless ``CELERY_WORKERS``). ``small`` fits one machine: the five crontab workers keep

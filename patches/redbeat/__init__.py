@@ -1,5 +1,11 @@
 """The patched RedBeat scheduler.
 
+One tick of the leader (``schedulers.RedBeatScheduler.tick``), file by file:
+
+  store.fetch_due (lua/fetch_due.lua: clock, lock, due entries)  →  planner / policy (which runs, under which ids)
+  →  publisher (send, then broker confirms; stall bounds a stalled link)  →  store.commit (lua/commit.lua, fenced)
+  observe reports each step (logs, metrics); controls serves the operator's pause / run-now; client builds Redis.
+
 ``install()`` makes ``redbeat.RedBeatScheduler`` — the name on the original's beat command line
 (``celery -A alarm_backends.service.scheduler.app beat -S redbeat.RedBeatScheduler``) — resolve to
 ``patches.redbeat.schedulers.RedBeatScheduler``. The backend app calls it when it loads; the original switched its

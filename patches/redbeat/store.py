@@ -24,9 +24,10 @@ cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.commands.core import Script
@@ -34,6 +35,40 @@ from redis.commands.core import Script
 LUA_DIR = Path(__file__).parent / "lua"
 # Seeding 100k entries in one script would block Redis for a noticeable time: write them in slices.
 SEED_SLICE = 5000
+
+# The wire format of the scripts' replies and record arguments: each record is these fields, in this order. The
+# one definition: :func:`load_script` gives the scripts the same lists (``WIRE.<record>``) and they read and write
+# records through them by name, so a field added here and used on both sides cannot shift the others.
+WIRE: dict[str, tuple[str, ...]] = {
+    # fetch_due.lua's reply: this header, then one ``entry`` per due or requested entry.
+    "header": ("seconds", "micros", "owned", "head", "after_head", "head_key", "head_definition", "head_meta"),
+    "entry": ("key", "score", "definition", "meta", "paused", "requested", "due"),
+    # commit.lua's arguments after (token, prefix): one ``update`` per entry.
+    "update": ("key", "score", "meta", "served"),
+    # seed.lua's arguments after (token, prefix, n, n names to prune): one ``seed`` per entry.
+    "seed": ("name", "definition", "meta", "score"),
+}
+LUA_WIRE = LUA_DIR / "wire.lua"
+
+
+def lua_prelude() -> str:
+    """``WIRE`` as Lua tables, then the record helpers of ``lua/wire.lua``: the head of every script."""
+    tables = ", ".join(f"{record} = {{{', '.join(repr(f) for f in fields)}}}" for record, fields in WIRE.items())
+    return f"local WIRE = {{{tables}}}\n" + LUA_WIRE.read_text(encoding="utf-8")
+
+
+def records(flat: Sequence[Any], record: str) -> list[dict[str, Any]]:
+    """``flat`` cut into ``record``s, each a dict by field name; a length that is not a whole number of records
+    means the two sides disagree on the format."""
+    fields = WIRE[record]
+    if len(flat) % len(fields):
+        raise ValueError(f"{len(flat)} values are not a whole number of {record} records of {len(fields)} fields")
+    return [dict(zip(fields, flat[i : i + len(fields)], strict=True)) for i in range(0, len(flat), len(fields))]
+
+
+def flatten(record: str, values: Mapping[str, Any]) -> list[Any]:
+    """One record's values in wire order (every field must be given)."""
+    return [values[field] for field in WIRE[record]]
 
 
 @dataclass(frozen=True)
@@ -74,8 +109,9 @@ class Seed:
 
 
 def load_script(client: redis.Redis, name: str) -> Script:
-    """``lua/<name>.lua``, registered on ``client`` (sent by SHA, and in full only the first time)."""
-    return client.register_script((LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
+    """``lua/<name>.lua`` after :func:`lua_prelude`, registered on ``client`` (sent by SHA, and in full only the
+    first time)."""
+    return client.register_script(lua_prelude() + (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -92,6 +128,10 @@ class Acquired:
     @classmethod
     def from_reply(cls, reply: int) -> Acquired:
         return cls(held=reply != 0, took_over=reply == 3, kept=reply == 1)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 class LostLockError(Exception):
@@ -137,27 +177,30 @@ class Store:
         a pending run-now request."""
         keys = [self.schedule_key, self.lock_key, self.run_now_key]
         reply = self._fetch_due(keys=keys, args=[token, limit, self.prefix])
-        now = int(reply[0]) + int(reply[1]) / 1e6
+        size = len(WIRE["header"])
+        [header] = records(reply[:size], "header")
         entries = [
             DueEntry(
-                key=reply[i],
-                score=None if reply[i + 1] is None else float(reply[i + 1]),
-                definition=reply[i + 2],
-                meta=reply[i + 3],
-                paused=reply[i + 4] is not None,
-                requested=None if reply[i + 5] is None else int(reply[i + 5]),
-                due=bool(int(reply[i + 6])),
+                key=entry["key"],
+                score=_float(entry["score"]),
+                definition=entry["definition"],
+                meta=entry["meta"],
+                paused=entry["paused"] is not None,
+                requested=None if entry["requested"] is None else int(entry["requested"]),
+                due=bool(int(entry["due"])),
             )
-            for i in range(8, len(reply), 7)
+            for entry in records(reply[size:], "entry")
         ]
-        head, after, head_key, definition, meta = reply[3:8]
+        head, head_key = _float(header["head"]), header["head_key"]
         return Due(
-            now=now,
-            owned=bool(int(reply[2])),
-            head=None if head is None else float(head),
+            now=int(header["seconds"]) + int(header["micros"]) / 1e6,
+            owned=bool(int(header["owned"])),
+            head=head,
             entries=entries,
-            head_entry=None if head_key is None else DueEntry(head_key, float(head), definition, meta, due=False),
-            after_head=None if after is None else float(after),
+            head_entry=None
+            if head_key is None or head is None
+            else DueEntry(head_key, head, header["head_definition"], header["head_meta"], due=False),
+            after_head=_float(header["after_head"]),
         )
 
     def commit(self, token: str, updates: Sequence[Update]) -> int:
@@ -166,7 +209,8 @@ class Store:
         args: list[str | float] = [token, self.prefix]
         for update in updates:
             score = "" if update.score is None else repr(update.score)
-            args += [update.key, score, update.meta, "" if update.served is None else str(update.served)]
+            served = "" if update.served is None else str(update.served)
+            args += flatten("update", {"key": update.key, "score": score, "meta": update.meta, "served": served})
         written = int(self._commit(keys=[self.lock_key, self.schedule_key, self.run_now_key], args=args))
         if written < 0:
             raise LostLockError(self.lock_key)
@@ -192,7 +236,7 @@ class Store:
         for start in range(0, max(len(entries), 1), SEED_SLICE):
             args: list[str | float | int] = [token, self.prefix, len(pruned_names), *pruned_names]
             for seed in entries[start : start + SEED_SLICE]:
-                args += [seed.name, seed.definition, seed.meta, repr(seed.score)]
+                args += flatten("seed", {**seed.__dict__, "score": repr(seed.score)})
             reply = self._seed(keys=[self.lock_key, self.schedule_key, self.statics_key], args=args)
             if reply == -1:
                 raise LostLockError(self.lock_key)

@@ -5,7 +5,7 @@ lock within TTL + 1 s of the fault (it tries every second), and what the old lea
 goes out again under the same task ids and is dropped by the workers' dedupe.
 
 1.  kill -9 of the leader half-way through publishing a slot.
-1b. No fault: how often the leader renews its lease (DESIGN §3: at most every TTL/3).
+1b. No fault: how often the leader renews its lease (README: at a third of the TTL).
 2.  SIGSTOP of the leader between two dispatches, longer than the lease; after SIGCONT it writes and publishes nothing.
 2b. The same, frozen half-way through publishing a slot.
 """

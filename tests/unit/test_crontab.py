@@ -20,7 +20,7 @@ from alarm_backends.service.scheduler.crontab import (
     task_name,
 )
 
-# The original's table (spec §4), which deployments already run with.
+# The original's table (its tasks/cron.py expires rule), which deployments already run with.
 EXPIRES_VECTORS = {
     "* * * * *": 300,
     "*/1 * * * *": 300,

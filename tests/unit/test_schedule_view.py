@@ -28,7 +28,9 @@ NOW = dt.datetime(2025, 5, 6, 10, 0, 18, tzinfo=TZ).timestamp()  # a Tuesday
         ("0 8 mon-fri * *", "0 8 * * 1-5", "At 08:00, Monday through Friday"),
         # The quirks deployments rely on, described as Celery runs them.
         ("*/260 * * * *", "0 * * * *", "Every hour"),
-        ("*/24 * * * *", "*/24 * * * *", "Every 24 minutes"),
+        # Not "every 24 minutes": :00, :24, :48, then 12 minutes to the next :00.
+        ("*/24 * * * *", "*/24 * * * *", "At 0, 24, and 48 minutes past the hour"),
+        ("0 */7 * * *", "0 */7 * * *", "At 00:00, 07:00, 14:00 and 21:00"),
         ("* */1 * * *", "* * * * *", "Every minute"),
         ("0,30 1,5 * * *", "0,30 1,5 * * *", "At 0 and 30 minutes past the hour, at 01:00 and 05:00"),
     ],
@@ -48,6 +50,7 @@ def test_crons_keep_the_lists_order_and_are_described_as_celery_runs_them(
         (range(60), 0, 59, "*"),
         ({0}, 0, 59, "0"),
         ({0, 24, 48}, 0, 59, "*/24"),
+        ({0, 20, 40}, 0, 59, "*/20"),
         ({0, 30}, 0, 59, "0,30"),
         ({5, 10, 15}, 0, 59, "5-15/5"),
         ({1, 2, 3, 4, 5}, 0, 6, "1-5"),
@@ -180,3 +183,18 @@ def test_json_has_iso_times_and_plain_values() -> None:
     detailed = view.as_json(row(), NOW, TZ, detailed=True)
     assert detailed["key"] == "redbeat:heartbeat" and detailed["missed_run"]["policy"] == "once"
     assert detailed["problem"] is None
+
+
+@pytest.mark.parametrize(
+    ("values", "low", "high", "field"),
+    [
+        ({0, 24, 48}, 0, 59, "0,24,48"),  # 24, 24, then 12 minutes: not "every 24 minutes"
+        ({0, 20, 40}, 0, 59, "*/20"),
+        ({0, 7, 14, 21}, 0, 23, "0,7,14,21"),
+        (range(1, 32, 2), 1, 31, "1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31"),  # 31 → 1 is one day, or two, or three
+    ],
+)
+def test_compact_fields_for_a_description_write_uneven_steps_out(
+    values: set[int], low: int, high: int, field: str
+) -> None:
+    assert view.compact(values, low, high, even=True) == field

@@ -41,7 +41,8 @@ TEMPLATE = default_template(str(REPO)).read_text()
 
 CELERY_APP = ("-m", "celery", "-A", "alarm_backends.service.scheduler.app")
 SERVICE = "celery_worker_service"
-# program -> (queues, production -c, max-tasks-per-child, nogmh, pool): the original's topology (§12), in its order.
+# program -> (queues, production -c, max-tasks-per-child, nogmh, pool): the original's topology (its supervisord
+# template), in its order.
 # The -c of celery_worker_service is the formula: see FORMULA_C.
 EXPECTED = {
     "celery_worker_api_cron": ("celery_api_cron", 5, None, True, "gevent"),

@@ -52,8 +52,8 @@ def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
         "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
         "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
         "redbeat_first_run": conf.REDBEAT_FIRST_RUN,
-        # With Consul, only the ring's leader host may take the lock (§9); in a container or without Consul the
-        # platform runs one beat per deployment and the Redis lock alone decides.
+        # With Consul, the ring's leader host is the one that should take the lock (README: Leadership); in a
+        # container or without Consul the platform runs one beat per deployment and the Redis lock alone decides.
         "redbeat_leader_gate": LEADER_GATE if uses_ring(conf) else "",
     }
     if not redis.is_sentinel:

@@ -1,8 +1,8 @@
 -- One tick's write, fenced: new meta and score of every dispatched entry, and the run-now requests it served, only
 -- while this beat holds the lock.
 -- KEYS[1]: the lock; KEYS[2]: the schedule ZSET; KEYS[3]: the run-now requests (hash: entry name → epoch ms).
--- ARGV[1]: this beat's lock token; ARGV[2]: the key prefix; then, for each entry, (entry key, score or "" to keep
--- the score, meta JSON or "" to keep the meta, the run-now request it served or "").
+-- ARGV[1]: this beat's lock token; ARGV[2]: the key prefix; then an `update` record per entry (WIRE.update: entry
+-- key, score or "" to keep the score, meta JSON or "" to keep the meta, the run-now request it served or "").
 -- Returns the number of entries written, or -1 when the lock is not this beat's (nothing is written).
 -- A member whose hash is gone (deleted meanwhile) is dropped from the ZSET instead of being resurrected.
 -- A request is cleared only if it is still the one served (compare and delete): a newer one is kept for the next tick.
@@ -11,20 +11,21 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 local prefix_length = #ARGV[2]
 local written = 0
-for i = 3, #ARGV, 4 do
-    local key = ARGV[i]
-    if ARGV[i + 3] ~= '' then
+for i = 3, #ARGV, #WIRE.update do
+    local update = read(ARGV, i, 'update')
+    local key = update.key
+    if update.served ~= '' then
         local name = string.sub(key, prefix_length + 1)
-        if redis.call('HGET', KEYS[3], name) == ARGV[i + 3] then
+        if redis.call('HGET', KEYS[3], name) == update.served then
             redis.call('HDEL', KEYS[3], name)
         end
     end
     if redis.call('EXISTS', key) == 1 then
-        if ARGV[i + 2] ~= '' then
-            redis.call('HSET', key, 'meta', ARGV[i + 2])
+        if update.meta ~= '' then
+            redis.call('HSET', key, 'meta', update.meta)
         end
-        if ARGV[i + 1] ~= '' then
-            redis.call('ZADD', KEYS[2], ARGV[i + 1], key)
+        if update.score ~= '' then
+            redis.call('ZADD', KEYS[2], update.score, key)
         end
         written = written + 1
     else

@@ -1,7 +1,8 @@
 -- Sync of the static schedule, fenced: prune entries gone from the config, write definitions, keep metas.
 -- KEYS[1]: the lock; KEYS[2]: the schedule ZSET; KEYS[3]: the statics SET.
 -- ARGV[1]: this beat's lock token; ARGV[2]: the key prefix; ARGV[3]: how many names to prune (n);
--- ARGV[4 .. 3+n]: the names to prune; then (name, definition JSON, meta JSON for a new entry, score) per entry.
+-- ARGV[4 .. 3+n]: the names to prune; then a `seed` record per entry (WIRE.seed: name, definition JSON, meta JSON
+-- for a new entry, score).
 -- An existing meta (last_run_at, total_run_count) is kept (HSETNX), so restarts do not re-run entries, and so is a
 -- live score whose definition did not change: the score the previous leader committed is the truth (rebuilding it
 -- from the meta would rewind skipped slots or give a half-published first run a new slot id).
@@ -17,15 +18,16 @@ for i = 4, 3 + prune do
     redis.call('SREM', KEYS[3], ARGV[i])
 end
 local written = 0
-for i = 4 + prune, #ARGV, 4 do
-    local key = prefix .. ARGV[i]
-    local same = redis.call('HGET', key, 'definition') == ARGV[i + 1]
-    redis.call('HSET', key, 'definition', ARGV[i + 1])
-    redis.call('HSETNX', key, 'meta', ARGV[i + 2])
+for i = 4 + prune, #ARGV, #WIRE.seed do
+    local seed = read(ARGV, i, 'seed')
+    local key = prefix .. seed.name
+    local same = redis.call('HGET', key, 'definition') == seed.definition
+    redis.call('HSET', key, 'definition', seed.definition)
+    redis.call('HSETNX', key, 'meta', seed.meta)
     if not (same and redis.call('ZSCORE', KEYS[2], key)) then
-        redis.call('ZADD', KEYS[2], ARGV[i + 3], key)
+        redis.call('ZADD', KEYS[2], seed.score, key)
     end
-    redis.call('SADD', KEYS[3], ARGV[i])
+    redis.call('SADD', KEYS[3], seed.name)
     written = written + 1
 end
 return {prune, written}
