@@ -140,7 +140,7 @@ def redis_for(args: argparse.Namespace) -> Iterator[None]:
         check_loopback(args.redis)
         yield
         return
-    from alarm_backends.management.supervisor_rpc import SupervisorError, find_redis_server
+    from alarm_backends.management.supervisor.control import SupervisorError, find_redis_server
 
     try:
         binary = find_redis_server()

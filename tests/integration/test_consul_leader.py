@@ -22,8 +22,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
+from alarm_backends.management.base.leader import LeaderGate, is_leader
 from alarm_backends.management.base.service_discovery import ConsulRegistration
-from alarm_backends.management.leader import LeaderGate, is_leader
 from tests.fakeconsul.fixture import ConsulAgent, private_ring
 from tests.integration.beatproc import Beat
 from tests.integration.conftest import wait_for
@@ -180,7 +180,7 @@ def test_a_consul_outage_leaves_the_choice_to_the_redis_lock(
         gate.registration.client = consul.Consul(host="127.0.0.1", port=1, connections_timeout=1)
     with pytest.raises(ConsulUnavailableError):
         leader.registration.registry()
-    with caplog.at_level(logging.INFO, logger="alarm_backends.management.leader"):
+    with caplog.at_level(logging.INFO, logger="alarm_backends.management.base.leader"):
         assert [gate.allows() for gate in (leader, other, leader, other)] == [True] * 4
         # Consul back (the sessions may have expired meanwhile): both register again, the ring decides again.
         for gate, client in clients.items():

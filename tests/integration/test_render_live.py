@@ -21,7 +21,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from alarm_backends.core.processes import pid_alive
-from alarm_backends.management.supervisor_rpc import Supervisor, read_pid, wait_gone
+from alarm_backends.management.supervisor.control import Supervisor, read_pid, wait_gone
 from tests.e2e.test_make_run import descendants
 from tests.gate import redis_server
 from tests.net import free_port

@@ -89,7 +89,7 @@ def test_a_stock_leader_is_named_and_its_end_is_a_failover(caplog: pytest.LogCap
 
     from redbeat.schedulers import acquire_distributed_beat_lock
 
-    from alarm_backends.management.health_checks import OK, beat_lock
+    from alarm_backends.management.health.checks import OK, beat_lock
 
     app = make_app({"e": {"task": "t.cron", "schedule": crontab(minute="*")}})
     ensure_conf(app)

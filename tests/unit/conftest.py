@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alarm_backends.management import supervisor_rpc
+from alarm_backends.management.supervisor import control as supervisor_rpc
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_queue_names_are_scoped_by_cluster() -> None:
 
 @pytest.mark.parametrize(
     ("consul", "container", "gate"),
-    [(False, False, ""), (True, False, "alarm_backends.management.leader:LeaderGate"), (True, True, "")],
+    [(False, False, ""), (True, False, "alarm_backends.management.base.leader:LeaderGate"), (True, True, "")],
 )
 def test_beat_is_gated_by_the_ring_leader_only_with_consul_outside_containers(
     consul: bool, container: bool, gate: str

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from alarm_backends.management.supervisor import BEAT, Host, beat_argv
-from alarm_backends.management.workers import FORMULA, PRODUCTION, workers
+from alarm_backends.management.supervisor.render import BEAT, Host, beat_argv
+from alarm_backends.management.supervisor.workers import FORMULA, PRODUCTION, workers
 
 REPO = Path(__file__).resolve().parents[2]
 HADOLINT = Path(sys.prefix) / "bin" / "hadolint"

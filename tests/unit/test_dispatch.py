@@ -17,9 +17,9 @@ from alarm_backends.management.base.dispatch import (
     ring_targets,
     separates_labels,
 )
+from alarm_backends.management.base.leader import ring_leader
 from alarm_backends.management.base.service_discovery import Registry, parse_registry, registration_prefix
 from alarm_backends.management.hashring import EmptyRingError, HashRing
-from alarm_backends.management.leader import ring_leader
 from alarm_backends.management.utils import default_route_interface, get_host_addr
 from config.tools.consul import get_consul_settings
 

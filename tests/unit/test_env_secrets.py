@@ -1,5 +1,5 @@
 """Which variables a rendered supervisord config leaves out because they hold a secret: exact vectors of the rule
-(``alarm_backends.management.env_secrets``), and both renderers applying it."""
+(``alarm_backends.management.supervisor.env_secrets``), and both renderers applying it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from urllib.parse import quote
 
 import pytest
 
-from alarm_backends.management import saas_supervisor
-from alarm_backends.management.env_secrets import configured_secrets, holds_secret, name_words, secret_name
-from alarm_backends.management.supervisor import Host, passthrough_environment, render, withheld_environment
-from alarm_backends.management.supervisor_rpc import default_template
+from alarm_backends.management.supervisor import saas as saas_supervisor
+from alarm_backends.management.supervisor.control import default_template
+from alarm_backends.management.supervisor.env_secrets import configured_secrets, holds_secret, name_words, secret_name
+from alarm_backends.management.supervisor.render import Host, passthrough_environment, render, withheld_environment
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "support-files" / "templates"

@@ -9,8 +9,18 @@ import time
 
 import pytest
 
-from alarm_backends.management.health import EXIT_FAIL, EXIT_OK, FAIL, OK, WARN, CheckResult, exit_code, render, to_json
-from alarm_backends.management.health_checks import Check, Outcome, run_checks, scrub, url_password
+from alarm_backends.management.health.checks import Check, Outcome, run_checks, scrub, url_password
+from alarm_backends.management.health.status import (
+    EXIT_FAIL,
+    EXIT_OK,
+    FAIL,
+    OK,
+    WARN,
+    CheckResult,
+    exit_code,
+    render,
+    to_json,
+)
 
 RESULTS = [
     CheckResult("redis log", OK, "redis log db 7 at 127.0.0.1:6379: PONG", 0.004),

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
-from alarm_backends.management.health import FAIL, OK, CheckResult
-from alarm_backends.management.healthz_daemon import DaemonLoop, cycles_per_day
+from alarm_backends.management.health.daemon import DaemonLoop, cycles_per_day
+from alarm_backends.management.health.status import FAIL, OK, CheckResult
 
 BROKEN = [CheckResult("redis log", OK, "PONG"), CheckResult("broker", FAIL, "connection refused")]
 

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from alarm_backends.management import supervisor_rpc
-from alarm_backends.management.supervisor import LocalRedis, needs_local_redis, parse_redis_version
-from alarm_backends.management.supervisor_rpc import SupervisorError
+from alarm_backends.management.supervisor import control as supervisor_rpc
+from alarm_backends.management.supervisor.control import SupervisorError
+from alarm_backends.management.supervisor.render import LocalRedis, needs_local_redis, parse_redis_version
 
 
 def test_needs_local_redis() -> None:

@@ -16,10 +16,10 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from supervisor.options import ServerOptions
 
-from alarm_backends.management import supervisor_rpc
-from alarm_backends.management.supervisor import Host
-from alarm_backends.management.supervisor_config import supervised_redis
-from alarm_backends.management.supervisor_rpc import ProcessInfo, Supervisor
+from alarm_backends.management.supervisor import control as supervisor_rpc
+from alarm_backends.management.supervisor.control import ProcessInfo, Supervisor
+from alarm_backends.management.supervisor.files import supervised_redis
+from alarm_backends.management.supervisor.render import Host
 
 REDIS_PORT = 6391  # never probed: redis_answers is faked
 

@@ -17,7 +17,8 @@ from django.core.management import CommandError, call_command
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
-from alarm_backends.management.saas_supervisor import (
+from alarm_backends.management.supervisor.render import Host
+from alarm_backends.management.supervisor.saas import (
     BEAT_TEMPLATE_NAME,
     DEV,
     EXAMPLE_HOST,
@@ -26,7 +27,6 @@ from alarm_backends.management.saas_supervisor import (
     SaasHost,
     render,
 )
-from alarm_backends.management.supervisor import Host
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "support-files" / "templates"

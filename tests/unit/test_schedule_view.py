@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 from celery.schedules import crontab, schedule
 
-from alarm_backends.management import schedule_view as view
+from alarm_backends.management.schedule import view
 from alarm_backends.service.scheduler.crontab import make_crontab
 
 TZ = dt.timezone(dt.timedelta(hours=8), "CST")

@@ -19,7 +19,8 @@ from supervisor.datatypes import RestartWhenExitUnexpected, dict_of_key_value_pa
 from supervisor.options import ServerOptions, expand
 
 from alarm_backends.core.cluster import reset_cluster
-from alarm_backends.management.supervisor import (
+from alarm_backends.management.supervisor.control import SupervisorError, default_template, validate_config
+from alarm_backends.management.supervisor.render import (
     BEAT,
     EXPORTER,
     GATEWAY,
@@ -33,8 +34,7 @@ from alarm_backends.management.supervisor import (
     render,
     substitute,
 )
-from alarm_backends.management.supervisor_rpc import SupervisorError, default_template, validate_config
-from alarm_backends.management.workers import NOGMH, PIPELINE_WORKERS, PRODUCTION, SMALL, Sizing, workers
+from alarm_backends.management.supervisor.workers import NOGMH, PIPELINE_WORKERS, PRODUCTION, SMALL, Sizing, workers
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = default_template(str(REPO)).read_text()

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from alarm_backends.checks import crontab_problems
-from alarm_backends.management import schedule_view as view
+from alarm_backends.management.schedule import view
 from alarm_backends.management.utils import backend_app
 from alarm_backends.service.scheduler.crontab import task_name
 from patches.redbeat.client import get_redis, redact_url

@@ -10,7 +10,7 @@ The businesses: on ``celerybeat``, the leader ring's targets (``BKMONITOR_WORKER
 ``HASH_RING_TARGETS_SOURCE`` names, plus the include list — or, without a source, the leader ring's targets, said
 on stderr. Stderr also says which ring is in force; stdout keeps the original's format, which scripts parse.
 
-The answer follows the deployment mode, as :mod:`alarm_backends.management.leader` does:
+The answer follows the deployment mode, as :mod:`alarm_backends.management.base.leader` does:
 
 * **No Consul configured** (``CONSUL_ENABLED`` false): single node. There is no ring to read — this host leads
   and owns every target — so the command says so and prints this host's targets, instead of failing on an agent
@@ -38,9 +38,9 @@ from alarm_backends.management.base.dispatch import (
     separates_labels,
     strategy_targets,
 )
+from alarm_backends.management.base.leader import LEADER_COMMAND
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
-from alarm_backends.management.leader import LEADER_COMMAND
 from alarm_backends.management.utils import get_host_addr
 from config.tools.consul import ENABLING_VARS
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from alarm_backends.management import health, health_checks
-from alarm_backends.management.healthz_daemon import DaemonLoop, cycles_per_day
-from alarm_backends.management.leader import is_leader
+from alarm_backends.management.base.leader import is_leader
+from alarm_backends.management.health import checks as health_checks
+from alarm_backends.management.health import status as health
+from alarm_backends.management.health.daemon import DaemonLoop, cycles_per_day
 from alarm_backends.management.utils import backend_app
 
 

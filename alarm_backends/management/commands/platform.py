@@ -17,9 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear as clear_metrics
-from alarm_backends.management.supervisor import Host
-from alarm_backends.management.supervisor_config import render_to_file
-from alarm_backends.management.supervisor_rpc import (
+from alarm_backends.management.supervisor.control import (
     REDIS_AUTO,
     REDIS_CHOICES,
     RPC_ERRORS,
@@ -34,7 +32,9 @@ from alarm_backends.management.supervisor_rpc import (
     wait_gone,
     wait_running,
 )
-from alarm_backends.management.workers import PROFILES, SMALL
+from alarm_backends.management.supervisor.files import render_to_file
+from alarm_backends.management.supervisor.render import Host
+from alarm_backends.management.supervisor.workers import PROFILES, SMALL
 
 # supervisorctl's exit status when a program is not running (LSB "program is not running").
 NOT_RUNNING = 3

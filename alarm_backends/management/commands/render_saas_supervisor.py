@@ -17,8 +17,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from alarm_backends.management.env_secrets import configured_secrets
-from alarm_backends.management.saas_supervisor import (
+from alarm_backends.management.supervisor.control import SupervisorError
+from alarm_backends.management.supervisor.env_secrets import configured_secrets
+from alarm_backends.management.supervisor.files import check_rendered, ensure_dirs, write_private
+from alarm_backends.management.supervisor.render import Host, withheld_environment
+from alarm_backends.management.supervisor.saas import (
     BEAT_TEMPLATE_NAME,
     EXAMPLE_HOST,
     PROD,
@@ -28,9 +31,6 @@ from alarm_backends.management.saas_supervisor import (
     program_names,
     render,
 )
-from alarm_backends.management.supervisor import Host, withheld_environment
-from alarm_backends.management.supervisor_config import check_rendered, ensure_dirs, write_private
-from alarm_backends.management.supervisor_rpc import SupervisorError
 
 
 def read_template(path: Path) -> str:

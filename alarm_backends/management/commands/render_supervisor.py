@@ -17,10 +17,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear
-from alarm_backends.management.supervisor import Host
-from alarm_backends.management.supervisor_config import Plan, check, ensure_dirs, plan, write_private
-from alarm_backends.management.supervisor_rpc import REDIS_AUTO, REDIS_CHOICES, Supervisor, SupervisorError
-from alarm_backends.management.workers import PROFILES, SMALL
+from alarm_backends.management.supervisor.control import REDIS_AUTO, REDIS_CHOICES, Supervisor, SupervisorError
+from alarm_backends.management.supervisor.files import Plan, check, ensure_dirs, plan, write_private
+from alarm_backends.management.supervisor.render import Host
+from alarm_backends.management.supervisor.workers import PROFILES, SMALL
 
 
 class Command(BaseCommand):

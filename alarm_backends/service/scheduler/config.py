@@ -23,7 +23,7 @@ DEFAULT_QUEUE = "monitor"
 LLM_QUEUE = "celery_llm_task"
 # LLM jobs are only worth running while someone waits for them, and must not pile up.
 LLM_QUEUE_ARGUMENTS = {"x-message-ttl": 600_000, "x-max-length": 1000}
-LEADER_GATE = "alarm_backends.management.leader:LeaderGate"
+LEADER_GATE = "alarm_backends.management.base.leader:LeaderGate"
 
 
 def task_queues(queue_name: Any = str) -> tuple[Queue, ...]:

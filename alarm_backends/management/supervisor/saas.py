@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alarm_backends.management.supervisor import Host, check_host, command_line, environment_line, substitute
+from alarm_backends.management.supervisor.render import Host, check_host, command_line, environment_line, substitute
 from config.celery.schedule import RESOURCE_QUEUE
 
 PROD, DEV = "prod", "dev"

@@ -28,7 +28,7 @@ from supervisor.options import ServerOptions
 from supervisor.xmlrpc import SupervisorTransport
 
 from alarm_backends.core.processes import pid_alive
-from alarm_backends.management.supervisor import (
+from alarm_backends.management.supervisor.render import (
     MIN_REDIS_VERSION,
     TEMPLATE_NAME,
     Host,

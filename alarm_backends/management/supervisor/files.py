@@ -16,17 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from alarm_backends.management.env_secrets import configured_secrets
-from alarm_backends.management.supervisor import (
-    CONFIG_NAME,
-    REDIS,
-    Host,
-    LocalRedis,
-    program_names,
-    render,
-    withheld_environment,
-)
-from alarm_backends.management.supervisor_rpc import (
+from alarm_backends.management.supervisor.control import (
     REDIS_AUTO,
     RPC_ERRORS,
     Supervisor,
@@ -34,6 +24,16 @@ from alarm_backends.management.supervisor_rpc import (
     default_template,
     local_redis,
     validate_config,
+)
+from alarm_backends.management.supervisor.env_secrets import configured_secrets
+from alarm_backends.management.supervisor.render import (
+    CONFIG_NAME,
+    REDIS,
+    Host,
+    LocalRedis,
+    program_names,
+    render,
+    withheld_environment,
 )
 
 

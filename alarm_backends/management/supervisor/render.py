@@ -19,8 +19,8 @@ from string import Template
 from typing import Any
 
 from alarm_backends.core.prometheus.exporter import check_address
-from alarm_backends.management.env_secrets import holds_secret
-from alarm_backends.management.supervisor_programs import (
+from alarm_backends.management.supervisor.env_secrets import holds_secret
+from alarm_backends.management.supervisor.programs import (
     BEAT,
     EXPORTER,
     GATEWAY,
@@ -34,7 +34,7 @@ from alarm_backends.management.supervisor_programs import (
     group_sections,
     optional_programs,
 )
-from alarm_backends.management.workers import PRODUCTION, SMALL, Sizing, check_profile, workers
+from alarm_backends.management.supervisor.workers import PRODUCTION, SMALL, Sizing, check_profile, workers
 from config.tools.validation import EXIT_CONFIG
 
 GROUP = SCHEDULER_GROUP  # beat and the workers' group

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alarm_backends.management.workers import APP
+from alarm_backends.management.supervisor.workers import APP
 
 if TYPE_CHECKING:  # the renderer imports this module
-    from alarm_backends.management.supervisor import Host
+    from alarm_backends.management.supervisor.render import Host
 
 SCHEDULER_GROUP = "scheduler"
 SELFMONITOR_GROUP = "selfmonitor"

@@ -31,8 +31,8 @@ from alarm_backends.checks import LISTS, EntryProblem, crontab_problems
 from alarm_backends.core.consul_client import ConsulUnavailableError
 from alarm_backends.core.processes import pid_alive
 from alarm_backends.core.storage.redis import ROLES, build_client, db_of, describe, server_settings
-from alarm_backends.management.health import FAIL, OK, WARN, CheckResult
-from alarm_backends.management.schedule_view import duration
+from alarm_backends.management.health.status import FAIL, OK, WARN, CheckResult
+from alarm_backends.management.schedule.view import duration
 from config.tools.consul import uses_ring
 from patches.redbeat.client import MASK, build_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
@@ -254,8 +254,8 @@ def queue_depths(app: Celery, timeout: float, threshold: int) -> Outcome:
 
 def consul() -> Outcome:
     """The agent answers, and this host is registered under the leader's ring (a running beat registers it)."""
+    from alarm_backends.management.base.leader import LEADER_COMMAND
     from alarm_backends.management.base.service_discovery import ConsulRegistration
-    from alarm_backends.management.leader import LEADER_COMMAND
 
     if not settings.CONSUL_ENABLED:
         return OK, "not configured: single node", {"enabled": False}
@@ -277,8 +277,8 @@ def consul() -> Outcome:
 
 def leader() -> Outcome:
     """``is_leader()``, with the reason."""
+    from alarm_backends.management.base.leader import LEADER_COMMAND, owner_of_ring
     from alarm_backends.management.base.service_discovery import ConsulRegistration
-    from alarm_backends.management.leader import LEADER_COMMAND, owner_of_ring
 
     if settings.IS_CONTAINER_MODE:
         return OK, "yes: container mode (one beat per deployment, the Redis lock elects it)", {"leader": True}

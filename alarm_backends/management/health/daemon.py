@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
-from alarm_backends.management.health import FAIL, CheckResult
+from alarm_backends.management.health.status import FAIL, CheckResult
 
 logger = logging.getLogger("self_monitor")
 

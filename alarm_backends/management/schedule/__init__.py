@@ -1,0 +1,1 @@
+"""``manage.py beat_schedule``: how the schedule is shown (``view``, pure)."""
