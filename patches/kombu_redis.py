@@ -19,18 +19,55 @@ it when it loads, so every worker and beat of the platform uses them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from typing import Any
 
+import kombu
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as stock
+from kombu.transport.virtual.base import Message
 from kombu.utils.json import dumps
 
 logger = logging.getLogger("kombu.transport.redis")
 
 PUT_BACK_TIMEOUT = 30.0
 PUT_BACK_INTERVAL = 0.5
+
+# kombu's internals this module relies on, in one place: the upgrade gate. :func:`check_kombu` (run by ``install``)
+# fails at start, naming the one that changed, instead of at the next broker break, when a message would be lost.
+PRIVATE_METHODS = {
+    "QoS.append": (stock.QoS, "append", ("message", "delivery_tag")),
+    "Channel._get_message_priority": (stock.Channel, "_get_message_priority", ("message", "reverse")),
+    "Channel._lookup": (stock.Channel, "_lookup", ("exchange", "routing_key")),
+    "Channel._q_for_pri": (stock.Channel, "_q_for_pri", ("queue", "pri")),
+    "Channel.conn_or_acquire": (stock.Channel, "conn_or_acquire", ("client",)),
+}
+PRIVATE_MESSAGE_ATTRIBUTE = "_raw"  # the payload as it came off the queue (kombu.transport.virtual.base.Message)
+
+
+class KombuChangedError(RuntimeError):
+    """kombu no longer has an internal this module uses: put-back must be reviewed before upgrading kombu."""
+
+
+def check_kombu() -> None:
+    problems = []
+    for label, (owner, name, params) in PRIVATE_METHODS.items():
+        method = getattr(owner, name, None)
+        if method is None:
+            problems.append(f"{label} is gone")
+            continue
+        missing = [param for param in params if param not in inspect.signature(method).parameters]
+        if missing:
+            problems.append(f"{label} no longer takes {', '.join(missing)}")
+    probe = Message({"body": "", "properties": {"delivery_tag": "probe", "delivery_info": {}}}, channel=None)
+    if not hasattr(probe, PRIVATE_MESSAGE_ATTRIBUTE):
+        problems.append(f"Message.{PRIVATE_MESSAGE_ATTRIBUTE} is gone")
+    if problems:
+        raise KombuChangedError(
+            f"kombu {kombu.__version__} changed what patches/kombu_redis.py uses: {'; '.join(problems)}"
+        )
 
 
 class DurableQoS(stock.QoS):
@@ -46,7 +83,7 @@ class DurableQoS(stock.QoS):
         answers or PUT_BACK_TIMEOUT passes. Its headers are left alone: it was never delivered, so it is not
         marked redelivered (which would let a second copy run beside the first, see the slot dedupe)."""
         channel = self.channel
-        payload = message._raw
+        payload = getattr(message, PRIVATE_MESSAGE_ATTRIBUTE)
         delivery = message.delivery_info
         task_id = (payload.get("headers") or {}).get("id") or message.delivery_tag
         priority = channel._get_message_priority(payload, reverse=False)
@@ -94,6 +131,7 @@ class SentinelTransport(stock.SentinelTransport):
 
 
 def install() -> None:
-    """Make the Redis broker URLs use these classes (idempotent)."""
+    """Make the Redis broker URLs use these classes (idempotent), once kombu is checked (:func:`check_kombu`)."""
+    check_kombu()
     TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
     TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"

@@ -58,7 +58,7 @@ def client_kwargs(agent: ConsulSettings, timeout: float) -> dict[str, Any]:
     return kwargs
 
 
-def get_client(agent: ConsulSettings | None = None) -> consul.Consul:
+def get_consul(agent: ConsulSettings | None = None) -> consul.Consul:
     agent = agent or consul_settings()
     # Beat asks Consul from inside its tick: a hung agent must cost CONSUL_TIMEOUT seconds, not py-consul's 30.
     return consul.Consul(**client_kwargs(agent, float(settings.CONSUL_TIMEOUT)))

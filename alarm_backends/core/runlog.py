@@ -29,7 +29,7 @@ def stream_key() -> str:
 
 
 @dataclass(frozen=True)
-class Run:
+class RunLogEntry:
     task: str
     queue: str
     status: str  # success | failed
@@ -38,7 +38,7 @@ class Run:
     ts: float
 
     @classmethod
-    def from_fields(cls, fields: Mapping[Any, Any] | None) -> Run:
+    def from_fields(cls, fields: Mapping[Any, Any] | None) -> RunLogEntry:
         if not fields:
             raise ValueError("a run-log entry without fields")
         return cls(

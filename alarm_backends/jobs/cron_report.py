@@ -15,7 +15,7 @@ from typing import cast
 
 import redis
 
-from alarm_backends.core.runlog import Run, stream_key
+from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import CACHE, LOG, get_client, key
 
 logger = logging.getLogger("cron")
@@ -36,7 +36,7 @@ class TaskTotals:
     last_status: str = ""
     last_ts: float = 0.0
 
-    def add(self, run: Run) -> None:
+    def add(self, run: RunLogEntry) -> None:
         self.runs += 1
         if run.status != "success":
             self.failures += 1
@@ -67,7 +67,7 @@ def aggregate(entries: Iterable[tuple[str, dict[str, str]]]) -> dict[str, TaskTo
     totals: dict[str, TaskTotals] = {}
     for entry_id, fields in entries:
         try:
-            run = Run.from_fields(fields)
+            run = RunLogEntry.from_fields(fields)
         except (KeyError, ValueError) as exc:
             logger.warning("cron report: run log entry %s skipped, malformed: %r", entry_id, exc)
             continue

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from alarm_backends.core.storage.redis import CACHE, ROLES, db_of, describe, get_client, key
+from alarm_backends.core.storage.redis import CACHE, ROLES, db_of, describe_role, get_client, key
 from alarm_backends.jobs.records import replace_hash
 
 logger = logging.getLogger("cron")
@@ -30,7 +30,7 @@ def role_metrics(role: str) -> dict[str, int]:
     try:
         info: dict[str, Any] = get_client(role).info()
     except redis.RedisError as exc:
-        logger.error("redis metrics: %s is unreachable: %s", describe(role), exc)
+        logger.error("redis metrics: %s is unreachable: %s", describe_role(role), exc)
         return {"up": 0, "db": db}
     # INFO lists only DBs that hold keys: an empty DB has no db<N> line.
     keyspace = info.get(f"db{db}") or {}

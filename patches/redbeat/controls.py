@@ -50,7 +50,7 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ControlOutcome:
     """What a pause, resume or run request did. ``exists`` False: there is no such entry (nothing was written)."""
 
     exists: bool
@@ -101,13 +101,13 @@ class Controls:
         lock_ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
         return Snapshot(now=seconds + micros / 1e6, lock_ttl=lock_ttl, entries=entries)
 
-    def pause(self, name: str) -> Outcome:
+    def pause(self, name: str) -> ControlOutcome:
         return self._outcome(self._pause(keys=[self.store.key(name)], args=["1"]))
 
-    def resume(self, name: str) -> Outcome:
+    def resume(self, name: str) -> ControlOutcome:
         return self._outcome(self._pause(keys=[self.store.key(name)], args=["0"]))
 
-    def request_run(self, name: str) -> Outcome:
+    def request_run(self, name: str) -> ControlOutcome:
         keys = [self.store.key(name), self.store.run_now_key]
         return self._outcome(self._request_run(keys=keys, args=[name]))
 
@@ -128,6 +128,8 @@ class Controls:
         return str(raw) if raw is not None else None
 
     @staticmethod
-    def _outcome(reply: list[int | str | None]) -> Outcome:
+    def _outcome(reply: list[int | str | None]) -> ControlOutcome:
         exists, changed, stamp = reply
-        return Outcome(exists=bool(exists), changed=bool(changed), stamp=int(stamp) if stamp is not None else None)
+        return ControlOutcome(
+            exists=bool(exists), changed=bool(changed), stamp=int(stamp) if stamp is not None else None
+        )

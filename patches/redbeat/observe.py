@@ -72,7 +72,7 @@ def beat_metrics() -> BeatMetrics:
 
 
 @dataclass(frozen=True)
-class Run:
+class PlannedRun:
     """One message a tick publishes: a slot of an entry's schedule, or an operator's run-now request."""
 
     entry: str
@@ -130,7 +130,7 @@ class Observer:
             logger.info("beat: claimed %d due entr%s and %d run-now request(s)%s", due,
                         "y" if due == 1 else "ies", requested, since)  # fmt: skip
 
-    def committed(self, sent: list[tuple[Run, str, float]]) -> None:
+    def committed(self, sent: list[tuple[PlannedRun, str, float]]) -> None:
         """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again, so each
         is counted once here. Lateness is publish time minus due time on the server's clock; a chunk's messages share
         the time its last one was sent, an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
@@ -153,7 +153,7 @@ class Observer:
             else:
                 logger.info("Scheduler: Sent due task %s: due %s, late %.3fs", what, _at(run.due), max(at - run.due, 0))
 
-    def uncommitted(self, sent: list[tuple[Run, str, float]], why: str) -> None:
+    def uncommitted(self, sent: list[tuple[PlannedRun, str, float]], why: str) -> None:
         """Runs published whose commit did not happen: the next leader publishes them again, under the same ids."""
         for run, _, _ in sent:
             logger.warning("beat: %s (%s) was sent but not committed (%s): it goes out again under the same id",

@@ -14,7 +14,7 @@ from celery.schedules import crontab, schedule
 
 from patches.redbeat.controls import run_now_id
 from patches.redbeat.entries import Definition, Definitions, MetaWriter, decode_meta, run_count
-from patches.redbeat.observe import Run
+from patches.redbeat.observe import PlannedRun
 from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, snap, task_id
 from patches.redbeat.publisher import Templates
 from patches.redbeat.store import Due, DueEntry, Update
@@ -26,7 +26,7 @@ DISABLED_RETRY = 5.0
 # An entry that cannot be dispatched (see TickPlanner.__call__) is looked at again after this long.
 BROKEN_RETRY = 60.0
 
-Planned = tuple[Definition | None, list[Run], Update]
+Planned = tuple[Definition | None, list[PlannedRun], Update]
 
 
 def schedule_key(sched: Any) -> Hashable | None:
@@ -78,11 +78,11 @@ class TickPlanner:
         runs, score = self.slots(definition, item) if item.due else ([], None)
         if item.requested is not None:  # an operator's `beat_schedule run`, paused or not
             name = definition.name
-            runs.append(Run(name, run_now_id(name, item.requested), item.requested / 1000, requested=True))
+            runs.append(PlannedRun(name, run_now_id(name, item.requested), item.requested / 1000, requested=True))
         new_meta = self.meta(run_count(item.meta) + len(runs)) if runs else ""
         return definition, runs, Update(item.key, score, new_meta, item.requested)
 
-    def slots(self, definition: Definition, item: DueEntry) -> tuple[list[Run], float]:
+    def slots(self, definition: Definition, item: DueEntry) -> tuple[list[PlannedRun], float]:
         """The slots a due entry publishes, and its next score."""
         now = self.now
         if not definition.enabled:
@@ -104,7 +104,7 @@ class TickPlanner:
             logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
                            definition.missed_run.policy)  # fmt: skip
         name = definition.name
-        return [Run(name, task_id(name, due), due) for due in decided.slots], decided.next_due
+        return [PlannedRun(name, task_id(name, due), due) for due in decided.slots], decided.next_due
 
     def slot(self, sched: Any, item: DueEntry) -> float:
         """:func:`snap` of the item's score; entries of one schedule due at one score (a burst) share it."""

@@ -42,7 +42,7 @@ from patches.redbeat.entries import (
     encode_definition,
     encode_meta,
 )
-from patches.redbeat.observe import Observer, Run
+from patches.redbeat.observe import Observer, PlannedRun
 from patches.redbeat.planner import TickPlanner, next_wake
 from patches.redbeat.policy import MissedRun, from_epoch, seed_score
 from patches.redbeat.publisher import BatchPublisher, LeaseExpiredError, Templates, open_producer
@@ -286,9 +286,9 @@ class RedBeatScheduler(Scheduler):
         now = due.now
         planner = TickPlanner(self.definitions, self.templates, now)
         committed: list[Update] = []
-        sent: list[tuple[Run, str, float]] = []  # of the committed updates: (run, task, publish time)
+        sent: list[tuple[PlannedRun, str, float]] = []  # of the committed updates: (run, task, publish time)
         # Chunks sent but not yet confirmed: (confirmation mark, their updates, their runs). At most one in flight.
-        in_flight: list[tuple[int, list[Update], list[tuple[Run, str, float]]]] = []
+        in_flight: list[tuple[int, list[Update], list[tuple[PlannedRun, str, float]]]] = []
         try:
             for start in range(0, len(due.entries), self.conf.publish_chunk):
                 if not self._renew_if_due():  # a long batch outlasts a third of the TTL

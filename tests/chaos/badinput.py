@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
-from alarm_backends.core.runlog import Run, stream_key
+from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.service.scheduler.crontab import task_name
 from tests.chaos.harness import Row
 from tests.chaos.services import REPO, CeleryProcess, RedisServer
@@ -170,7 +170,7 @@ class Platform:
     def runs(self) -> collections.Counter[tuple[str, str, str]]:
         """(task, status, exception) → how many runs the platform's run log holds."""
         entries = self.client(int(settings.REDIS_DB_PLAN["log"])).xrange(stream_key()) or []
-        counted = (Run.from_fields(fields) for _, fields in entries)
+        counted = (RunLogEntry.from_fields(fields) for _, fields in entries)
         return collections.Counter((run.task, run.status, run.exception) for run in counted)
 
     def wait_runs(self, count: int, timeout: float) -> collections.Counter[tuple[str, str, str]]:

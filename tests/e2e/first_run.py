@@ -26,7 +26,7 @@ def executed(since: float, timeout: float) -> int:
     django.setup()
     import redis
 
-    from alarm_backends.core.runlog import Run, stream_key
+    from alarm_backends.core.runlog import RunLogEntry, stream_key
     from alarm_backends.core.storage.redis import LOG, get_client
 
     client, stream = get_client(LOG), stream_key()
@@ -38,7 +38,7 @@ def executed(since: float, timeout: float) -> int:
             entries = client.xrange(stream, min=f"{int(since * 1000)}-0")
         except redis.RedisError as exc:  # the platform's own redis-server may still be starting
             last_error, entries = f" (last error: {exc})", []
-        runs = [Run.from_fields(fields) for _, fields in entries or ()]
+        runs = [RunLogEntry.from_fields(fields) for _, fields in entries or ()]
         done = [run for run in runs if run.status == "success"]
         if done:
             run = done[0]

@@ -16,7 +16,7 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from alarm_backends.core.cluster import get_cluster, reset_cluster
 from alarm_backends.core.runlog import record_run, stream_key
-from alarm_backends.core.storage.redis import close_all, describe, key
+from alarm_backends.core.storage.redis import close_all, describe_role, key
 from alarm_backends.jobs import (
     cluster_cache,
     cron_report,
@@ -344,7 +344,7 @@ def test_collect_redis_metric_marks_an_unreachable_role_down(
     with override_settings(REDIS_PORT=1), caplog.at_level(logging.ERROR, logger="cron"):
         close_all()
         collected = redis_metrics.collect_redis_metric()
-        unreachable = describe("log")
+        unreachable = describe_role("log")
 
     record = record_of("cache", key("redis", "metric"))
     assert {record[f"{role}.up"] for role in ("log", "queue", "service")} == {"0"}
@@ -361,6 +361,6 @@ def test_collect_redis_metric_fails_when_the_cache_db_is_down(
         close_all()
         with pytest.raises(redis.ConnectionError):
             redis_metrics.collect_redis_metric()
-        unreachable = describe("cache")
+        unreachable = describe_role("cache")
 
     assert unreachable in caplog.text

@@ -36,7 +36,7 @@ RUN_TIMEOUT = 180
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SuiteOutcome:
     passed: set[str]
     failed: dict[str, str]  # node id → the first line of its failure or error
     skipped: dict[str, str]  # node id → upstream's reason
@@ -48,8 +48,8 @@ def node_id(classname: str, name: str) -> str:
     return f"{'/'.join(module)}.py::{cls}::{name}"
 
 
-def read_junit(path: Path) -> Outcome:
-    outcome = Outcome(set(), {}, {})
+def read_junit(path: Path) -> SuiteOutcome:
+    outcome = SuiteOutcome(set(), {}, {})
     for case in ET.parse(path).getroot().iter("testcase"):
         nodeid = node_id(case.get("classname", ""), case.get("name", ""))
         if not (fetch.SDIST_ROOT / nodeid.split("::")[0]).is_file():
@@ -67,7 +67,7 @@ def read_junit(path: Path) -> Outcome:
     return outcome
 
 
-def run_upstream(tmp_path: Path, url: str) -> tuple[Outcome, dict[str, list[str]]]:
+def run_upstream(tmp_path: Path, url: str) -> tuple[SuiteOutcome, dict[str, list[str]]]:
     junit, reach = tmp_path / "upstream.xml", tmp_path / "reach.json"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     # Only the plugin's own directory: the repository's root would offer its `tests` package for the upstream one.

@@ -16,7 +16,7 @@ from alarm_backends.core.storage.redis import (
     build_client,
     close_all,
     db_of,
-    describe,
+    describe_role,
     get_client,
     key,
 )
@@ -36,17 +36,17 @@ def test_each_role_writes_to_its_own_db(redis_dbs: None) -> None:
 
 def test_roles_and_descriptions() -> None:
     assert [db_of(role) for role in (LOG, CACHE, QUEUE, SERVICE)] == [11, 12, 13, 14]
-    assert describe(SERVICE) == "redis service db 14 at 127.0.0.1:6379"
+    assert describe_role(SERVICE) == "redis service db 14 at 127.0.0.1:6379"
     assert key("scheduler", "heartbeat") == "bkmonitorv3.default.scheduler.heartbeat"
     with pytest.raises(ValueError, match="unknown Redis DB role 'logs'"):
         get_client("logs")
 
 
-def test_service_client_has_a_socket_timeout() -> None:
+def test_every_client_has_a_socket_timeout() -> None:
     close_all()
     try:
-        assert get_client(SERVICE).connection_pool.connection_kwargs["socket_timeout"] == 10.0
-        assert get_client(LOG).connection_pool.connection_kwargs["socket_timeout"] is None
+        for role in ROLES:
+            assert get_client(role).connection_pool.connection_kwargs["socket_timeout"] == 10.0, role
     finally:
         close_all()
 
@@ -62,7 +62,7 @@ def test_cache_role_follows_the_cache_redis_settings() -> None:
                 12,
                 "c/p",
             )
-            assert describe(CACHE) == "redis cache db 12 at cache.example:6390"
+            assert describe_role(CACHE) == "redis cache db 12 at cache.example:6390"
     finally:
         close_all()
 

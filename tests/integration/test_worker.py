@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from alarm_backends.core.runlog import Run, stream_key
+from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import LOG, SERVICE, get_client
 from config.tools.rabbitmq import RabbitMQSettings
 from tests.integration.conftest import Worker, wait_for
@@ -71,7 +71,7 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     assert samples[(celery_time, (ok, ("queue", "celery_cron"), ("task_name", record_fn)))] == 1
     assert samples[(celery_time, (failed, ("queue", "celery_cron"), ("task_name", boom_fn)))] == 1
 
-    runs = [Run.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
+    runs = [RunLogEntry.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
     assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(
         [
             (RECORD, "success", ""),

@@ -158,7 +158,7 @@ def test_passthrough_and_withheld() -> None:
 def test_both_renderers_leave_secrets_out(tmp_path: Path) -> None:
     host = Host(str(REPO), sys.executable, str(tmp_path), str(tmp_path), str(tmp_path / "s.sock"))
     backend = render(default_template(str(REPO)).read_text(), host, environ=ENVIRON, secrets=CONFIGURED)
-    saas = saas_supervisor.render(
+    saas = saas_supervisor.render_saas(
         (TEMPLATES / saas_supervisor.TEMPLATE_NAME).read_text(),
         (TEMPLATES / saas_supervisor.BEAT_TEMPLATE_NAME).read_text(),
         saas_supervisor.SaasHost(host=host, app_code="bkm"),

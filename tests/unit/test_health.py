@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from alarm_backends.management.health.checks import Check, Outcome, run_checks, scrub, url_password
+from alarm_backends.management.health.checks import Check, CheckOutcome, run_checks, scrub, url_password
 from alarm_backends.management.health.status import (
     EXIT_FAIL,
     EXIT_OK,
@@ -18,7 +18,7 @@ from alarm_backends.management.health.status import (
     WARN,
     CheckResult,
     exit_code,
-    render,
+    report,
     to_json,
 )
 
@@ -45,7 +45,7 @@ def test_a_multi_line_detail_becomes_one_line() -> None:
 
 
 def test_the_report_is_aligned_with_a_summary() -> None:
-    lines = render(RESULTS).splitlines()
+    lines = report(RESULTS).splitlines()
     assert lines[0].split() == ["CHECK", "STATUS", "TIME", "DETAIL"]
     rows = lines[1:4]
     assert [row.split()[0:2] for row in rows] == [["redis", "log"], ["beat", "lock"], ["broker", "FAIL"]]
@@ -57,7 +57,7 @@ def test_the_report_is_aligned_with_a_summary() -> None:
     assert [row[detail_at:] for row in rows] == [r.detail for r in RESULTS]
     assert [row[:detail_at].rstrip().rsplit(" ", 1)[-1] for row in rows] == ["4ms", "12ms", "1500ms"]
     assert lines[-2:] == ["", "FAIL: 1 ok, 1 warn, 1 fail"]
-    assert render(RESULTS[:2]).splitlines()[-1] == "OK: 1 ok, 1 warn, 0 fail"
+    assert report(RESULTS[:2]).splitlines()[-1] == "OK: 1 ok, 1 warn, 0 fail"
 
 
 def test_the_json_form_is_a_list_of_objects() -> None:
@@ -75,11 +75,11 @@ def test_the_json_form_is_a_list_of_objects() -> None:
 def test_the_runner_bounds_a_hanging_check_and_reports_the_others() -> None:
     release = threading.Event()
 
-    def hangs() -> Outcome:
+    def hangs() -> CheckOutcome:
         release.wait(10)
         return OK, "late", {}
 
-    def raises() -> Outcome:
+    def raises() -> CheckOutcome:
         raise ConnectionError("refused by redis://:hunter2@db:6379/0")
 
     started = time.monotonic()

@@ -25,7 +25,7 @@ from alarm_backends.management.supervisor.saas import (
     PROD,
     TEMPLATE_NAME,
     SaasHost,
-    render,
+    render_saas,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def node(argv: list[str]) -> str:
 
 
 def test_prod_runs_the_originals_two_workers(saas: SaasHost, tmp_path: Path) -> None:
-    procs = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, PROD), tmp_path)
+    procs = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, PROD), tmp_path)
     assert sorted(procs) == [f"{APP}_celery", f"{APP}_celery_resource"]
     celery = shlex.split(procs[f"{APP}_celery"].command)
     resource = shlex.split(procs[f"{APP}_celery_resource"].command)
@@ -75,13 +75,13 @@ def test_prod_runs_the_originals_two_workers(saas: SaasHost, tmp_path: Path) -> 
 def test_each_worker_has_its_own_node_name(saas: SaasHost, tmp_path: Path) -> None:
     """The original's bug, fixed: both workers ran with `-n {{.app_code}}{{.node_name}}`."""
     for profile in (PROD, DEV):
-        procs = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, profile), tmp_path)
+        procs = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, profile), tmp_path)
         names = [node(argv) for argv in (shlex.split(p.command) for p in procs.values()) if "-n" in argv]
         assert len(names) == 2 and len(set(names)) == 2
 
 
 def test_programs_are_supervised_as_the_originals(saas: SaasHost, tmp_path: Path) -> None:
-    procs = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
+    procs = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
     logs = {name: Path(p.stdout_logfile) for name, p in procs.items()}
     # logs/<app_code>/…, one file per program: two programs rotating one file corrupt it.
     assert {path.parent for path in logs.values()} == {Path(saas.host.log_dir)}
@@ -96,7 +96,7 @@ def test_programs_are_supervised_as_the_originals(saas: SaasHost, tmp_path: Path
 
 
 def test_server_is_a_private_unix_socket_and_no_web_server(saas: SaasHost) -> None:
-    text = render(TEMPLATE, BEAT_TEMPLATE, saas, DEV)
+    text = render_saas(TEMPLATE, BEAT_TEMPLATE, saas, DEV)
     assert f"file={saas.host.socket_path}\nchmod=0700\n" in text
     assert f"pidfile={saas.pidfile}" in text
     # The comments say why these are absent; the settings must not have them.
@@ -105,8 +105,8 @@ def test_server_is_a_private_unix_socket_and_no_web_server(saas: SaasHost) -> No
 
 
 def test_dev_profile_adds_beat_after_migrate(saas: SaasHost, tmp_path: Path) -> None:
-    prod = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, PROD), tmp_path)
-    procs = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
+    prod = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, PROD), tmp_path)
+    procs = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
     assert set(procs) - set(prod) == {f"{APP}_celery_beat"}
     shell, flag, script = shlex.split(procs[f"{APP}_celery_beat"].command)
     assert (shell, flag) == ("sh", "-c")
@@ -120,7 +120,7 @@ def test_paths_with_blanks_and_quotes_survive_both_levels_of_quoting(saas: SaasH
     odd = tmp_path / "it's a dir"
     odd.mkdir()
     saas = replace(saas, host=replace(saas.host, repo_dir=str(odd), python=str(odd / "py thon")))
-    procs = programs(render(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
+    procs = programs(render_saas(TEMPLATE, BEAT_TEMPLATE, saas, DEV), tmp_path)
     assert shlex.split(procs[f"{APP}_celery"].command)[:2] == [str(odd / "py thon"), str(odd / "manage.py")]
     script = shlex.split(procs[f"{APP}_celery_beat"].command)[2]
     assert shlex.split(script)[:3] == [str(odd / "py thon"), str(odd / "manage.py"), "migrate"]
@@ -129,12 +129,12 @@ def test_paths_with_blanks_and_quotes_survive_both_levels_of_quoting(saas: SaasH
 @pytest.mark.parametrize("app_code", ["bad:name", "with space", "", "-dash"])
 def test_an_app_code_that_cannot_name_programs_is_refused(saas: SaasHost, app_code: str) -> None:
     with pytest.raises(ValueError, match="APP_CODE"):
-        render(TEMPLATE, BEAT_TEMPLATE, replace(saas, app_code=app_code))
+        render_saas(TEMPLATE, BEAT_TEMPLATE, replace(saas, app_code=app_code))
 
 
 def test_unknown_profile_is_refused(saas: SaasHost) -> None:
     with pytest.raises(ValueError, match="unknown profile 'small'"):
-        render(TEMPLATE, BEAT_TEMPLATE, saas, "small")
+        render_saas(TEMPLATE, BEAT_TEMPLATE, saas, "small")
 
 
 def test_from_settings_puts_logs_under_the_app_code(saas: SaasHost) -> None:
@@ -149,7 +149,7 @@ def test_shipped_example_is_the_rendered_template() -> None:
     """support-files/supervisord.conf is regenerated, not edited: `manage.py render_saas_supervisor --example
     --output support-files/supervisord.conf`."""
     example = (REPO / "support-files" / "supervisord.conf").read_text()
-    assert example == render(TEMPLATE, BEAT_TEMPLATE, EXAMPLE_HOST, PROD, environ={})
+    assert example == render_saas(TEMPLATE, BEAT_TEMPLATE, EXAMPLE_HOST, PROD, environ={})
 
 
 def test_command_writes_a_private_config_that_supervisord_accepts(

@@ -23,8 +23,11 @@ QUEUE = "queue"
 SERVICE = "service"
 ROLES = (LOG, CACHE, QUEUE, SERVICE)
 
-# The service DB holds locks and dedupe marks: a call must not hang a worker forever on a dead server.
-SOCKET_TIMEOUT = {SERVICE: 10.0}
+# No call may hang a worker or beat forever on a server that stopped answering: every role's client has a socket
+# timeout (redis-py then retries, and raises). 10 s, the original's for the service DB (locks, dedupe marks); none of
+# the platform's calls blocks on the server (no BRPOP, XREAD BLOCK or subscription on these clients), so no call
+# legitimately waits that long. Product code's own blocking reads use their own clients.
+SOCKET_TIMEOUT = dict.fromkeys(ROLES, 10.0)
 CONNECT_TIMEOUT = 5.0
 
 _clients: dict[str, redis.Redis] = {}
@@ -80,7 +83,7 @@ def get_client(role: str) -> redis.Redis:
         return client
 
 
-def describe(role: str) -> str:
+def describe_role(role: str) -> str:
     """Where a role's DB lives, password left out — for error messages and logs."""
     conf = server_settings(role)
     where = f"sentinel {conf.master_name}@{conf.host}:{conf.port}" if conf.is_sentinel else f"{conf.host}:{conf.port}"
@@ -109,5 +112,5 @@ def key(*parts: str) -> str:
 # role clients above).
 from alarm_backends.core.storage.cache import Cache  # noqa: E402
 
-__all__ = ["CACHE", "LOG", "QUEUE", "ROLES", "SERVICE", "Cache", "build_client", "close_all", "db_of", "describe",
+__all__ = ["CACHE", "LOG", "QUEUE", "ROLES", "SERVICE", "Cache", "build_client", "close_all", "db_of", "describe_role",
            "get_client", "key", "server_settings"]  # fmt: skip

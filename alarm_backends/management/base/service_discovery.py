@@ -21,7 +21,7 @@ import consul
 from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
-from alarm_backends.core.consul_client import consul_call, consul_settings, get_client
+from alarm_backends.core.consul_client import consul_call, consul_settings, get_consul
 from alarm_backends.management.base.dispatch import ANNOUNCEMENT, ORIGINAL, ring_mode
 from alarm_backends.management.utils import get_host_addr
 
@@ -90,7 +90,7 @@ class ConsulRegistration:
         self.command = command
         self.prefix = registration_prefix(command)
         self.address = consul_settings().address
-        self.client = client or get_client()
+        self.client = client or get_consul()
         self.host_addr = host_addr or get_host_addr()
         self.pid = pid or os.getpid()
         self.session_ttl = session_ttl()

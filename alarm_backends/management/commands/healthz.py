@@ -84,7 +84,7 @@ class Command(BaseCommand):
             self._daemon(check, int(options["interval"]))
             return
         results = check()
-        self.stdout.write(health.to_json(results) if options["json"] else health.render(results))
+        self.stdout.write(health.to_json(results) if options["json"] else health.report(results))
         if health.exit_code(results):
             failed = ", ".join(result.name for result in results if result.status == health.FAIL)
             raise CommandError(f"unhealthy: {failed}", returncode=health.EXIT_FAIL)

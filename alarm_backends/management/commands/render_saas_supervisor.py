@@ -29,7 +29,7 @@ from alarm_backends.management.supervisor.saas import (
     TEMPLATE_NAME,
     SaasHost,
     program_names,
-    render,
+    render_saas,
 )
 
 
@@ -77,7 +77,7 @@ class Command(BaseCommand):
 
         def render_for(host: Host) -> str:
             try:
-                return render(template, beat_template, replace(saas, host=host), profile, environ=environ,
+                return render_saas(template, beat_template, replace(saas, host=host), profile, environ=environ,
                               secrets=secrets)  # fmt: skip
             except ValueError as exc:
                 raise CommandError(f"{templates}: {exc}") from None

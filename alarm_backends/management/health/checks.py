@@ -6,7 +6,7 @@ here an unreachable dependency must fail its own line within ``timeout`` seconds
 daemon threads and stops waiting at the deadline, so even a hang inside a library (a DNS lookup, a TLS handshake)
 costs one failed line, never the command.
 
-Passwords: addresses are printed through ``describe()`` / ``redact_url``, and every error text goes through
+Passwords: addresses are printed through ``describe_role()`` / ``redact_url``, and every error text goes through
 :func:`scrub`, since a client library may quote a URL back in its exception.
 """
 
@@ -30,7 +30,7 @@ from redis.retry import Retry
 from alarm_backends.checks import LISTS, EntryProblem, crontab_problems
 from alarm_backends.core.consul_client import ConsulUnavailableError
 from alarm_backends.core.processes import pid_alive
-from alarm_backends.core.storage.redis import ROLES, build_client, db_of, describe, server_settings
+from alarm_backends.core.storage.redis import ROLES, build_client, db_of, describe_role, server_settings
 from alarm_backends.management.health.status import FAIL, OK, WARN, CheckResult
 from alarm_backends.management.schedule.view import duration
 from config.tools.consul import uses_ring
@@ -41,13 +41,13 @@ DEFAULT_TIMEOUT = 3.0
 DEFAULT_QUEUE_THRESHOLD = 1000
 
 # What a check returns: status, one-line detail, extras for --json.
-Outcome = tuple[str, str, dict[str, Any]]
+CheckOutcome = tuple[str, str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    run: Callable[[], Outcome]
+    run: Callable[[], CheckOutcome]
 
 
 # --- the runner -----------------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def secrets_of(app: Celery) -> list[str]:
 # --- the checks -----------------------------------------------------------------------------------------------
 
 
-def redis_db(role: str, timeout: float) -> Outcome:
+def redis_db(role: str, timeout: float) -> CheckOutcome:
     """PING the role's DB, on a client of its own with ``timeout`` (the shared one may wait longer)."""
     client = build_client(server_settings(role), db_of(role), socket_timeout=timeout)
     # redis-py retries a refused connection with backoff by default: one attempt is the answer wanted here.
@@ -125,10 +125,10 @@ def redis_db(role: str, timeout: float) -> Outcome:
         client.ping()
         keys = int(client.dbsize())
     except redis.RedisError as exc:
-        return FAIL, f"{describe(role)}: {_error(exc)}", {"db": db_of(role)}
+        return FAIL, f"{describe_role(role)}: {_error(exc)}", {"db": db_of(role)}
     finally:
         client.close()
-    return OK, f"{describe(role)}: PONG, {keys} keys", {"db": db_of(role), "keys": keys}
+    return OK, f"{describe_role(role)}: PONG, {keys} keys", {"db": db_of(role), "keys": keys}
 
 
 def _store_client(app: Celery, timeout: float) -> tuple[redis.Redis, str]:
@@ -139,7 +139,7 @@ def _store_client(app: Celery, timeout: float) -> tuple[redis.Redis, str]:
     return build_redis(url, options), redact_url(url)
 
 
-def scheduler_store(app: Celery, timeout: float) -> Outcome:
+def scheduler_store(app: Celery, timeout: float) -> CheckOutcome:
     client, where = _store_client(app, timeout)
     prefix = SchedulerConfig.from_app(app.conf).key_prefix
     try:
@@ -154,7 +154,7 @@ def scheduler_store(app: Celery, timeout: float) -> Outcome:
     return OK, f"{where}: PONG, {entries} entries in {prefix}:schedule", {"entries": entries}
 
 
-def beat_lock(app: Celery, timeout: float) -> Outcome:
+def beat_lock(app: Celery, timeout: float) -> CheckOutcome:
     """Which beat holds ``<prefix>:lock`` (its token is ``<host>:<pid>:<random>``), since when (the leader record
     ``<prefix>:leader`` the lock's taker writes), and how long its lease still runs."""
     client, where = _store_client(app, timeout)
@@ -211,7 +211,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def broker(app: Celery, timeout: float) -> Outcome:
+def broker(app: Celery, timeout: float) -> CheckOutcome:
     """Connect with the app's own broker connection (RabbitMQ or Redis) and close it."""
     with app.connection_for_write(connect_timeout=timeout) as connection:
         transport = str(connection.transport_cls)
@@ -235,7 +235,7 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def queue_depths(app: Celery, timeout: float, threshold: int) -> Outcome:
+def queue_depths(app: Celery, timeout: float, threshold: int) -> CheckOutcome:
     """The depth of every crontab queue (``jobs.queue_depth``'s passive declare); warn above ``threshold``."""
     from alarm_backends.jobs.queue_depth import depths, queue_names
 
@@ -252,7 +252,7 @@ def queue_depths(app: Celery, timeout: float, threshold: int) -> Outcome:
     return OK, f"{len(counted)} crontab queues, deepest {deepest[0]}={deepest[1]} (warn above {threshold})", data
 
 
-def consul() -> Outcome:
+def consul() -> CheckOutcome:
     """The agent answers, and this host is registered under the leader's ring (a running beat registers it)."""
     from alarm_backends.management.base.leader import LEADER_COMMAND
     from alarm_backends.management.base.service_discovery import ConsulRegistration
@@ -275,7 +275,7 @@ def consul() -> Outcome:
     )
 
 
-def leader() -> Outcome:
+def leader() -> CheckOutcome:
     """``is_leader()``, with the reason."""
     from alarm_backends.management.base.leader import LEADER_COMMAND, owner_of_ring
     from alarm_backends.management.base.service_discovery import ConsulRegistration
@@ -305,7 +305,7 @@ def crontab_checks() -> list[Check]:
     return [Check(f"crontab {problem.where}", partial(_bad_entry, problem)) for problem in found]
 
 
-def _bad_entry(problem: EntryProblem) -> Outcome:
+def _bad_entry(problem: EntryProblem) -> CheckOutcome:
     effect = "skipped: it never runs" if problem.malformed else "every run fails"
     return FAIL, f"{problem.message} ({effect})", {"id": problem.id, "path": problem.path or None}
 
@@ -325,14 +325,14 @@ def all_checks(app: Celery, timeout: float, threshold: int) -> list[Check]:
     return checks
 
 
-def _consul_bounded() -> Outcome:
+def _consul_bounded() -> CheckOutcome:
     try:
         return consul()
     except ConsulUnavailableError as exc:  # its message already names the agent
         return FAIL, str(exc), {"enabled": True}
 
 
-def _leader_bounded() -> Outcome:
+def _leader_bounded() -> CheckOutcome:
     try:
         return leader()
     except ConsulUnavailableError as exc:

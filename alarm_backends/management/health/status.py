@@ -48,7 +48,7 @@ def summary(results: Sequence[CheckResult]) -> str:
     return f"{verdict}: {counts[OK]} ok, {counts[WARN]} warn, {counts[FAIL]} fail"
 
 
-def render(results: Sequence[CheckResult]) -> str:
+def report(results: Sequence[CheckResult]) -> str:
     """An aligned report: check, status, time, detail — then the summary line."""
     headers = ("CHECK", "STATUS", "TIME", "DETAIL")
     rows = [(r.name, r.status.upper(), f"{r.seconds * 1000:.0f}ms", r.detail) for r in results]

@@ -130,7 +130,7 @@ def program_names(saas: SaasHost, profile: str) -> list[str]:
     return [*names, f"{saas.app_code}_celery_beat"] if check_profile(profile) == DEV else names
 
 
-def render(
+def render_saas(
     template: str,
     beat_template: str,
     saas: SaasHost,
