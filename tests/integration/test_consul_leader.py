@@ -296,7 +296,9 @@ def test_a_leader_whose_session_ends_hands_over_and_takes_back(
     # Back, it finds its key gone, registers again at once, owns business 2 again: the follower gives the lock up.
     wait_for(lambda: "released the lock" in follower.log()[mark:], 15, "the follower to step down")
     wait_for(lambda: "acquired the lock" in leader.log()[resumed:], LOCK_TIMEOUT + 15, "the old leader to lead")
-    time.sleep(2)
+    # It leads again once it published: whatever each of them could send twice has gone out by then.
+    relead = len(leader.log())
+    wait_for(lambda: "Sent " in leader.log()[relead:], 10, "the old leader to dispatch again")
     # The lease is checked before every message, so a leader paused between that check and the publish sends that
     # one message when it runs again (the workers drop the second copy by its id); nothing else may go out twice.
     repeated = duplicates(queue)

@@ -25,6 +25,17 @@ pytestmark = pytest.mark.redis
 LOCK_TIMEOUT = 3.0
 
 
+def ticks(metrics_dir: Path) -> float:
+    """How many ticks a beat has made (its tick-duration histogram's count): a standby's tick asks for the lock."""
+    return value(metric_samples(metrics_dir), "bkmonitor_beat_tick_duration_seconds_count")
+
+
+def more_ticks(metrics_dir: Path, what: str, count: int = 2) -> None:
+    """Until the beat writing ``metrics_dir`` has ticked ``count`` more times: what it does next has been done."""
+    seen = ticks(metrics_dir)
+    wait_for(lambda: ticks(metrics_dir) >= seen + count, 15, f"{count} more ticks of {what}")
+
+
 def start_beat(name: str, queue: str, tmp: Path) -> Beat:
     """A beat writing its metrics to ``tmp/metrics-<name>``."""
     metrics = tmp / f"metrics-{name}"
@@ -39,7 +50,7 @@ def beats(redis_dbs: None, tmp_path: Path) -> Iterator[tuple[Beat, Beat, str]]:
     wait_for(lambda: first.logged("acquired the lock"), 30, "beat a to lead")
     second = start_beat("b", queue, tmp_path)
     wait_for(lambda: "beat: Starting..." in second.log(), 30, "beat b to start")
-    time.sleep(1.5)
+    wait_for(lambda: ticks(tmp_path / "metrics-b") >= 2, 30, "beat b to ask for the lock twice")
     try:
         yield first, second, queue
     finally:
@@ -59,7 +70,7 @@ def test_kill_9_of_the_leader_hands_over_within_the_lease(beats: tuple[Beat, Bea
     wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
     assert time.time() - killed_at <= LOCK_TIMEOUT + 3
     wait_for(lambda: "Sent " in standby.log(), 10, "the new leader to dispatch")
-    time.sleep(1)
+    more_ticks(tmp_path / "metrics-b", "the new leader")
     assert duplicates(queue) == []
     # The take-over is told apart from a first start: in its log line, the leader record and the failovers counter.
     assert standby.logged("acquired the lock redbeat::lock (failover: the last leader's lease ran out, ttl 3s)")
@@ -81,7 +92,7 @@ def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(
     leader, standby, queue = beats
     leader.signal(signal.SIGSTOP)
     wait_for(lambda: standby.logged("acquired the lock"), LOCK_TIMEOUT + 10, "the standby to lead")
-    time.sleep(1.5)
+    wait_for(lambda: "Sent " in standby.log(), 10, "the new leader to dispatch")
     resumed = len(leader.log())
     leader.signal(signal.SIGCONT)
     wait_for(lambda: "lost leadership" in leader.log()[resumed:], 15, "the old leader to step down")
@@ -89,7 +100,7 @@ def test_a_paused_leader_is_fenced_out_after_the_standby_took_over(
     samples = metric_samples(tmp_path / "metrics-a")
     assert value(samples, "bkmonitor_beat_lock_renew_failures_total") >= 1
     assert value(samples, "bkmonitor_beat_leader") == 0
-    time.sleep(2)
+    more_ticks(tmp_path / "metrics-a", "the resumed beat")
     after = leader.log()[resumed:]
     assert "Sent " not in after, after  # it published nothing once resumed
     assert "schedule synced" not in after
