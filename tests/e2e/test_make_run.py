@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from alarm_backends.management.supervisor.control import Supervisor, pid_alive
-from alarm_backends.management.supervisor.render import BEAT, EXPORTER, HEALTHZ
+from alarm_backends.management.supervisor.programs import BEAT, EXPORTER, HEALTHZ
 from alarm_backends.management.supervisor.workers import SMALL, workers
 from tests.integration.conftest import wait_for
 from tests.metrics import scrape, total, value

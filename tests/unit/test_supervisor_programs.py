@@ -13,7 +13,8 @@ from django.conf import settings
 from django.test import override_settings
 from supervisor.options import ServerOptions
 
-from alarm_backends.management.supervisor.render import BEAT, GATEWAY, HEALTHZ, REDIS, Host, LocalRedis, render
+from alarm_backends.management.supervisor.programs import BEAT, GATEWAY, HEALTHZ, REDIS
+from alarm_backends.management.supervisor.render import Host, LocalRedis, render
 from alarm_backends.management.supervisor.workers import SMALL
 from tests.unit.test_supervisor_render import REPO, TEMPLATE, host, parse, programs
 

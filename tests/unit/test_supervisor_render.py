@@ -20,9 +20,8 @@ from supervisor.options import ServerOptions, expand
 
 from alarm_backends.core.cluster import reset_cluster
 from alarm_backends.management.supervisor.control import SupervisorError, default_template, validate_config
+from alarm_backends.management.supervisor.programs import BEAT, EXPORTER
 from alarm_backends.management.supervisor.render import (
-    BEAT,
-    EXPORTER,
     Host,
     LocalRedis,
     check_host,

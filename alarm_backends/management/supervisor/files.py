@@ -107,8 +107,7 @@ class Plan:
             raise SupervisorError(f"{self.template_path}: {exc}") from None
 
     def programs(self, host: Host) -> list[str]:
-        optional = bool(host.metrics_port), bool(host.healthz_interval), bool(host.gateway_binary)
-        return program_names(self.profile, self.redis, *optional)
+        return program_names(host, self.profile, self.redis)
 
     def withheld(self) -> str | None:
         """What to tell the operator about the variables left out because they hold a secret (names only)."""

@@ -22,9 +22,6 @@ from alarm_backends.core.prometheus.exporter import check_address
 from alarm_backends.management.supervisor.env_secrets import holds_secret
 from alarm_backends.management.supervisor.programs import (
     BEAT,
-    EXPORTER,
-    GATEWAY,
-    HEALTHZ,
     PROGRAM_PRIORITY,
     REDIS,
     REDIS_PRIORITY,
@@ -183,12 +180,21 @@ def needs_local_redis(conf: Any, answers: bool) -> bool:
     return conf.REDIS_MODE == "standalone" and str(conf.REDIS_HOST) in LOCAL_HOSTS and not answers
 
 
-def program_names(
-    profile: str, redis: LocalRedis | None = None, exporter: bool = False, healthz: bool = False, gateway: bool = False
-) -> list[str]:
+def all_programs(
+    host: Host, profile: str, redis: LocalRedis | None = None, queue_name: Callable[[str], str] = str
+) -> list[Program]:
     """Every program of a rendered config, in start order."""
-    optional = [*([EXPORTER] if exporter else []), *([HEALTHZ] if healthz else []), *([GATEWAY] if gateway else [])]
-    return [*([REDIS] if redis else []), BEAT, *(w.name for w in workers(profile)), *optional]
+    programs = [Program(REDIS, tuple(redis.argv(host.run_dir)), "", REDIS_PRIORITY, wrapped=False)] if redis else []
+    programs.append(Program(BEAT, tuple(beat_argv(host))))
+    programs += [
+        Program(w.name, tuple(w.argv(host.python, host.sizing(profile), queue_name))) for w in workers(profile)
+    ]
+    return programs + optional_programs(host)
+
+
+def program_names(host: Host, profile: str, redis: LocalRedis | None = None) -> list[str]:
+    """The names of :func:`all_programs`."""
+    return [program.name for program in all_programs(host, profile, redis)]
 
 
 def _settings_related(name: str) -> bool:
@@ -355,12 +361,7 @@ def render(
     check_host(host)
     conf_module = conf_module_for(host, profile, environ or {})
     env = environment_line(host, environ or {}, host.metrics_dir, secrets, conf_module)
-    programs = [Program(REDIS, tuple(redis.argv(host.run_dir)), "", REDIS_PRIORITY, wrapped=False)] if redis else []
-    programs.append(Program(BEAT, tuple(beat_argv(host))))
-    programs += [
-        Program(w.name, tuple(w.argv(host.python, host.sizing(profile), queue_name))) for w in workers(profile)
-    ]
-    programs += optional_programs(host)
+    programs = all_programs(host, profile, redis, queue_name)
     sections = [_section(host, program, env) for program in programs]
     maxbytes, backups = host.log_rotation()
     values = {
