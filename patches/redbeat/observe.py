@@ -81,6 +81,15 @@ class PlannedRun:
     requested: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SentRun:
+    """A run that went out: its task's name, and when its chunk was sent (the Redis server's clock)."""
+
+    run: PlannedRun
+    task: str
+    at: float
+
+
 @functools.lru_cache(maxsize=256)
 def _at(epoch: float) -> str:
     # A burst's runs share a handful of due times: format each once.
@@ -130,21 +139,21 @@ class Observer:
             logger.info("beat: claimed %d due entr%s and %d run-now request(s)%s", due,
                         "y" if due == 1 else "ies", requested, since)  # fmt: skip
 
-    def committed(self, sent: list[tuple[PlannedRun, str, float]]) -> None:
-        """``(run, task name, publish time)`` of the runs published and committed: no beat sends them again, so each
-        is counted once here. Lateness is publish time minus due time on the server's clock; a chunk's messages share
-        the time its last one was sent, an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
-        for run, _, at in sent:
-            if not run.requested:
-                self.metrics.dispatch_lateness.observe(max(at - run.due, 0.0))
-        slots = sum(1 for run, _, _ in sent if not run.requested)
+    def committed(self, sent: list[SentRun]) -> None:
+        """The runs published and committed: no beat sends them again, so each is counted once here. Lateness is
+        publish time minus due time on the server's clock; a chunk's messages share the time its last one was sent,
+        an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
+        for one in sent:
+            if not one.run.requested:
+                self.metrics.dispatch_lateness.observe(max(one.at - one.run.due, 0.0))
+        slots = sum(1 for one in sent if not one.run.requested)
         if slots:
             self.metrics.dispatched.labels(kind="slot").inc(slots)
         if len(sent) > slots:
             self.metrics.dispatched.labels(kind="run_now").inc(len(sent) - slots)
         if not logger.isEnabledFor(logging.INFO):
             return
-        for run, task, at in sent:
+        for run, task, at in ((one.run, one.task, one.at) for one in sent):
             # The id starts with the entry's name; the task is named too where it differs (crontab entries are
             # named after their task).
             what = run.id if task == run.entry else f"{run.id} ({task})"
@@ -153,8 +162,8 @@ class Observer:
             else:
                 logger.info("Scheduler: Sent due task %s: due %s, late %.3fs", what, _at(run.due), max(at - run.due, 0))
 
-    def uncommitted(self, sent: list[tuple[PlannedRun, str, float]], why: str) -> None:
+    def uncommitted(self, sent: list[SentRun], why: str) -> None:
         """Runs published whose commit did not happen: the next leader publishes them again, under the same ids."""
-        for run, _, _ in sent:
+        for one in sent:
             logger.warning("beat: %s (%s) was sent but not committed (%s): it goes out again under the same id",
-                           run.id, _at(run.due), why)  # fmt: skip
+                           one.run.id, _at(one.run.due), why)  # fmt: skip

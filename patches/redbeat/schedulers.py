@@ -19,11 +19,13 @@ the lock, and gives it up if it held it. The platform gates beat by its Consul h
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -35,6 +37,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
+from patches.redbeat.dispatch import Chunk, ChunkPipeline
 from patches.redbeat.entries import (
     Definition,
     Definitions,
@@ -42,12 +45,12 @@ from patches.redbeat.entries import (
     encode_definition,
     encode_meta,
 )
-from patches.redbeat.observe import Observer, PlannedRun
+from patches.redbeat.observe import Observer
 from patches.redbeat.planner import TickPlanner, next_wake
 from patches.redbeat.policy import MissedRun, from_epoch, seed_score
-from patches.redbeat.publisher import BatchPublisher, LeaseExpiredError, Templates, open_producer
+from patches.redbeat.publisher import BatchPublisher, Templates, open_producer
 from patches.redbeat.stall import bounded
-from patches.redbeat.store import Due, LostLockError, Seed, Store, Update
+from patches.redbeat.store import Due, LostLockError, Seed, Store
 
 logger = logging.getLogger("celery.beat")
 
@@ -281,64 +284,36 @@ class RedBeatScheduler(Scheduler):
         return max(min(sleep, self.max_interval, until_renewal), 0.0), False
 
     def _run(self, due: Due, oldest: float) -> tuple[list[float], bool]:
-        """Plan and publish the due entries chunk by chunk (the first messages leave before the last entries are
-        planned), then commit, in one call, every entry whose messages all went out; ``oldest``: the earliest due."""
-        now = due.now
-        planner = TickPlanner(self.definitions, self.templates, now)
-        committed: list[Update] = []
-        sent: list[tuple[PlannedRun, str, float]] = []  # of the committed updates: (run, task, publish time)
-        # Chunks sent but not yet confirmed: (confirmation mark, their updates, their runs). At most one in flight.
-        in_flight: list[tuple[int, list[Update], list[tuple[PlannedRun, str, float]]]] = []
-        try:
-            for start in range(0, len(due.entries), self.conf.publish_chunk):
-                if not self._renew_if_due():  # a long batch outlasts a third of the TTL
-                    raise LostLockError(self.store.lock_key)
-                batch = due.entries[start : start + self.conf.publish_chunk]
-                chunk = [planner(item) for item in batch]
-                runs = [(d.template(self.templates), r) for d, planned, _ in chunk if d is not None for r in planned]
-                publisher = self._get_publisher()
-                try:
-                    # The lease is checked before every message: a beat paused before or during the chunk (SIGSTOP,
-                    # a long GC, a frozen VM) sends nothing more, since another beat may lead by now.
-                    messages = [(template, run.id) for template, run in runs]
-                    mark = publisher.send(messages, now, still_valid=self._lease_valid) if messages else None
-                except LeaseExpiredError as exc:
-                    # This chunk is not committed: whoever leads next publishes it again under the same ids.
-                    logger.warning("beat: paused past the lease while publishing (%s); re-checking the lock", exc)
-                    at = self._server_clock()
-                    self.observer.uncommitted([(r, t.task, at) for t, r in runs[: exc.sent]], "paused past the lease")
-                    break
-                at = self._server_clock()
-                in_flight.append((mark or 0, [update for *_, update in chunk], [(r, t.task, at) for t, r in runs]))
-                while len(in_flight) > 1:
-                    mark_, updates, done = in_flight.pop(0)
-                    publisher.confirm(mark_)
-                    committed += updates
-                    sent += done
-            while in_flight:
-                mark_, updates, done = in_flight.pop(0)
-                self._get_publisher().confirm(mark_)
-                committed += updates
-                sent += done
-        except LostLockError:
-            self.observer.uncommitted(sent + [r for *_, done in in_flight for r in done], "this beat lost the lock")
-            raise
-        except Exception as exc:
-            # Nothing of this chunk is marked as run: it goes out again next tick, under the same task ids.
-            logger.error("beat: publishing failed, %d entries will be retried: %s: %s",
-                         len(due.entries) - len(committed), type(exc).__name__, exc)  # fmt: skip
-            self.observer.uncommitted([r for *_, done in in_flight for r in done], "publishing failed")
-            self._close_publisher()
-        if committed:
-            try:
-                self.store.commit(self.token, committed)
-            except (LostLockError, redis.RedisError) as exc:
-                self.observer.uncommitted(sent, f"the commit failed: {exc}")
-                raise
-            self.observer.committed(sent)
-            logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs", len(sent), len(committed),
-                        now - oldest)  # fmt: skip
-        return [u.score for u in committed if u.score is not None], len(committed) < len(due.entries)
+        """Plan, publish and commit the due entries (``dispatch.ChunkPipeline``); the committed entries' next
+        scores, and whether some were left uncommitted. ``oldest``: the earliest due score, for the lateness logged."""
+        pipeline = ChunkPipeline(
+            publisher=self._get_publisher,
+            keep_lease=self._keep_lease,
+            lease_valid=self._lease_valid,
+            clock=self._server_clock,
+            commit=functools.partial(self.store.commit, self.token),
+            publish_failed=self._close_publisher,
+            reporter=self.observer,
+        )
+        committed = pipeline.run(self._chunks(due), due.now, len(due.entries))
+        if committed.updates:
+            logger.info("Scheduler: Sent %d due task(s) of %d entries, lateness %.3fs",
+                        len(committed.runs), len(committed.updates), due.now - oldest)  # fmt: skip
+        scores = [u.score for u in committed.updates if u.score is not None]
+        return scores, len(committed.updates) < len(due.entries)
+
+    def _chunks(self, due: Due) -> Iterator[Chunk]:
+        """The due entries planned chunk by chunk, all against the fetch's server time."""
+        planner = TickPlanner(self.definitions, self.templates, due.now)
+        size = self.conf.publish_chunk
+        for start in range(0, len(due.entries), size):
+            planned = [planner(item) for item in due.entries[start : start + size]]
+            messages = [(d.template(self.templates), r) for d, runs, _ in planned if d is not None for r in runs]
+            yield Chunk(messages, [update for *_, update in planned])
+
+    def _keep_lease(self) -> None:
+        if not self._renew_if_due():
+            raise LostLockError(self.store.lock_key)
 
     def _server_clock(self) -> float:
         """The Redis server's time now, from its reading at the last fetch and this host's monotonic clock."""
