@@ -3,7 +3,8 @@
 One tick of the leader (``schedulers.RedBeatScheduler.tick``), file by file:
 
   store.fetch_due (lua/fetch_due.lua: clock, lock, due entries)  →  planner / policy (which runs, under which ids)
-  →  publisher (send, then broker confirms; stall bounds a stalled link)  →  store.commit (lua/commit.lua, fenced)
+  →  dispatch, chunk by chunk: publisher.send, then the broker's confirms (stall bounds a stalled link)
+  →  store.commit (lua/commit.lua, fenced: only confirmed chunks, only if the lock is still this beat's)
   observe reports each step (logs, metrics); controls serves the operator's pause / run-now; client builds Redis.
 
 ``install()`` makes ``redbeat.RedBeatScheduler`` — the name on the original's beat command line
