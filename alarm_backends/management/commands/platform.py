@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from supervisor.supervisorctl import LSBStatusExitStatuses
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear as clear_metrics
@@ -21,6 +22,7 @@ from alarm_backends.management.supervisor.control import (
     REDIS_AUTO,
     REDIS_CHOICES,
     RPC_ERRORS,
+    RUNNING,
     ProcessInfo,
     Supervisor,
     SupervisorError,
@@ -36,8 +38,8 @@ from alarm_backends.management.supervisor.files import render_to_file
 from alarm_backends.management.supervisor.render import Host
 from alarm_backends.management.supervisor.workers import PROFILES, SMALL
 
-# supervisorctl's exit status when a program is not running (LSB "program is not running").
-NOT_RUNNING = 3
+# supervisorctl status's exit status when a program is not running (LSB "program is not running").
+NOT_RUNNING = LSBStatusExitStatuses.NOT_RUNNING
 
 
 class Command(BaseCommand):
@@ -117,7 +119,7 @@ class Command(BaseCommand):
 
         def progress(process: ProcessInfo) -> None:
             self.stdout.write(
-                f"  {process.name:<40} RUNNING  pid {process.pid:<8} ({time.monotonic() - started:.1f} s)"
+                f"  {process.name:<40} {RUNNING}  pid {process.pid:<8} ({time.monotonic() - started:.1f} s)"
             )
 
         pending = wait_running(self.supervisor, timeout, progress)
@@ -171,6 +173,6 @@ class Command(BaseCommand):
         processes = self.supervisor.processes()
         for process in processes:
             self.stdout.write(f"{process.name:<40} {process.state:<10} {process.description}")
-        down = [p.name for p in processes if p.state != "RUNNING"]
+        down = [p.name for p in processes if p.state != RUNNING]
         if down:
             raise CommandError(f"not RUNNING: {', '.join(down)}", returncode=NOT_RUNNING)

@@ -1,6 +1,6 @@
 """The I/O side of running the scheduler under supervisord: finding a redis-server, validating a config with
 supervisor's own parser, starting supervisord, and talking to it over its unix socket. Rendering the config and
-writing it (or checking it without writing) is ``supervisor_config``'s.
+writing it (or checking it without writing) is in ``files``.
 
 Functions raise ``SupervisorError`` with a message meant for the operator; the commands turn it into CommandError.
 """
@@ -20,12 +20,13 @@ import time
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
-from supervisor.options import ServerOptions
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.options import BadCommand, ProcessException, ServerOptions, make_namespec
+from supervisor.process import Subprocess
+from supervisor.states import ProcessStates, getProcessStateDescription
+from supervisor.xmlrpc import SupervisorTransport, UnixStreamHTTPConnection
 
 from alarm_backends.core.processes import pid_alive
 from alarm_backends.management.supervisor.render import (
@@ -43,6 +44,9 @@ REDIS_AUTO, REDIS_YES, REDIS_NO = "auto", "yes", "no"
 REDIS_CHOICES = (REDIS_AUTO, REDIS_YES, REDIS_NO)
 # What a call over the socket raises when supervisord is not there, goes away or refuses.
 RPC_ERRORS = (OSError, xmlrpc.client.Error, http.client.HTTPException)
+# A program's state as getAllProcessInfo names it (``statename``), and supervisorctl shows it.
+RUNNING = getProcessStateDescription(ProcessStates.RUNNING)
+FATAL = getProcessStateDescription(ProcessStates.FATAL)
 
 
 class SupervisorError(Exception):
@@ -142,12 +146,16 @@ def validate_config(path: str) -> list[str]:
     for group in options.process_group_configs:
         for process in group.process_configs:
             names.append(process.name)
+            section = f"{path}: [program:{process.name}]"
             try:
-                program = shlex.split(process.command)[0]
-            except (ValueError, IndexError):
-                raise SupervisorError(f"{path}: [program:{process.name}] has an unreadable command") from None
-            if not (shutil.which(program) if "/" not in program else os.access(program, os.X_OK)):
-                raise SupervisorError(f"{path}: [program:{process.name}] runs {program}, which is not executable")
+                # supervisord's own check before it spawns: PATH lookup, a directory, the execute permission.
+                Subprocess(process).get_execv_args()
+            except BadCommand:
+                raise SupervisorError(f"{section} has an unreadable command") from None
+            except ProcessException:  # the command parsed: BadCommand was not raised
+                raise SupervisorError(
+                    f"{section} runs {shlex.split(process.command)[0]}, which is not executable"
+                ) from None
     servers = options.configroot.supervisord.server_configs
     if any(server["family"] != socket.AF_UNIX for server in servers):
         raise SupervisorError(f"{path}: supervisord must not listen on TCP ([inet_http_server]): use a unix socket")
@@ -159,28 +167,25 @@ def validate_config(path: str) -> list[str]:
 # --- the running supervisord ----------------------------------------------------------------------------------
 
 
-class _UnixConnection(HTTPConnection):
-    """HTTP over supervisord's unix socket, with a timeout (supervisor's own connection has none)."""
+class _UnixConnection(UnixStreamHTTPConnection):
+    """supervisor's connection over its unix socket, with a timeout: supervisor's blocks without limit, so a
+    supervisord that is stopped (SIGSTOP) or wedged would hang ``platform`` and the render's probe for ever instead
+    of failing with an operator error. Set before connecting: a full listen backlog blocks ``connect`` too."""
 
     def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+        super().__init__("localhost", timeout=timeout)  # supervisor's host name: a path may exceed 64 characters
+        self.socketfile = socket_path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socketfile)  # on failure, the transport's close() closes the socket
 
 
 @dataclass(frozen=True)
 class ProcessInfo:
     name: str  # group:name, as supervisorctl shows it
-    state: str
+    state: str  # statename: RUNNING, FATAL...
     pid: int
     description: str
     logfile: str
@@ -188,9 +193,8 @@ class ProcessInfo:
 
     @classmethod
     def from_rpc(cls, info: Mapping[str, Any]) -> ProcessInfo:
-        name = info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}"
         return cls(
-            name=name,
+            name=make_namespec(info["group"], info["name"]),
             state=str(info["statename"]),
             pid=int(info["pid"]),
             description=str(info["description"]),
@@ -200,21 +204,19 @@ class ProcessInfo:
 
 
 class Supervisor:
-    """supervisord's XML-RPC interface on ``socket_path``."""
+    """supervisord's XML-RPC interface on ``socket_path``, reached as supervisorctl reaches it."""
 
     def __init__(self, socket_path: str, timeout: float = RPC_TIMEOUT) -> None:
         self.socket_path = socket_path
-        self.transport = SupervisorTransport(None, None, f"unix://{socket_path}")
-        self.transport._get_connection = lambda: _UnixConnection(socket_path, timeout)
-        self.proxy: Any = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=self.transport)
+        self.timeout = timeout
 
     def call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.proxy.supervisor, method)(*args)
-        except BaseException:
-            # The transport keeps one connection; after a failure it is unusable, so the next call opens anew.
-            self.transport.close()
-            raise
+        # A connection per call, closed after it, as supervisorctl opens one per command: one that failed (refused,
+        # timed out mid-reply) is never reused, and none stays open between the polls of a wait.
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        transport._get_connection = lambda: _UnixConnection(self.socket_path, self.timeout)
+        with xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport) as proxy:
+            return getattr(proxy.supervisor, method)(*args)
 
     def answers(self) -> bool:
         try:
@@ -275,13 +277,18 @@ def start_supervisord(python: str, config: str, cwd: str) -> None:
         raise SupervisorError(f"supervisord failed to start (exit {result.returncode}): {output}")
 
 
-def wait_for_socket(supervisor: Supervisor, timeout: float) -> bool:
+def until(done: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``done`` until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
-    while not supervisor.answers():
+    while not done():
         if time.monotonic() > deadline:
             return False
         time.sleep(POLL_INTERVAL)
     return True
+
+
+def wait_for_socket(supervisor: Supervisor, timeout: float) -> bool:
+    return until(supervisor.answers, timeout)
 
 
 def wait_running(
@@ -293,27 +300,25 @@ def wait_running(
 
     ``on_running`` is called once per program as it reaches RUNNING; returns the programs that did not.
     """
-    deadline = time.monotonic() + timeout
     seen: set[str] = set()
-    while True:
+    pending: list[ProcessInfo] = []
+
+    def settled() -> bool:
+        nonlocal pending
         processes = supervisor.processes()
         for process in processes:
-            if process.state == "RUNNING" and process.name not in seen:
+            if process.state == RUNNING and process.name not in seen:
                 seen.add(process.name)
                 on_running(process)
-        pending = [p for p in processes if p.state != "RUNNING"]
-        if not pending or any(p.state == "FATAL" for p in pending) or time.monotonic() > deadline:
-            return pending
-        time.sleep(POLL_INTERVAL)
+        pending = [p for p in processes if p.state != RUNNING]
+        return not pending or any(p.state == FATAL for p in pending)
+
+    until(settled, timeout)
+    return pending
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-    return True
+    return until(lambda: not pid_alive(pid), timeout)
 
 
 def terminate(pid: int) -> None:
