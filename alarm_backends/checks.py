@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
+from alarm_backends.core.host import get_host_addr
 from alarm_backends.service.scheduler.crontab import CronConfigError, parse_entries
 from alarm_backends.service.scheduler.runner import CronJobImportError, resolve
 from config.tools.validation import problems
@@ -79,8 +80,6 @@ def check_settings(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
 @register("bkmonitor")
 def check_ring_address(app_configs: Any = None, **_: Any) -> list[CheckMessage]:
     """With Consul, this host's address on the ring must be one the other hosts can tell apart."""
-    from alarm_backends.management.utils import get_host_addr
-
     if not settings.CONSUL_ENABLED:
         return []
     try:

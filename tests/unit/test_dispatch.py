@@ -9,6 +9,7 @@ import pytest
 from django.test import override_settings
 
 from alarm_backends.core.consul_client import client_kwargs, consul_settings
+from alarm_backends.core.host import default_route_interface, get_host_addr
 from alarm_backends.management.base.dispatch import (
     dispatch_all_hosts,
     dispatch_for_instance,
@@ -18,9 +19,9 @@ from alarm_backends.management.base.dispatch import (
     separates_labels,
 )
 from alarm_backends.management.base.leader import ring_leader
-from alarm_backends.management.base.service_discovery import Registry, parse_registry, registration_prefix
+from alarm_backends.management.base.registry import Registry, parse_registry
+from alarm_backends.management.base.service_discovery import registration_prefix
 from alarm_backends.management.hashring import EmptyRingError, HashRing
-from alarm_backends.management.utils import default_route_interface, get_host_addr
 from config.tools.consul import get_consul_settings
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]

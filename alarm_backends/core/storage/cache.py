@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from alarm_backends.core.storage.clients import SOCKET_TIMEOUT, build_client, db_of, server_settings
 from config.tools.redis import RedisSettings, parse_redis_url
 
 # The original's backend names and the DB role each uses.
@@ -73,8 +74,6 @@ _lock = threading.Lock()
 
 
 def _build(target: Route) -> CacheClient:
-    from alarm_backends.core.storage.redis import SOCKET_TIMEOUT, build_client, db_of, server_settings
-
     conf = target.server or server_settings(target.role)
     options: dict[str, Any] = {"socket_timeout": SOCKET_TIMEOUT.get(target.role), "redis_class": CacheClient}
     client = build_client(conf, db_of(target.role), **options)

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
 from alarm_backends.core.cluster import filter_bk_biz_ids
+from alarm_backends.management.base.registry import Registry
 from alarm_backends.management.hashring import HashRing, as_weights
-
-if TYPE_CHECKING:  # the registry module imports this one
-    from alarm_backends.management.base.service_discovery import Registry
 
 T = TypeVar("T")
 

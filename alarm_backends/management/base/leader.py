@@ -29,7 +29,8 @@ from alarm_backends.management.base.dispatch import (
     ring_targets,
     separates_labels,
 )
-from alarm_backends.management.base.service_discovery import ConsulRegistration, Registry
+from alarm_backends.management.base.registry import Registry
+from alarm_backends.management.base.service_discovery import ConsulRegistration
 from config.tools.consul import uses_ring
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import consul
@@ -22,8 +21,9 @@ from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.consul_client import consul_call, consul_settings, get_consul
+from alarm_backends.core.host import get_host_addr
 from alarm_backends.management.base.dispatch import ANNOUNCEMENT, ORIGINAL, ring_mode
-from alarm_backends.management.utils import get_host_addr
+from alarm_backends.management.base.registry import Registry, parse_registry
 
 logger = logging.getLogger(__name__)
 
@@ -39,41 +39,6 @@ def session_ttl(conf: Any = settings) -> int:
 def registration_prefix(command: str, conf: Any = settings) -> str:
     """``<APP_CODE>_<PLATFORM>_<ENVIRONMENT>_<cluster>/<command>``: one ring per command and cluster."""
     return f"{conf.APP_CODE}_{conf.PLATFORM}_{conf.ENVIRONMENT}_{get_cluster().name}/{command}"
-
-
-@dataclass(frozen=True)
-class Registry:
-    """The registered instances under one prefix: host → pids, hosts in Consul's (sorted) key order."""
-
-    instances: dict[str, list[str]] = field(default_factory=dict)
-    # Hosts announcing that they run this platform's ring (see ConsulRegistration.announcement_path).
-    announced: frozenset[str] = frozenset()
-
-    @property
-    def hosts(self) -> list[str]:
-        return list(self.instances)
-
-    def has(self, host: str, pid: int | str) -> bool:
-        return str(pid) in self.instances.get(host, [])
-
-    def instance_names(self, host: str) -> list[str]:
-        """``host/pid`` of each instance on ``host``, the unit targets are round-robined over."""
-        return [f"{host}/{pid}" for pid in self.instances.get(host, [])]
-
-
-def parse_registry(prefix: str, keys: Iterable[str]) -> Registry:
-    """Consul keys under ``prefix/`` → :class:`Registry`. Keys that are not ``<host>/<pid>`` are ignored with a
-    warning (the original's parser raised on them and took the whole dispatch down)."""
-    instances: dict[str, list[str]] = {}
-    start = len(prefix) + 1
-    for key in keys:
-        parts = key[start:].split("/") if key.startswith(prefix + "/") else []
-        if len(parts) != 2 or not all(parts):
-            logger.warning("consul: ignoring %r under %s: not a <host>/<pid> registration", key, prefix)
-            continue
-        host, pid = parts
-        instances.setdefault(host, []).append(pid)
-    return Registry(instances)
 
 
 class ConsulRegistration:

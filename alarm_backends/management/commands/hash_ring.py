@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
+from alarm_backends.core.host import get_host_addr
 from alarm_backends.management.base.dispatch import (
     dispatch_all_hosts,
     ring_kind,
@@ -41,7 +42,6 @@ from alarm_backends.management.base.dispatch import (
 from alarm_backends.management.base.leader import LEADER_COMMAND
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
-from alarm_backends.management.utils import get_host_addr
 from config.tools.consul import ENABLING_VARS
 
 LOCALHOST = "localhost"

@@ -26,10 +26,8 @@ from alarm_backends.management.supervisor.control import (
     validate_config,
 )
 from alarm_backends.management.supervisor.env_secrets import configured_secrets
+from alarm_backends.management.supervisor.programs import CONFIG_NAME, REDIS, Host
 from alarm_backends.management.supervisor.render import (
-    CONFIG_NAME,
-    REDIS,
-    Host,
     LocalRedis,
     program_names,
     render,

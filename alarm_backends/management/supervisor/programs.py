@@ -13,16 +13,14 @@ reach the programs (without the original's ``sleep 10`` first: priorities order 
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from alarm_backends.management.supervisor.workers import APP
-
-if TYPE_CHECKING:  # the renderer imports this module
-    from alarm_backends.management.supervisor.render import Host
+from alarm_backends.management.supervisor.workers import APP, Sizing
 
 SCHEDULER_GROUP = "scheduler"
 SELFMONITOR_GROUP = "selfmonitor"
@@ -37,6 +35,77 @@ SCHEDULER = "redbeat.RedBeatScheduler"
 # Redis is started first (lower priority number) so the others find it listening.
 REDIS_PRIORITY = 10
 PROGRAM_PRIORITY = 100
+CONFIG_NAME = "supervisord.conf"
+STDOUT = "/dev/stdout"
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where the programs run on this host."""
+
+    repo_dir: str
+    python: str
+    run_dir: str
+    log_dir: str
+    socket_path: str
+    cpu_count: int = 1
+    celery_workers: int = 0  # CELERY_WORKERS: 0 means the sizing formula
+    log_to_stdout: bool = False  # container mode: the runtime collects stdout
+    metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
+    metrics_host: str = "127.0.0.1"  # METRICS_EXPORTER_HOST
+    healthz_interval: int = 0  # HEALTHZ_DAEMON_INTERVAL: 0 leaves the self-monitoring daemon out
+    conf_module: str = ""  # DJANGO_CONF_MODULE the renderer loaded (and validated)
+    platform: str = "community"  # its platform, for the production profile's module
+    environ_sh: str = ""  # SUPERVISOR_ENVIRON_SH: sourced before each program, as the original's bin/environ.sh
+    gateway_binary: str = ""  # PROM_AGG_GATEWAY_BINARY: the original's aggregation gateway, when set
+    gateway_port: int = 10206  # PROM_AGG_GATEWAY_PORT (BK_MONITOR_PROM_PORT)
+
+    @classmethod
+    def from_settings(cls, conf: Any, python: str) -> Host:
+        url = str(conf.SUPERVISOR_SERVER)
+        if not url.startswith("unix://"):
+            raise ValueError(f"SUPERVISOR_SERVER={url!r} must be a unix:// socket: supervisord never listens on TCP")
+        return cls(
+            repo_dir=str(conf.BASE_DIR),
+            python=python,
+            run_dir=str(conf.RUN_DIR),
+            log_dir=str(conf.LOG_PATH),
+            socket_path=url[len("unix://") :],
+            cpu_count=os.cpu_count() or 1,
+            celery_workers=int(conf.CELERY_WORKERS),
+            log_to_stdout=bool(conf.IS_CONTAINER_MODE),
+            metrics_port=int(conf.METRICS_EXPORTER_PORT),
+            metrics_host=str(conf.METRICS_EXPORTER_HOST),
+            healthz_interval=int(conf.HEALTHZ_DAEMON_INTERVAL),
+            conf_module=str(conf.DJANGO_CONF_MODULE),
+            platform=str(conf.PLATFORM),
+            environ_sh=str(conf.SUPERVISOR_ENVIRON_SH),
+            gateway_binary=str(conf.PROM_AGG_GATEWAY_BINARY),
+            gateway_port=int(conf.PROM_AGG_GATEWAY_PORT),
+        )
+
+    def sizing(self, profile: str) -> Sizing:
+        return Sizing(profile=profile, cpu_count=self.cpu_count, celery_workers=self.celery_workers)
+
+    @property
+    def config_path(self) -> str:
+        return str(Path(self.run_dir) / CONFIG_NAME)
+
+    @property
+    def metrics_dir(self) -> str:
+        """Every program's ``PROMETHEUS_MULTIPROC_DIR``, which the exporter serves."""
+        return str(Path(self.run_dir) / "metrics")
+
+    @property
+    def pidfile(self) -> str:
+        return str(Path(self.run_dir) / "supervisord.pid")
+
+    def logfile(self, program: str) -> str:
+        return STDOUT if self.log_to_stdout else str(Path(self.log_dir) / f"{program}.log")
+
+    def log_rotation(self) -> tuple[str, str]:
+        """``(maxbytes, backups)`` of a log: a stream cannot be rotated (supervisord requires 0 for it)."""
+        return ("0", "0") if self.log_to_stdout else ("50MB", "5")
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,10 @@ program logs to supervisord's stdout, where the container runtime collects it, i
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from string import Template
 from typing import Any
 
@@ -26,24 +24,23 @@ from alarm_backends.management.supervisor.programs import (
     REDIS,
     REDIS_PRIORITY,
     SCHEDULER_GROUP,
+    Host,
     Program,
     beat_argv,
     group_sections,
     optional_programs,
 )
-from alarm_backends.management.supervisor.workers import PRODUCTION, SMALL, Sizing, check_profile, workers
+from alarm_backends.management.supervisor.workers import PRODUCTION, SMALL, check_profile, workers
 from config.tools.validation import EXIT_CONFIG
 
 GROUP = SCHEDULER_GROUP  # beat and the workers' group
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 TEMPLATE_NAME = "supervisor-bkmonitor-scheduler.conf"
-CONFIG_NAME = "supervisord.conf"
 # sun_path is 108 bytes on Linux and 104 on macOS; supervisord fails obscurely past it.
 MAX_SOCKET_PATH = 100
 # kombu's Redis transport restores unacked messages with ZRANGE ... BYSCORE REV, which Redis has since 6.2: an
 # older server makes every prefork worker die at start-up.
 MIN_REDIS_VERSION = (6, 2, 0)
-STDOUT = "/dev/stdout"
 
 # Variables the settings read; passed to every program so the rendered file also works when supervisord is started
 # by something else (systemd, an init script). Secrets stay out of the file, wherever they sit in a value
@@ -83,75 +80,6 @@ stdout_logfile_backups=${logfile_backups}
 environment=${environment}
 """
 )
-
-
-@dataclass(frozen=True)
-class Host:
-    """Where the programs run on this host."""
-
-    repo_dir: str
-    python: str
-    run_dir: str
-    log_dir: str
-    socket_path: str
-    cpu_count: int = 1
-    celery_workers: int = 0  # CELERY_WORKERS: 0 means the sizing formula
-    log_to_stdout: bool = False  # container mode: the runtime collects stdout
-    metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
-    metrics_host: str = "127.0.0.1"  # METRICS_EXPORTER_HOST
-    healthz_interval: int = 0  # HEALTHZ_DAEMON_INTERVAL: 0 leaves the self-monitoring daemon out
-    conf_module: str = ""  # DJANGO_CONF_MODULE the renderer loaded (and validated)
-    platform: str = "community"  # its platform, for the production profile's module
-    environ_sh: str = ""  # SUPERVISOR_ENVIRON_SH: sourced before each program, as the original's bin/environ.sh
-    gateway_binary: str = ""  # PROM_AGG_GATEWAY_BINARY: the original's aggregation gateway, when set
-    gateway_port: int = 10206  # PROM_AGG_GATEWAY_PORT (BK_MONITOR_PROM_PORT)
-
-    @classmethod
-    def from_settings(cls, conf: Any, python: str) -> Host:
-        url = str(conf.SUPERVISOR_SERVER)
-        if not url.startswith("unix://"):
-            raise ValueError(f"SUPERVISOR_SERVER={url!r} must be a unix:// socket: supervisord never listens on TCP")
-        return cls(
-            repo_dir=str(conf.BASE_DIR),
-            python=python,
-            run_dir=str(conf.RUN_DIR),
-            log_dir=str(conf.LOG_PATH),
-            socket_path=url[len("unix://") :],
-            cpu_count=os.cpu_count() or 1,
-            celery_workers=int(conf.CELERY_WORKERS),
-            log_to_stdout=bool(conf.IS_CONTAINER_MODE),
-            metrics_port=int(conf.METRICS_EXPORTER_PORT),
-            metrics_host=str(conf.METRICS_EXPORTER_HOST),
-            healthz_interval=int(conf.HEALTHZ_DAEMON_INTERVAL),
-            conf_module=str(conf.DJANGO_CONF_MODULE),
-            platform=str(conf.PLATFORM),
-            environ_sh=str(conf.SUPERVISOR_ENVIRON_SH),
-            gateway_binary=str(conf.PROM_AGG_GATEWAY_BINARY),
-            gateway_port=int(conf.PROM_AGG_GATEWAY_PORT),
-        )
-
-    def sizing(self, profile: str) -> Sizing:
-        return Sizing(profile=profile, cpu_count=self.cpu_count, celery_workers=self.celery_workers)
-
-    @property
-    def config_path(self) -> str:
-        return str(Path(self.run_dir) / CONFIG_NAME)
-
-    @property
-    def metrics_dir(self) -> str:
-        """Every program's ``PROMETHEUS_MULTIPROC_DIR``, which the exporter serves."""
-        return str(Path(self.run_dir) / "metrics")
-
-    @property
-    def pidfile(self) -> str:
-        return str(Path(self.run_dir) / "supervisord.pid")
-
-    def logfile(self, program: str) -> str:
-        return STDOUT if self.log_to_stdout else str(Path(self.log_dir) / f"{program}.log")
-
-    def log_rotation(self) -> tuple[str, str]:
-        """``(maxbytes, backups)`` of a log: a stream cannot be rotated (supervisord requires 0 for it)."""
-        return ("0", "0") if self.log_to_stdout else ("50MB", "5")
 
 
 @dataclass(frozen=True)
