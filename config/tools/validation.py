@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from config.tools.cluster import RoutingRule, check_code, check_name
+
 # The exit status of a process refused for its configuration (2, as for a usage error): supervisord's log and a
 # shell can tell it from a crash (1) or a signal.
 EXIT_CONFIG = 2
@@ -164,11 +166,9 @@ def _db_plan(value: Any, _: Mapping[str, Any]) -> str | None:
 
 
 def _cluster(part: str) -> Check:
-    """The cluster's own parsers (alarm_backends.core.cluster), so their messages say what is wrong."""
+    """The cluster's own parsers (config.tools.cluster), so their messages say what is wrong."""
 
     def check(value: Any, _: Mapping[str, Any]) -> str | None:
-        from alarm_backends.core.cluster import RoutingRule, check_code, check_name
-
         try:
             if part == "name":
                 check_name(value)

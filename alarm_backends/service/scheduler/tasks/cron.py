@@ -5,12 +5,18 @@
 * paths in ``EXCLUDE_WORKER_TASKS`` are skipped; ``global`` entries exist only in the default cluster;
 * the task is named ``alarm_backends.service.scheduler.tasks.cron.<path with . → _>``, carries its queue and
   ``expires`` (see ``crontab.expires_for``) and resolves the job lazily when it runs.
+
+The backend app calls ``register`` once its configuration is read (the original registered at import).
 """
 
-from alarm_backends.service.scheduler.runner import task_duration
-from alarm_backends.service.scheduler.tasks.loader import register
+from typing import Any
 
-__all__ = ["QUEUE_SETTINGS", "TASKS", "task_duration"]  # task_duration: the original's, imported by product code
+from celery import Celery
+
+from alarm_backends.service.scheduler.runner import task_duration
+from alarm_backends.service.scheduler.tasks import loader
+
+__all__ = ["QUEUE_SETTINGS", "register", "task_duration"]  # task_duration: the original's, imported by product code
 
 QUEUE_SETTINGS = {
     "celery_cron": "DEFAULT_CRONTAB",
@@ -18,4 +24,6 @@ QUEUE_SETTINGS = {
     "celery_long_task_cron": "LONG_TASK_CRONTAB",
 }
 
-TASKS = register(QUEUE_SETTINGS.items())
+
+def register(app: Celery) -> dict[str, Any]:
+    return loader.register(app, QUEUE_SETTINGS.items())

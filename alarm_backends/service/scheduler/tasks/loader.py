@@ -10,10 +10,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from celery import Celery
 from django.conf import settings
 
 from alarm_backends.core.cluster import get_cluster
-from alarm_backends.service.scheduler.app import periodic_task
 from alarm_backends.service.scheduler.crontab import (
     CronConfigError,
     CronEntry,
@@ -22,14 +22,16 @@ from alarm_backends.service.scheduler.crontab import (
     parse_entries,
     select,
 )
+from alarm_backends.service.scheduler.periodic import periodic_task
 from alarm_backends.service.scheduler.runner import CronJobImportError, run_job
 
 logger = logging.getLogger("cron")
 
 
-def make_task(entry: CronEntry, queue: str, name: str, expires: int, function_label: bool = False) -> Any:
-    """A periodic task called ``name`` that runs ``entry``'s job on ``queue``; ``expires`` travels with the task.
-    Its logs and metrics name the job's path (or, ``function_label``, its function) and the entry's own queue."""
+def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int, function_label: bool = False) -> Any:
+    """A periodic task of ``app`` called ``name`` that runs ``entry``'s job on ``queue``; ``expires`` travels with
+    the task. Its logs and metrics name the job's path (or, ``function_label``, its function) and the entry's own
+    queue."""
     module, _, func_name = name.rpartition(".")
 
     def task() -> Any:
@@ -39,6 +41,7 @@ def make_task(entry: CronEntry, queue: str, name: str, expires: int, function_la
     task.__module__ = module
     task.__doc__ = f"Runs {entry.path} ({entry.cron!r}, {entry.run_type}, from {entry.source})."
     return periodic_task(
+        app,
         name=name,
         run_every=make_crontab(entry.cron),
         ignore_result=True,
@@ -48,15 +51,15 @@ def make_task(entry: CronEntry, queue: str, name: str, expires: int, function_la
         # An unimportable job is already logged once, clearly, by run_job: Celery logs an expected error at INFO
         # without its traceback (the task still fails).
         throws=(CronJobImportError,),
-        # Bound at once, so the beat entry exists as soon as the loader module is imported.
+        # Bound at once, so the beat entry exists as soon as the task is registered.
         lazy=False,
     )(task)
 
 
 def register(
-    lists: Iterable[tuple[str, str]], *, keep_path: bool = False, expires: int | None = None
+    app: Celery, lists: Iterable[tuple[str, str]], *, keep_path: bool = False, expires: int | None = None
 ) -> dict[str, Any]:
-    """Register every entry of the ``(queue, setting name)`` lists.
+    """Register every entry of the ``(queue, setting name)`` lists on ``app``.
 
     Tasks are named ``alarm_backends.service.scheduler.tasks.cron.<path with . → _>`` and expire after the gap to
     their next run, or — with ``keep_path`` and a fixed ``expires``, as the API and report crontabs — keep their
@@ -77,5 +80,5 @@ def register(
     for entry in entries:
         name = entry.path if keep_path else entry.task_name
         expiry = expires or expires_for(entry.cron)
-        tasks[name] = make_task(entry, cluster.queue_name(entry.queue), name, expiry, function_label=keep_path)
+        tasks[name] = make_task(app, entry, cluster.queue_name(entry.queue), name, expiry, function_label=keep_path)
     return tasks
