@@ -121,14 +121,19 @@ def loopback(value: Any, _: Mapping[str, Any] | None = None) -> str | None:
         return ""
 
 
-def _host_addr(value: Any, _: Mapping[str, Any]) -> str | None:
-    if value == "":
-        return None
+def _parses(
+    parse: Callable[[Any], object], value: Any, errors: tuple[type[Exception], ...] = (ValueError,)
+) -> str | None:
+    """None when ``parse`` accepts ``value``; "" (expected <rule.expected>) when it raises one of ``errors``."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
+        parse(value)
+    except errors:
         return ""
     return None
+
+
+def _host_addr(value: Any, _: Mapping[str, Any]) -> str | None:
+    return None if value == "" else _parses(ipaddress.ip_address, value)
 
 
 def _standby_interval(value: Any, conf: Mapping[str, Any]) -> str | None:
@@ -146,13 +151,7 @@ def _standby_interval(value: Any, conf: Mapping[str, Any]) -> str | None:
 def _missed_run(value: Any, _: Mapping[str, Any]) -> str | None:
     from patches.redbeat.policy import MissedRun
 
-    if not isinstance(value, dict):
-        return ""
-    try:
-        MissedRun.parse(value)
-    except ValueError:
-        return ""
-    return None
+    return _parses(MissedRun.parse, value) if isinstance(value, dict) else ""
 
 
 def _key_prefix(value: Any, _: Mapping[str, Any]) -> str | None:
@@ -187,11 +186,7 @@ def _cluster(part: str) -> Check:
 
 
 def _time_zone(value: Any, _: Mapping[str, Any]) -> str | None:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError):
-        return ""
-    return None
+    return _parses(zoneinfo.ZoneInfo, value, (TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError))
 
 
 def _supervisor_server(value: Any, _: Mapping[str, Any]) -> str | None:

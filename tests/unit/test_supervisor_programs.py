@@ -13,6 +13,7 @@ from django.conf import settings
 from django.test import override_settings
 from supervisor.options import ServerOptions
 
+from alarm_backends.management.supervisor import saas, workers
 from alarm_backends.management.supervisor.programs import BEAT, GATEWAY, HEALTHZ, REDIS
 from alarm_backends.management.supervisor.render import Host, LocalRedis, render
 from alarm_backends.management.supervisor.workers import SMALL
@@ -73,3 +74,9 @@ def test_a_template_of_an_earlier_release_still_renders_the_scheduler_group(host
     earlier = TEMPLATE.replace("${groups}", "[group:${group}]\nprograms=${group_programs}\npriority=${group_priority}")
     options = parse(render(earlier, replace(host, healthz_interval=600), SMALL), tmp_path)
     assert BEAT in groups_of(options)["scheduler"] and HEALTHZ not in groups_of(options)["scheduler"]
+
+
+def test_every_profile_can_be_chosen_on_the_render_commands() -> None:
+    # --profile's choices are the described profiles: one left out there could not be rendered.
+    assert tuple(workers.PROFILE_DESCRIPTIONS) == workers.PROFILES
+    assert tuple(saas.PROFILE_DESCRIPTIONS) == saas.PROFILES

@@ -20,7 +20,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 import redis
@@ -91,9 +90,7 @@ class ServiceLock:
     def __enter__(self) -> bool:
         return self.acquire()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 

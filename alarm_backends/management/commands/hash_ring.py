@@ -97,8 +97,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type",
             default=ACCESS_COMMAND,
-            help=f"the registered command whose ring to show (default: {ACCESS_COMMAND}; the leader's: "
-            f"{LEADER_COMMAND})",
+            help=f"the registered command whose ring to show (default: %(default)s; the leader's: {LEADER_COMMAND})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -34,7 +34,7 @@ from alarm_backends.management.supervisor.control import (
     wait_gone,
     wait_running,
 )
-from alarm_backends.management.supervisor.files import render_to_file
+from alarm_backends.management.supervisor.files import plan, render_to_file
 from alarm_backends.management.supervisor.render import Host
 from alarm_backends.management.supervisor.workers import PROFILES, SMALL
 
@@ -91,14 +91,8 @@ class Command(BaseCommand):
                 f"supervisord pid {orphan} (from {self.host.pidfile}) is alive but its socket "
                 f"{self.host.socket_path} does not answer: stop it first (`make stop`, or kill {orphan})"
             )
-        rendered = render_to_file(
-            settings,
-            self.host,
-            profile,
-            self.host.config_path,
-            redis_mode=redis_mode,
-            queue_name=get_cluster().queue_name,
-        )
+        config = plan(settings, self.host, profile, redis_mode=redis_mode, queue_name=get_cluster().queue_name)
+        rendered = render_to_file(config, self.host, self.host.config_path)
         validate_config(rendered.path)
         # supervisord is not running: the samples left by its previous run's processes go.
         clear_metrics(Path(self.host.metrics_dir))

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from alarm_backends.management.supervisor.arguments import add_profile_argument
 from alarm_backends.management.supervisor.control import SupervisorError
 from alarm_backends.management.supervisor.env_secrets import configured_secrets
 from alarm_backends.management.supervisor.files import check_rendered, ensure_dirs, write_private
@@ -25,7 +26,7 @@ from alarm_backends.management.supervisor.saas import (
     BEAT_TEMPLATE_NAME,
     EXAMPLE_HOST,
     PROD,
-    PROFILES,
+    PROFILE_DESCRIPTIONS,
     TEMPLATE_NAME,
     SaasHost,
     program_names,
@@ -44,13 +45,7 @@ class Command(BaseCommand):
     help = "Render the supervisord config of a SaaS host (the SaaS Celery workers; beat in the dev profile)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--profile",
-            choices=PROFILES,
-            default=PROD,
-            help="prod: the two workers, as the original's support-files/supervisord.conf (default); "
-            "dev: also the SaaS beat, after `manage.py migrate --noinput`",
-        )
+        add_profile_argument(parser, PROFILE_DESCRIPTIONS, PROD)
         parser.add_argument("--output", help="where to write the config (default: <run dir>/saas-supervisord.conf)")
         parser.add_argument(
             "--template-dir",

@@ -17,22 +17,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear
+from alarm_backends.management.supervisor.arguments import add_profile_argument
 from alarm_backends.management.supervisor.control import REDIS_AUTO, REDIS_CHOICES, Supervisor, SupervisorError
-from alarm_backends.management.supervisor.files import Plan, check, ensure_dirs, plan, write_private
+from alarm_backends.management.supervisor.files import Plan, check, plan, render_to_file
 from alarm_backends.management.supervisor.render import Host
-from alarm_backends.management.supervisor.workers import PROFILES, SMALL
+from alarm_backends.management.supervisor.workers import PROFILE_DESCRIPTIONS, SMALL
 
 
 class Command(BaseCommand):
     help = "Render the supervisord config (beat and the crontab workers) for this host."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--profile",
-            choices=PROFILES,
-            default=SMALL,
-            help="small: 1-2 processes per worker, for one machine (default); production: the full concurrency",
-        )
+        add_profile_argument(parser, PROFILE_DESCRIPTIONS, SMALL)
         parser.add_argument("--output", help="where to write the config (default: <run dir>/supervisord.conf)")
         parser.add_argument("--template", help="the template to render (default: the repository's)")
         parser.add_argument(
@@ -74,24 +70,22 @@ class Command(BaseCommand):
                 redis_mode=options["redis"],
                 queue_name=get_cluster().queue_name,
             )
-            text = config.render(host)
             if options["check"]:
-                self.check_without_writing(config, host, text, output)
+                self.check_without_writing(config, host, output)
                 return
-            ensure_dirs(host)
-            write_private(output, text)
+            rendered = render_to_file(config, host, output)
         except SupervisorError as exc:
             raise CommandError(str(exc)) from None
-        programs = ", ".join(config.programs(host))
-        self.stdout.write(f"wrote {output} ({options['profile']} profile: {programs})")
+        self.stdout.write(f"wrote {output} ({options['profile']} profile: {', '.join(rendered.programs)})")
         self.report_withheld(config, self.stdout.write)
         if options["clear_metrics"]:
             removed = clear(Path(host.metrics_dir))
             self.stdout.write(f"cleared {host.metrics_dir} ({removed} sample file(s) of an earlier run)")
 
-    def check_without_writing(self, config: Plan, host: Host, text: str, output: str) -> None:
+    def check_without_writing(self, config: Plan, host: Host, output: str) -> None:
         """Exactly what would be written, then what the check found as ``;`` comments: stdout stays a config that
         supervisord reads (``render_supervisor --check > candidate.conf``)."""
+        text = config.render(host)
         checked = check(config, host)
         self.stdout.write(text, ending="")
 

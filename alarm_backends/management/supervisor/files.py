@@ -147,19 +147,8 @@ class Rendered:
     redis: LocalRedis | None
 
 
-def render_to_file(
-    conf: Any,
-    host: Host,
-    profile: str,
-    output: str,
-    *,
-    template: str | None = None,
-    redis_mode: str = REDIS_AUTO,
-    environ: Mapping[str, str] | None = None,
-    queue_name: Callable[[str], str] = str,
-) -> Rendered:
-    """Render for ``host`` into ``output`` and create the directories the config names."""
-    config = plan(conf, host, profile, template=template, redis_mode=redis_mode, environ=environ, queue_name=queue_name)
+def render_to_file(config: Plan, host: Host, output: str) -> Rendered:
+    """Render ``config`` for ``host`` into ``output`` and create the directories the config names."""
     text = config.render(host)  # before anything is created: a template error leaves no trace
     ensure_dirs(host)
     write_private(output, text)

@@ -22,6 +22,11 @@ from config.celery.schedule import RESOURCE_QUEUE
 
 PROD, DEV = "prod", "dev"
 PROFILES = (PROD, DEV)
+# What each profile runs, in a phrase (``render_saas_supervisor --profile``'s help).
+PROFILE_DESCRIPTIONS = {
+    PROD: "the two workers, as the original's support-files/supervisord.conf",
+    DEV: "also the SaaS beat, after `manage.py migrate --noinput`",
+}
 TEMPLATE_NAME = "supervisor-saas.conf"
 # The dev profile's extra program, rendered into the main template's ${beat_program}.
 BEAT_TEMPLATE_NAME = "supervisor-saas-beat.conf"

@@ -18,6 +18,8 @@ from config.tools.celery import worker_concurrency
 APP = "alarm_backends.service.scheduler.app"
 SMALL, PRODUCTION = "small", "production"
 PROFILES = (SMALL, PRODUCTION)
+# What each profile runs, in a phrase (``render_supervisor --profile``'s help).
+PROFILE_DESCRIPTIONS = {SMALL: "1-2 processes per worker, for one machine", PRODUCTION: "the full concurrency"}
 # Gossip, mingle and the worker heartbeat only feed `celery inspect`/events between workers; the original turns
 # them off on the busy queues to spare the broker.
 NOGMH = ("--without-gossip", "--without-mingle", "--without-heartbeat")
