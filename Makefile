@@ -51,6 +51,7 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy config alarm_backends patches settings.py manage.py bench tests
+	$(VENV)/bin/lint-imports
 
 ## Side by side, stock celery-redbeat and the patched scheduler (about 10 minutes; BENCH_ARGS=--quick for 3).
 bench: $(DEV_STAMP)

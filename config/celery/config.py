@@ -1,14 +1,15 @@
-"""Configuration of the SaaS app, read lazily by ``config_from_object`` once Django settings are ready."""
+"""Configuration of the SaaS app, read by ``config_from_object("config.celery.config:Config")`` when the app's
+configuration is first used. Importing this module does nothing: ``Config`` is built on first access, after Django
+is set up (the tasks and the database scheduler use its models)."""
 
 from typing import Any
 
 import django
+from django.apps import apps
 from django.conf import settings
 
 from config.celery.schedule import SAAS_BEAT_SCHEDULE
 from config.tools.celery import broker_settings, result_backend_settings, serializer_settings
-
-django.setup()
 
 
 def _config() -> dict[str, Any]:
@@ -24,7 +25,7 @@ def _config() -> dict[str, Any]:
         # A copy: tasks that bind to the app may add to its beat_schedule (see on_bound), never to the declared one.
         "beat_schedule": dict(SAAS_BEAT_SCHEDULE),
         # The tasks the schedule names, for workers (and for clean_stale_periodic_tasks' view of the registry).
-        "imports": ("config.celery.tasks",),
+        "imports": ("alarm_backends.saas.tasks",),
         "worker_hijack_root_logger": False,
     }
     conf.update(serializer_settings(settings))
@@ -33,5 +34,10 @@ def _config() -> dict[str, Any]:
     return conf
 
 
-# A class, as the original's ``config.celery.config:Config``.
-Config = type("Config", (), _config())
+def __getattr__(name: str) -> Any:
+    """``Config``: a class, as the original's ``config.celery.config:Config``."""
+    if name != "Config":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not apps.ready:
+        django.setup()
+    return type("Config", (), _config())

@@ -24,6 +24,7 @@ from celery.schedules import crontab
 # The two queues of the SaaS workers: Celery's default queue and the one of the resource worker.
 DEFAULT_QUEUE = "celery"
 RESOURCE_QUEUE = "celery_resource"
+# The tasks' names, the original's (they are defined in alarm_backends.saas.tasks).
 TASKS = "config.celery.tasks"
 
 SAAS_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {

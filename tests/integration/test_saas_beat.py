@@ -1,5 +1,6 @@
 """The SaaS beat for real: ``manage.py celery beat`` with the database scheduler on the test broker (Redis DB 13),
-and a SaaS worker (``manage.py celery worker -Q celery_resource``) running what it published.
+and a SaaS worker (``manage.py celery worker -Q celery_resource``) running what it published; and each SaaS task's
+record, the task run in this process against the test Redis DBs.
 
 Every process is started in its own process group and stopped by PID; the Redis DBs are flushed by ``redis_dbs``
 and the ``PeriodicTask`` rows deleted by ``beat_db``.
@@ -21,23 +22,27 @@ from typing import Any
 import pytest
 import redis
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from supervisor.options import ServerOptions
 
-from alarm_backends.core.storage.redis import CACHE, SERVICE, get_client, key
+from alarm_backends.saas import tasks
 from config.celery.schedule import RESOURCE_QUEUE, SAAS_BEAT_SCHEDULE
-from config.celery.tasks import BIZ_KEY, SCHEDULE_KEY, health_key
 from tests.conftest import REDIS_HOST, REDIS_PORT, TEST_DB_PLAN, require_service
 from tests.integration.conftest import wait_for
 from tests.processes import stop_group
-from tests.unit.test_saas_schedule import HEALTH, RESOURCE_HEALTH, beat_db  # noqa: F401  (a fixture)
+from tests.unit.test_saas_schedule import DISABLED, HEALTH, RESOURCE_HEALTH, beat_db, sync  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 MANAGE = [sys.executable, str(REPO / "manage.py")]
 DEFAULT_QUEUE = "celery"
 # The enabled entries on celery_resource: made due at once by back-dating their last run.
 RESOURCE_ENTRIES = [n for n, e in SAAS_BEAT_SCHEDULE.items() if e.get("options", {}).get("queue") == RESOURCE_QUEUE]
+# Where the SaaS tasks leave their records (``key("saas", …)``: app code "bkmonitorv3", the default cluster).
+HEALTH_KEY = "bkmonitorv3.default.saas.health."  # + the queue; in the service DB
+BIZ_KEY = "bkmonitorv3.default.saas.biz"  # in the cache DB
+SCHEDULE_KEY = "bkmonitorv3.default.saas.beat.schedule"  # in the cache DB
 
 pytestmark = pytest.mark.redis
 
@@ -74,8 +79,13 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         stop_group(proc.proc, grace=15)
 
 
+def raw(role: str) -> redis.Redis:
+    """A client of the test's own on a role's DB, apart from the platform's clients."""
+    return redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=TEST_DB_PLAN[role], decode_responses=True)
+
+
 def broker() -> redis.Redis:
-    return redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=TEST_DB_PLAN["queue"], decode_responses=True)
+    return raw("queue")
 
 
 def queued_tasks(queue: str) -> list[str]:
@@ -162,15 +172,50 @@ def test_beat_keeps_an_operators_switch_publishes_due_entries_and_a_worker_runs_
         [*MANAGE, "celery", "worker", "-Q", RESOURCE_QUEUE, "-n", node, "-c", "1", "-l", "INFO", "--without-mingle"],
         "worker",
     )
-    health = wait_for(lambda: get_client(SERVICE).hgetall(health_key(RESOURCE_QUEUE)), 45, "the health record")
+    health = wait_for(lambda: raw("service").hgetall(HEALTH_KEY + RESOURCE_QUEUE), 45, "the health record")
     assert health["queue"] == RESOURCE_QUEUE and health["task"] == HEALTH
     assert health["node"].startswith(f"saas-test-{os.getpid()}-resource@")
     assert health["node"] in json.loads(health["consumers"])
-    wait_for(lambda: get_client(CACHE).exists(key(*BIZ_KEY), key(*SCHEDULE_KEY)) == 2, 30, "the cache records")
-    snapshot = get_client(CACHE).hgetall(key(*SCHEDULE_KEY))
+    wait_for(lambda: raw("cache").exists(BIZ_KEY, SCHEDULE_KEY) == 2, 30, "the cache records")
+    snapshot = raw("cache").hgetall(SCHEDULE_KEY)
     assert json.loads(snapshot[HEALTH])["enabled"] is False
     assert worker.proc.poll() is None, worker.log()
     assert broker().llen(RESOURCE_QUEUE) == 0
+
+
+def test_report_saas_health_writes_one_record_per_queue(redis_dbs: None) -> None:
+    tasks.report_saas_health.apply(routing_key=RESOURCE_QUEUE).get()
+    record = raw("service").hgetall(HEALTH_KEY + RESOURCE_QUEUE)
+    assert record["queue"] == RESOURCE_QUEUE and record["task"] == HEALTH
+    assert record["node"] and isinstance(json.loads(record["consumers"]), list)
+    assert 0 < raw("service").ttl(HEALTH_KEY + RESOURCE_QUEUE) <= 600
+    assert not raw("service").exists(HEALTH_KEY + DEFAULT_QUEUE)
+
+
+def test_refresh_biz_cache_writes_the_clusters_business_ids(redis_dbs: None) -> None:
+    with override_settings(BKMONITOR_WORKER_INCLUDE_LIST=[5, 3], DEFAULT_BK_BIZ_ID=4):
+        tasks.refresh_biz_cache.apply().get()
+    record = raw("cache").hgetall(BIZ_KEY)
+    assert (json.loads(record["biz_ids"]), record["default_biz_id"]) == ([3, 4, 5], "4")
+    assert float(record["ts"]) > 0
+
+
+@pytest.mark.usefixtures("beat_db")
+def test_snapshot_periodic_tasks_mirrors_the_table(redis_dbs: None) -> None:
+    sync()
+    last_run = timezone.now() - timedelta(minutes=3)
+    PeriodicTask.objects.filter(name=RESOURCE_HEALTH).update(last_run_at=last_run, total_run_count=7)
+    tasks.snapshot_periodic_tasks.apply().get()
+    record = raw("cache").hgetall(SCHEDULE_KEY)
+    assert set(record) == {*PeriodicTask.objects.values_list("name", flat=True), "_ts"}
+    assert json.loads(record[DISABLED])["enabled"] is False
+    assert json.loads(record[RESOURCE_HEALTH]) == {
+        "task": HEALTH,
+        "enabled": True,
+        "queue": RESOURCE_QUEUE,
+        "last_run_at": last_run.isoformat(),
+        "total_run_count": 7,
+    }
 
 
 SYNC_TWICE = f"""

@@ -1,17 +1,15 @@
 """The SaaS app's beat schedule, its database scheduler (an operator's ``enabled`` survives a re-sync), its tasks'
-records, and the database settings.
+logic, and the database settings.
 
-The scheduler runs in-process against the test SQLite file (``<BKM_RUN_DIR>/db.sqlite3``), migrated here; the
-tasks run eagerly against the test Redis DBs.
+The scheduler runs in-process against the test SQLite file (``<BKM_RUN_DIR>/db.sqlite3``), migrated here. No
+Redis: the tasks that write records there are tested in ``tests/integration/test_saas_beat.py``.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,13 +19,11 @@ from celery import current_app
 from celery.schedules import crontab
 from django.conf import settings
 from django.core.management import call_command
-from django.test import override_settings
-from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from alarm_backends.core.storage.redis import CACHE, SERVICE, get_client, key
-from config.celery import app, schedulers, tasks
+from alarm_backends.saas import tasks
+from config.celery import app, schedulers
 from config.celery.schedule import RESOURCE_QUEUE, SAAS_BEAT_SCHEDULE
 from config.celery.schedulers import MonitorDatabaseScheduler, pending_migrations
 from config.tools.database import database_settings
@@ -68,7 +64,7 @@ def test_app_config_uses_the_database_scheduler_in_local_time() -> None:
     assert app.conf.beat_scheduler == "config.celery.schedulers:MonitorDatabaseScheduler"
     assert app.conf.timezone == "Asia/Shanghai"
     assert app.conf.beat_schedule.items() >= SAAS_BEAT_SCHEDULE.items()
-    assert "config.celery.tasks" in app.conf.imports
+    assert "alarm_backends.saas.tasks" in app.conf.imports
 
 
 def test_the_saas_beat_schedules_only_the_saas_entries() -> None:
@@ -171,17 +167,6 @@ def test_beat_refuses_to_start_on_unmigrated_tables(beat_db: None, monkeypatch: 
 # --- the tasks ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.redis
-def test_report_saas_health_writes_one_record_per_queue(redis_dbs: None) -> None:
-    tasks.report_saas_health.apply(routing_key=RESOURCE_QUEUE).get()
-    record = get_client(SERVICE).hgetall(tasks.health_key(RESOURCE_QUEUE))
-    assert record["queue"] == RESOURCE_QUEUE and record["task"] == HEALTH
-    assert record["node"] and isinstance(json.loads(record["consumers"]), list)
-    assert 0 < get_client(SERVICE).ttl(tasks.health_key(RESOURCE_QUEUE)) <= 600
-    assert key("saas", "health", RESOURCE_QUEUE) == tasks.health_key(RESOURCE_QUEUE)
-    assert not get_client(SERVICE).exists(tasks.health_key("celery"))
-
-
 def test_queue_consumers_are_the_nodes_on_that_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     replies = {"b@h": [{"name": RESOURCE_QUEUE}], "a@h": [{"name": "celery"}, {"name": RESOURCE_QUEUE}], "c@h": None}
 
@@ -196,33 +181,6 @@ def test_queue_consumers_are_the_nodes_on_that_queue(monkeypatch: pytest.MonkeyP
     assert tasks.queue_consumers(RESOURCE_QUEUE) == ["a@h", "b@h"]
     replies.clear()
     assert tasks.queue_consumers(RESOURCE_QUEUE) == []
-
-
-@pytest.mark.redis
-def test_refresh_biz_cache_writes_the_clusters_business_ids(redis_dbs: None) -> None:
-    with override_settings(BKMONITOR_WORKER_INCLUDE_LIST=[5, 3]):
-        tasks.refresh_biz_cache.apply().get()
-    record = get_client(CACHE).hgetall(key("saas", "biz"))
-    assert json.loads(record["biz_ids"]) == sorted({2, 3, 5, settings.DEFAULT_BK_BIZ_ID})
-    assert record["default_biz_id"] == str(settings.DEFAULT_BK_BIZ_ID) and float(record["ts"]) > 0
-
-
-@pytest.mark.redis
-def test_snapshot_periodic_tasks_mirrors_the_table(redis_dbs: None, beat_db: None) -> None:
-    sync()
-    last_run = timezone.now() - timedelta(minutes=3)
-    PeriodicTask.objects.filter(name=RESOURCE_HEALTH).update(last_run_at=last_run, total_run_count=7)
-    tasks.snapshot_periodic_tasks.apply().get()
-    record = get_client(CACHE).hgetall(key("saas", "beat", "schedule"))
-    assert set(record) == {*PeriodicTask.objects.values_list("name", flat=True), "_ts"}
-    assert json.loads(record[DISABLED])["enabled"] is False
-    assert json.loads(record[RESOURCE_HEALTH]) == {
-        "task": HEALTH,
-        "enabled": True,
-        "queue": RESOURCE_QUEUE,
-        "last_run_at": last_run.isoformat(),
-        "total_run_count": 7,
-    }
 
 
 def test_clean_stale_periodic_tasks_deletes_only_rows_of_unknown_tasks(beat_db: None) -> None:

@@ -1,9 +1,12 @@
 """The SaaS app's own periodic housekeeping, scheduled by ``config.celery.schedule.SAAS_BEAT_SCHEDULE``.
 
-Each task leaves a record a reader (or a test) can check: records go to the Redis DB roles of the platform's plan
-through ``alarm_backends.core.storage.redis``, under keys scoped by app code and cluster (``key("saas", …)``).
-Imported by SaaS workers and beat through the app's ``imports`` setting; not shared (``shared=False``), so the
-backend app, which SaaS processes also load, does not register them.
+The tasks keep the original's names, ``config.celery.tasks.<function>`` (the schedule's entries, the database
+scheduler's rows and the queued messages name them so), and live here because they build on the platform's storage
+and ring: ``config`` never imports ``alarm_backends``. Each task leaves a record a reader (or a test) can check:
+records go to the Redis DB roles of the platform's plan through ``alarm_backends.core.storage.redis``, under keys
+scoped by app code and cluster (``key("saas", …)``). Imported by SaaS workers and beat through the app's
+``imports`` setting; not shared (``shared=False``), so the backend app, which SaaS processes also load, does not
+register them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from alarm_backends.jobs.heartbeat import write
 from alarm_backends.jobs.records import replace_hash
 from alarm_backends.management.base.dispatch import ring_targets
 from config.celery.celery import app
-from config.celery.schedule import DEFAULT_QUEUE
+from config.celery.schedule import DEFAULT_QUEUE, TASKS
 
 logger = get_task_logger(__name__)
 
@@ -45,7 +48,7 @@ def queue_consumers(queue: str, timeout: float = INSPECT_TIMEOUT) -> list[str]:
     return sorted(node for node, queues in replies.items() if any(q.get("name") == queue for q in queues or ()))
 
 
-@app.task(bind=True, ignore_result=True, shared=False)
+@app.task(name=f"{TASKS}.report_saas_health", bind=True, ignore_result=True, shared=False)
 def report_saas_health(self: Task) -> dict[str, str]:
     """Replace ``key("saas", "health", <queue>)`` in the service DB (TTL 600 s) with the node that ran this task.
 
@@ -63,7 +66,7 @@ def report_saas_health(self: Task) -> dict[str, str]:
     return write(health_key(queue), extra).fields
 
 
-@app.task(ignore_result=True, shared=False)
+@app.task(name=f"{TASKS}.refresh_biz_cache", ignore_result=True, shared=False)
 def refresh_biz_cache() -> dict[str, str]:
     """Replace ``key("saas", "biz")`` in the cache DB with the business ids this cluster serves (JSON list)."""
     fields = {
@@ -89,7 +92,7 @@ def row_state(row: dict[str, Any]) -> str:
     )
 
 
-@app.task(ignore_result=True, shared=False)
+@app.task(name=f"{TASKS}.snapshot_periodic_tasks", ignore_result=True, shared=False)
 def snapshot_periodic_tasks() -> dict[str, str]:
     """Replace ``key("saas", "beat", "schedule")`` in the cache DB: one field per ``PeriodicTask`` row (JSON of
     task, enabled, queue, last_run_at, total_run_count) and ``_ts``, so a reader without the database sees what
@@ -103,7 +106,7 @@ def snapshot_periodic_tasks() -> dict[str, str]:
     return fields
 
 
-@app.task(ignore_result=True, shared=False)
+@app.task(name=f"{TASKS}.clean_stale_periodic_tasks", ignore_result=True, shared=False)
 def clean_stale_periodic_tasks() -> list[str]:
     """Delete the ``PeriodicTask`` rows whose task this app does not have; the names of the rows deleted.
 
