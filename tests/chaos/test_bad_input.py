@@ -28,6 +28,7 @@ from alarm_backends.service.scheduler.crontab import task_name
 from tests.chaos.badinput import Platform, PlatformProcess, good_tasks, is_error, lines_with, quote
 from tests.chaos.harness import Row
 from tests.integration.conftest import wait_for
+from tests.metrics import metric_samples, value
 from tests.net import free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -92,6 +93,12 @@ def the_line(text: str, needle: str, who: str) -> str:
     return named[0]
 
 
+def ticks(case: Platform) -> float:
+    """How many ticks the case's beat has made: the count of its tick-duration histogram (the only process of the
+    case that writes it)."""
+    return value(metric_samples(case.tmp / "metrics"), "bkmonitor_beat_tick_duration_seconds_count")
+
+
 def good_runs_once(runs: collections.Counter[tuple[str, str, str]]) -> bool:
     return all(runs[(task, "success", "")] == 1 for task in good_tasks())
 
@@ -149,12 +156,16 @@ def test_an_unreachable_consul(platform: Callable[[str], Platform], report: Call
     case = platform("7c unreachable Consul")
     port = free_port()  # bound and released at once: nothing listens there
     address = f"http://127.0.0.1:{port}"
-    env = case.env(CONSUL_HOST="127.0.0.1", CONSUL_PORT=str(port), BK_MONITOR_HOST_ADDR=HOST_ADDR)
+    # A 3 s lease, renewed every second: the leader ticks (and asks Consul) once a second, not once in ten.
+    env = case.env(CONSUL_HOST="127.0.0.1", CONSUL_PORT=str(port), BK_MONITOR_HOST_ADDR=HOST_ADDR,
+                   BKAPP_SETTINGS_REDBEAT_LOCK_TIMEOUT="3")  # fmt: skip
     beat = case.beat(env)
     status, printed = case.manage("hash_ring", ["hash_ring"], env)
     beat.wait_logged(address, 30)
     wait_for(lambda: case.lock_holder() and case.queued("celery_cron"), 20, "the beat to lead and dispatch")
-    time.sleep(3)  # three more ticks (one a second): the beat keeps asking Consul, and says it once
+    # Three more ticks, each asking Consul again: the beat still says it once.
+    seen = ticks(case)
+    wait_for(lambda: ticks(case) >= seen + 3, 15, "three more ticks of the beat")
     ring_line = the_line(printed, address, "manage.py hash_ring")
     beat_line = the_line(beat.log(), address, "beat")
     consul = beat_line[beat_line.index("Consul agent at") :]

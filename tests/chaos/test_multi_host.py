@@ -49,7 +49,7 @@ import pytest
 from django.conf import settings
 
 from alarm_backends.management.base.leader import ring_leader
-from alarm_backends.management.base.service_discovery import Registry
+from alarm_backends.management.base.registry import Registry
 from tests.chaos.events import DELIVERED, FAULT, PUBLISHED
 from tests.chaos.harness import EDGE, Event, Row
 from tests.chaos.netns import BEAT, Cluster, NetnsUnavailableError, SupervisedHost, cluster
@@ -126,13 +126,9 @@ def whole_slot(hosts: Cluster, host: SupervisedHost, after: float, timeout: floa
 
 
 def logged_after(host: SupervisedHost, text: str, mark: int, timeout: float) -> float:
-    """Until ``host``'s beat logs ``text`` past offset ``mark``; -> when it was seen (polled every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in host.log(BEAT)[mark:]:
-            return time.time()
-        time.sleep(0.05)
-    raise AssertionError(f"{host.net.address} did not log {text!r} within {timeout:.0f}s")
+    """Until ``host``'s beat logs ``text`` past offset ``mark``; -> when it was seen."""
+    return float(wait_for(lambda: text in host.log(BEAT)[mark:] and time.time(), timeout,
+                          f"{host.net.address} to log {text!r}"))  # fmt: skip
 
 
 def registered_change(hosts: Cluster, address: str, present: bool, timeout: float) -> float:

@@ -222,7 +222,7 @@ class ConsulAPI:
 
     def _sessions(self, call: _Call, query: Callable[[], tuple[int, list[Session]]]) -> Response:
         # Session reads are filtered by ACL rather than refused.
-        index, sessions = self.state.blocking_query(call.min_index, call.wait, query)
+        index, sessions = self.state.blocking_query(call.min_index, call.wait, query, call.request.path)
         return self._json(call, [s.to_json() for s in sessions if call.allowed], _query_meta(index))
 
     def _session_info(self, call: _Call) -> Response:
@@ -256,14 +256,18 @@ class ConsulAPI:
         key, request = call.rest, call.request
         entries: list[KVEntry]
         if request.has("recurse"):
-            index, entries = self.state.blocking_query(call.min_index, call.wait, lambda: self.state.kv_list(key))
+            index, entries = self.state.blocking_query(
+                call.min_index, call.wait, lambda: self.state.kv_list(key), call.request.path
+            )
             filtered = bool(entries) and not call.allowed
             entries = entries if call.allowed else []
         else:
             if not key:
                 raise bad_request("Missing key name")
             call.require()  # key:read
-            index, entry = self.state.blocking_query(call.min_index, call.wait, lambda: self.state.kv_get(key))
+            index, entry = self.state.blocking_query(
+                call.min_index, call.wait, lambda: self.state.kv_get(key), call.request.path
+            )
             entries, filtered = ([entry] if entry else []), False
         meta = _query_meta(index, filtered)
         if not entries:
@@ -279,7 +283,7 @@ class ConsulAPI:
         request = call.request
         separator = request.param("separator") if request.has("separator") else request.param("seperator")
         index, keys = self.state.blocking_query(
-            call.min_index, call.wait, lambda: self.state.kv_keys(call.rest, separator)
+            call.min_index, call.wait, lambda: self.state.kv_keys(call.rest, separator), call.request.path
         )
         filtered = bool(keys) and not call.allowed
         keys = keys if call.allowed else []

@@ -12,6 +12,7 @@ Semantics follow Consul's state store and RPC endpoints (``agent/consul/state/{k
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -66,6 +67,7 @@ class FakeConsulState:
         self._index = 0  # the last raft index
         self._lock_delays: dict[str, float] = {}  # key -> clock time until which ?acquire is refused
         self._closed = False
+        self._waiting: collections.Counter[str] = collections.Counter()  # label -> blocking queries parked
 
     @property
     def index(self) -> int:
@@ -114,27 +116,47 @@ class FakeConsulState:
             self._closed = True
             self._changed()
 
-    def blocking_query(self, min_index: int, wait: float | None, query: Callable[[], tuple[int, T]]) -> tuple[int, T]:
+    def blocking_query(
+        self, min_index: int, wait: float | None, query: Callable[[], tuple[int, T]], label: str = ""
+    ) -> tuple[int, T]:
         """Consul's blockingQuery: run ``query`` (which returns ``(index, result)``); if ``min_index`` is non-zero,
         re-run it on every change until its index exceeds ``min_index`` or ``wait`` seconds pass, then answer.
 
         ``wait`` defaults to 5 minutes and is capped at 10. Consul also adds up to wait/16 of random jitter; that is
         left out, so the answer comes at ``wait`` exactly. ``wait`` is real time, whatever the state's clock.
+        While it waits for a change the query counts in :meth:`waiting` under ``label`` (the API gives its path).
         """
         timeout = DEFAULT_QUERY_WAIT if not wait else min(wait, MAX_QUERY_WAIT)
         deadline = time.monotonic() + timeout
+        parked = False
         with self._cond:
-            while True:
-                self._expire_due()
-                index, result = query()
-                index = max(index, 1)  # an index of 0 would make clients spin instead of block
-                if min_index == 0 or index > min_index or self._closed:
-                    return index, result
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return index, result
-                next_expiry = self._seconds_to_next_expiry()
-                self._cond.wait(remaining if next_expiry is None else min(remaining, next_expiry + 0.001))
+            try:
+                while True:
+                    self._expire_due()
+                    index, result = query()
+                    index = max(index, 1)  # an index of 0 would make clients spin instead of block
+                    if min_index == 0 or index > min_index or self._closed:
+                        return index, result
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return index, result
+                    if not parked:
+                        parked = True
+                        self._waiting[label] += 1
+                    next_expiry = self._seconds_to_next_expiry()
+                    self._cond.wait(remaining if next_expiry is None else min(remaining, next_expiry + 0.001))
+            finally:
+                if parked:
+                    self._waiting[label] -= 1
+                    if not self._waiting[label]:
+                        del self._waiting[label]
+
+    def waiting(self, label: str | None = None) -> int:
+        """How many blocking queries (labelled ``label``, or all) are parked waiting for a change. Consul does not
+        tell; the fake does, so a test can make its change once the query it started is held, and know that the
+        change, not the query's first look, is what answered it."""
+        with self._cond:
+            return self._waiting.total() if label is None else self._waiting[label]
 
     # -- sessions ------------------------------------------------------------------------------------------------
 

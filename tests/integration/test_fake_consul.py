@@ -5,7 +5,6 @@ fake's own extras (ACL token, stop()) are tested on private fakes at the end."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from consul.exceptions import ACLPermissionDenied, ClientError, ConsulException,
 
 from tests.fakeconsul import FakeConsul
 from tests.fakeconsul.fixture import ConsulAgent, consul_agent  # noqa: F401
+from tests.fakeconsul.parked import start_blocking
 
 SessionFactory = Callable[..., str]
 
@@ -50,21 +50,6 @@ def new_session(client: consul.Consul) -> Iterator[SessionFactory]:
     yield create
     for session_id in created:
         client.session.destroy(session_id)
-
-
-def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """Run ``target`` in a thread; its result, or the exception it raised, ends up in the returned list."""
-    results: list[Any] = []
-
-    def run() -> None:
-        try:
-            results.append(target())
-        except Exception as exc:  # handed to the test, which decides whether it was expected
-            results.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, results
 
 
 def raw_create(client: consul.Consul, body: dict[str, Any]) -> Any:
@@ -226,13 +211,14 @@ def test_blocking_get_wakes_on_a_write(consul_agent: ConsulAgent, client: consul
     key = prefix + "k"
     client.kv.put(key, "v1")
     index, _ = client.kv.get(key)
-    writer = consul_agent.client()
-    timer = threading.Timer(0.3, writer.kv.put, args=(key, "v2"))  # served while the query below is held
-    timer.start()
     started = time.monotonic()
-    new_index, entry = client.kv.get(key, index=index, wait="10s")
-    timer.join()
-    assert time.monotonic() - started < 5
+    thread, results = start_blocking(
+        consul_agent.client(), f"/v1/kv/{key}", lambda c: c.kv.get(key, index=index, wait="10s"), consul_agent.fake
+    )
+    client.kv.put(key, "v2")
+    thread.join(5)
+    assert time.monotonic() - started < 5  # woken by the write, not answered at the end of its wait
+    [(new_index, entry)] = results
     assert int(new_index) > int(index) and entry["Value"] == b"v2"
 
 
@@ -256,8 +242,9 @@ def test_blocking_get_wakes_when_a_destroy_releases_the_lock(
     sid = new_session(lock_delay=0)
     client.kv.put(key, "v", acquire=sid)
     index, _ = client.kv.get(key)
-    thread, results = in_thread(lambda: consul_agent.client().kv.get(key, index=index, wait="10s"))
-    time.sleep(0.3)
+    thread, results = start_blocking(
+        consul_agent.client(), f"/v1/kv/{key}", lambda c: c.kv.get(key, index=index, wait="10s"), consul_agent.fake
+    )
     client.session.destroy(sid)
     thread.join(5)
     [(new_index, entry)] = results
@@ -271,11 +258,16 @@ def test_session_info_blocks_until_the_session_goes(
 ) -> None:
     sid = new_session()
     index, _ = client.session.info(sid)
-    thread, results = in_thread(lambda: consul_agent.client().session.info(sid, index=index, wait="10s"))
-    time.sleep(0.3)
+    thread, results = start_blocking(
+        consul_agent.client(),
+        f"/v1/session/info/{sid}",
+        lambda c: c.session.info(sid, index=index, wait="10s"),
+        consul_agent.fake,
+    )
     client.session.destroy(sid)
     thread.join(5)
-    assert results[0][1] is None
+    [(new_index, info)] = results
+    assert int(new_index) > int(index) and info is None
 
 
 @pytest.mark.slow
@@ -335,8 +327,7 @@ def test_fake_stops_promptly_with_a_blocking_query_in_flight() -> None:
     idle = consul.Consul(host=fake.host, port=fake.port)
     assert idle.kv.put("k", "v") is True  # leaves an idle keep-alive connection open
     index, _ = blocked.kv.get("k")
-    thread, results = in_thread(lambda: blocked.kv.get("k", index=index, wait="60s"))
-    time.sleep(0.2)
+    thread, results = start_blocking(blocked, "/v1/kv/k", lambda c: c.kv.get("k", index=index, wait="60s"), fake)
     started = time.monotonic()
     fake.stop()
     assert time.monotonic() - started < 1.5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ import redis
 
 from alarm_backends.core.lock.service_lock import ServiceLock, lock_key, share_lock
 from tests.conftest import REDIS_HOST, REDIS_PORT, TEST_DB_PLAN
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -97,8 +97,7 @@ def test_expired_lock_is_retaken_and_the_old_holder_cannot_release_it(service: r
     first, second = ServiceLock("slow", ttl=60), ServiceLock("slow", ttl=60)
     assert first.acquire() is True
     service.pexpire("default_celery_lock_slow", 20)  # the run outlives its TTL
-    time.sleep(0.1)
-    assert service.exists("default_celery_lock_slow") == 0
+    wait_for(lambda: service.exists("default_celery_lock_slow") == 0, 5, "the lock's key to expire")
 
     assert second.acquire() is True
     assert first.release() is False

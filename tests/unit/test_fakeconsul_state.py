@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
 import pytest
 
 from tests.fakeconsul.errors import ConsulError
 from tests.fakeconsul.sessions import SessionRequest, decode_session_request
 from tests.fakeconsul.state import FakeConsulState
 
-T = TypeVar("T")
 NODE = "fake-consul"
 SECOND = 1_000_000_000
 
@@ -311,66 +305,7 @@ def test_keys_fold_at_the_separator(state: FakeConsulState) -> None:
     assert state.kv_keys("foo")[1] == ["foo", "foo/bar", "foo/bar/baz", "foo/bar/zip/zam", "foo/bar/zip/zorp"]
 
 
-# -- blocking queries ----------------------------------------------------------------------------------------------
-
-
-def test_blocking_query_returns_at_once_when_the_index_is_newer_or_zero(state: FakeConsulState) -> None:
-    state.kv_put("k", b"v")
-    index, _ = state.kv_get("k")
-    started = time.monotonic()
-    assert state.blocking_query(0, 5, lambda: state.kv_get("k"))[0] == index
-    assert state.blocking_query(index - 1, 5, lambda: state.kv_get("k"))[0] == index
-    assert time.monotonic() - started < 1
-
-
-def test_blocking_query_times_out_with_the_same_index(state: FakeConsulState) -> None:
-    state.kv_put("k", b"v")
-    index, _ = state.kv_get("k")
-    state_changes = threading.Timer(0.05, state.kv_put, args=("unrelated/", b"x"))
-    state_changes.start()
-    started = time.monotonic()
-    assert state.blocking_query(index, 0.3, lambda: state.kv_list("k"))[0] == index
-    assert 0.3 <= time.monotonic() - started < 2
-    state_changes.join()
-
-
-def run_in_thread(target: Callable[[], T]) -> tuple[threading.Thread, list[T]]:
-    results: list[T] = []
-    thread = threading.Thread(target=lambda: results.append(target()))
-    thread.start()
-    return thread, results
-
-
-def test_blocking_query_wakes_on_a_write(state: FakeConsulState) -> None:
-    state.kv_put("k", b"v")
-    index, _ = state.kv_get("k")
-    thread, results = run_in_thread(lambda: state.blocking_query(index, 10, lambda: state.kv_get("k")))
-    time.sleep(0.1)
-    state.kv_put("k", b"w")
-    thread.join(2)
-    [(new_index, entry)] = results
-    assert new_index > index and entry is not None and entry.value == b"w"
-
-
-def test_blocking_query_wakes_when_an_expiry_deletes_the_key(state: FakeConsulState, clock: FakeClock) -> None:
-    sid = session(state, b'{"TTL": "10s", "Behavior": "delete"}')
-    assert state.kv_acquire("lock", b"me", sid)
-    index, _ = state.kv_list("lock")
-    thread, results = run_in_thread(lambda: state.blocking_query(index, 10, lambda: state.kv_list("lock")))
-    time.sleep(0.1)
-    clock.advance(20)
-    state.reap()
-    thread.join(2)
-    [(new_index, entries)] = results
-    assert new_index > index and entries == []
-
-
-def test_close_releases_blocking_queries(state: FakeConsulState) -> None:
-    thread, results = run_in_thread(lambda: state.blocking_query(10**6, 30, lambda: state.kv_get("k")))
-    time.sleep(0.1)
-    state.close()
-    thread.join(2)
-    assert results == [(1, None)]
+# -- session reads -------------------------------------------------------------------------------------------------
 
 
 def test_session_reads_use_the_sessions_table_index(state: FakeConsulState) -> None:

@@ -9,14 +9,7 @@ import redis
 from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 
-from patches.redbeat.client import (
-    DEFAULT_RETRIES,
-    SOCKET_CONNECT_TIMEOUT,
-    get_redis,
-    redact_url,
-    reset_redis,
-    retry_policy,
-)
+from patches.redbeat.client import get_redis, redact_url, reset_redis, retry_policy
 
 PASSWORD = "p@ss/w:rd"
 QUOTED = "p%40ss%2Fw%3Ard"
@@ -47,9 +40,8 @@ def test_standalone_url_with_quoted_password() -> None:
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("redis.example", 6380, 9)
     assert kwargs["password"] == PASSWORD
     assert kwargs["decode_responses"] is True
-    assert kwargs["socket_connect_timeout"] == SOCKET_CONNECT_TIMEOUT
-    assert kwargs["health_check_interval"] == 30
-    assert kwargs["retry"].get_retries() == DEFAULT_RETRIES
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["health_check_interval"]) == (5, 10, 30)
+    assert kwargs["retry"].get_retries() == 3
 
 
 def test_client_options_pass_through_but_scheduler_keys_do_not() -> None:
@@ -100,7 +92,7 @@ def test_sentinel_from_lowercase_options() -> None:
         assert sentinel_kwargs["password"] == "sentinel-secret"
         # Given sentinel_kwargs must not cost the sentinel sockets their timeouts.
         assert sentinel_kwargs["socket_timeout"] == 10
-        assert sentinel_kwargs["socket_connect_timeout"] == SOCKET_CONNECT_TIMEOUT
+        assert sentinel_kwargs["socket_connect_timeout"] == 5
         assert sentinel_kwargs["retry"].get_retries() == 0
 
 
@@ -171,16 +163,35 @@ def test_retry_period_must_be_a_bounded_number(period: Any) -> None:
         get_redis(app)
 
 
-@pytest.mark.parametrize(("period", "attempt"), [(0, 10.0), (5, 10.0), (5, 0.1), (60, 10.0), (60, 5.0), (600, 10.0)])
-def test_retry_fits_within_retry_period(period: float, attempt: float) -> None:
-    retry = retry_policy(period, attempt)
-    backoff = retry._backoff
-    retries = retry.get_retries()
-    spent = sum(backoff.compute(n) + attempt for n in range(1, retries + 1))
-    assert spent <= period
-    # ...and uses the budget: one more retry would not have fitted.
-    assert spent + backoff.compute(retries + 1) + attempt > period
-    assert {redis.ConnectionError, redis.TimeoutError} <= set(retry._supported_errors)
+@pytest.mark.parametrize(
+    ("period", "attempt", "sleeps"),
+    [
+        (0, 10.0, []),
+        (5, 10.0, []),  # 1 s of backoff and a 10 s attempt: no retry fits
+        (5, 0.1, [1, 2]),  # 1.1 + 2.1 = 3.2 s; a third (+4.1) would take 7.3
+        (60, 10.0, [1, 2, 4, 8]),  # 11 + 12 + 14 + 18 = 55 s; a fifth (+20) would take 75
+        (60, 5.0, [1, 2, 4, 8, 10]),  # 50 s (the backoff is capped at 10 s); a sixth (+15) would take 65
+        (600, 10.0, [1, 2, 4, 8] + [10] * 27),  # 55 + 27 x 20 = 595 s; one more would take 615
+    ],
+)
+def test_retry_fits_within_retry_period(
+    period: float, attempt: float, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retries as redis-py runs them (a command failing every time, the sleeps between attempts recorded):
+    each retry's backoff plus a worst-case attempt fits within the period, and one more would not."""
+    slept: list[float] = []
+    monkeypatch.setattr(redis.retry, "sleep", slept.append)
+    failures = [redis.ConnectionError("refused"), redis.TimeoutError("timed out")]  # both kinds are retried
+    attempts: list[int] = []
+
+    def command() -> None:
+        attempts.append(1)
+        raise failures[len(attempts) % 2]
+
+    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+        retry_policy(period, attempt).call_with_retry(command, lambda error: None)
+    assert slept == sleeps
+    assert len(attempts) == len(sleeps) + 1
 
 
 def test_sixty_second_period_still_retries_through_a_failover() -> None:
