@@ -11,8 +11,8 @@ __all__ = ["backend_app", "get_host_addr"]
 
 
 def backend_app() -> Celery:
-    """The backend Celery app, imported on use: importing it registers every crontab task, which the commands that
-    only read the schedule or probe the platform should not pay for at import time (tests replace it)."""
+    """The backend Celery app, looked up on use so tests can replace it. Reading its configuration sets Django up
+    and registers every crontab task; the commands that only probe the platform never do."""
     from alarm_backends.service.scheduler.app import app
 
     return app

@@ -2,6 +2,7 @@
 configuration is first used. Importing this module does nothing: ``Config`` is built on first access, after Django
 is set up (the tasks and the database scheduler use its models)."""
 
+import functools
 from typing import Any
 
 import django
@@ -34,10 +35,19 @@ def _config() -> dict[str, Any]:
     return conf
 
 
-def __getattr__(name: str) -> Any:
-    """``Config``: a class, as the original's ``config.celery.config:Config``."""
-    if name != "Config":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+@functools.cache
+def _config_class() -> type:
     if not apps.ready:
         django.setup()
-    return type("Config", (), _config())
+    try:
+        return type("Config", (), _config())
+    except AttributeError as exc:
+        # Raised out of the module's __getattr__ it would read as "no attribute Config", hiding the missing setting.
+        raise RuntimeError(f"the SaaS app's configuration: {exc}") from exc
+
+
+def __getattr__(name: str) -> Any:
+    """``Config``: a class, as the original's ``config.celery.config:Config``; built once, on first access."""
+    if name != "Config":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _config_class()

@@ -9,8 +9,8 @@ One tick of the leader (``schedulers.RedBeatScheduler.tick``), file by file:
 
 ``install()`` makes ``redbeat.RedBeatScheduler`` — the name on the original's beat command line
 (``celery -A alarm_backends.service.scheduler.app beat -S redbeat.RedBeatScheduler``) — resolve to
-``patches.redbeat.schedulers.RedBeatScheduler``. The backend app calls it when it loads; the original switched its
-patch on only when that string appeared in ``sys.argv``.
+``patches.redbeat.schedulers.RedBeatScheduler``. The backend app calls it when its configuration is first read,
+before beat looks the name up; the original switched its patch on only when that string appeared in ``sys.argv``.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Chunks are sent one after another, and a chunk's confirms are awaited once the next chunk has been sent, so the
 broker confirms one chunk while the beat sends the next (at most one chunk in flight). Only chunks whose every
-message was confirmed are committed, in one ``commit.lua`` call at the end. Whatever ends the tick, each run sent is
-reported exactly once: committed, or uncommitted with the reason (whoever leads next sends it again under the same
-task id, and the workers drop the copy).
+message was confirmed are committed, in one ``commit.lua`` call at the end. Each run of a chunk that was sent whole
+(or cut short by the lease) is reported once: committed, or uncommitted with the reason. What is not committed goes
+out again from whoever leads next, under the same task ids, and the workers drop the copy; that includes the part
+of a chunk whose send failed midway, which is not reported (the broker may or may not have it).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ from celery import Celery, signals
 from celery.schedules import schedule
 from kombu.transport import redis as stock_redis
 
-# Sets Django up and installs the patched scheduler, exactly as the platform's beat and workers do.
+# The platform's app: reading its configuration (its delivery settings, below) sets Django up and installs the
+# patched scheduler and the Redis put-back, exactly as the platform's beat and workers do.
 from alarm_backends.service.scheduler.app import PeriodicTask
 from alarm_backends.service.scheduler.app import app as backend_app
 from alarm_backends.service.scheduler.config import LEADER_GATE

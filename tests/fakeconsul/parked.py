@@ -51,7 +51,8 @@ class _SendWatcher:
 
 
 def watch_sends(client: consul.Consul) -> threading.Event:
-    """An event set each time ``client`` has written a whole request (line, headers and body) to its agent."""
+    """An event set once ``client`` has written a whole request (line, headers and body) to its agent; the
+    client is meant for the one query ``start_blocking`` sends."""
     sent = threading.Event()
     pools: dict[str, type[HTTPConnectionPool]] = {}
     for scheme, pool, connection in (

@@ -211,10 +211,10 @@ def test_blocking_get_wakes_on_a_write(consul_agent: ConsulAgent, client: consul
     key = prefix + "k"
     client.kv.put(key, "v1")
     index, _ = client.kv.get(key)
-    started = time.monotonic()
     thread, results = start_blocking(
         consul_agent.client(), f"/v1/kv/{key}", lambda c: c.kv.get(key, index=index, wait="10s"), consul_agent.fake
     )
+    started = time.monotonic()
     client.kv.put(key, "v2")
     thread.join(5)
     assert time.monotonic() - started < 5  # woken by the write, not answered at the end of its wait

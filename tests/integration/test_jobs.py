@@ -26,7 +26,7 @@ from alarm_backends.jobs import (
     redis_metrics,
     result_cleanup,
 )
-from alarm_backends.service.scheduler.app import app
+from alarm_backends.service.scheduler.app import app, register
 from tests.conftest import RABBITMQ_HOST, RABBITMQ_PORT, REDIS_HOST, REDIS_PORT, TEST_DB_PLAN
 
 # Every test runs as a cluster of its own: the job records, the run log stream and the queue names are then
@@ -90,6 +90,12 @@ def test_heartbeat_writes_scheduler_record_with_ttl(redis_dbs: None) -> None:
 
 
 def test_heartbeat_names_the_celery_task_it_runs_in(redis_dbs: None) -> None:
+    # The shipped lists' tasks as the default cluster registers them (its `global` heartbeat entry): registering is
+    # the app's explicit step, and a name registers once.
+    with override_settings(ALARM_BACKEND_CLUSTER_NAME="default", CLUSTER_SCOPED_NAMES=False):
+        reset_cluster()
+        register(app)
+    reset_cluster()
     name = next(n for n in app.tasks if n.endswith(".alarm_backends_jobs_heartbeat"))
 
     outcome = app.tasks[name].apply()

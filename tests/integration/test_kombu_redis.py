@@ -87,6 +87,9 @@ def test_the_stock_transport_loses_that_message(queue: Queue, monkeypatch: pytes
 
 
 def test_the_backend_app_uses_it_for_redis_brokers() -> None:
+    from alarm_backends.service.scheduler.app import app
+
+    assert app.conf.broker_url  # a worker reads its configuration first, which installs the transport
     for url, expected in (("redis://127.0.0.1:6379/9", kombu_redis.Transport),
                           ("sentinel://127.0.0.1:26379", kombu_redis.SentinelTransport)):  # fmt: skip
         assert type(Connection(url).transport) is expected

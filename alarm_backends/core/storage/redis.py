@@ -14,10 +14,12 @@ import threading
 import redis
 from django.conf import settings
 
+from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.storage import cache
 from alarm_backends.core.storage.cache import Cache
 from alarm_backends.core.storage.clients import (
     CACHE,
+    CONNECT_TIMEOUT,
     LOG,
     QUEUE,
     ROLES,
@@ -60,10 +62,8 @@ def close_all() -> None:
 
 def key(*parts: str) -> str:
     """A key scoped by app code and cluster: ``<APP_CODE>.<cluster>.<part>.<part>``."""
-    from alarm_backends.core.cluster import get_cluster
-
     return ".".join((settings.APP_CODE, get_cluster().name, *parts))
 
 
-__all__ = ["CACHE", "LOG", "QUEUE", "ROLES", "SERVICE", "Cache", "build_client", "close_all", "db_of", "describe_role",
-           "get_client", "key", "server_settings"]  # fmt: skip
+__all__ = ["CACHE", "CONNECT_TIMEOUT", "LOG", "QUEUE", "ROLES", "SERVICE", "Cache", "build_client", "close_all",
+           "db_of", "describe_role", "get_client", "key", "server_settings"]  # fmt: skip

@@ -1,12 +1,13 @@
 """The backend Celery app (``Celery("backend")``): ``celery -A alarm_backends.service.scheduler.app worker|beat``.
 
-Importing this module creates the app and nothing else. The app configures itself when its configuration is first
-read (a worker or beat starting, a command reading its schedule), in two steps:
+Importing this module creates the app and connects its signal receivers; it does no I/O and cannot exit. The app
+sets itself up when its configuration is first read (a worker or beat starting, a command reading its schedule), in
+``on_after_configure``, before the value read is returned:
 
-1. ``configure`` (the app's lazy defaults): Django set up, the settings edited at run time installed, the cluster
-   looked up, the Celery settings derived (``config.py``) and the platform's patches installed;
-2. ``register`` (``on_after_configure``): every periodic task of the crontab lists, so beat and every worker agree on
-   the schedule.
+1. ``configure``: Django set up, the settings edited at run time installed, the cluster looked up, the Celery
+   settings derived (``config.py``) and the platform's patches installed; the settings go into the app's
+   configuration as changes (``celery report`` shows them), except those set on the app before (a test's);
+2. ``register``: every periodic task of the crontab lists, so beat and every worker agree on the schedule.
 
 Settings the platform refuses stop the process there, with exit status 2 and one line naming the culprit
 (``config.tools.validation.refuse``): beat and workers must not run half-configured, and supervisord then marks the
@@ -71,17 +72,22 @@ def configure(app: Celery) -> dict[str, Any]:
     return conf
 
 
-def register(sender: Celery, **_: object) -> None:
-    """Every periodic task of the crontab lists, on the app whose configuration was just read."""
+def register(app: Celery) -> None:
+    """Every periodic task of the crontab lists, on ``app``."""
     try:
-        tasks.register_all(sender)
+        tasks.register_all(app)
     except CronConfigError as exc:
         refuse(str(exc))
 
 
+def _set_up(sender: Celery, **_: object) -> None:
+    derived = configure(sender)
+    sender.conf.update({name: value for name, value in derived.items() if name not in sender.conf.changes})
+    register(sender)
+
+
 app = Celery("backend")
-app.add_defaults(lambda: configure(app))
-app.on_after_configure.connect(register, sender=app, weak=False)
+app.on_after_configure.connect(_set_up, sender=app, weak=False)
 # The product's task modules, as the original discovered them: imported when a worker or beat starts.
 app.autodiscover_tasks(lambda: discover_packages(settings.TASK_ROOT_MODULES, settings.INSTALLED_APPS))
 
