@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import kombu
+import kombu.transport
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as stock
 from kombu.transport.virtual.base import Message
@@ -45,6 +46,10 @@ PRIVATE_METHODS = {
     "Channel.conn_or_acquire": (stock.Channel, "conn_or_acquire", ("client",)),
 }
 PRIVATE_MESSAGE_ATTRIBUTE = "_raw"  # the payload as it came off the queue (kombu.transport.virtual.base.Message)
+# kombu resolves a URL scheme to its class once per process and keeps it here (kombu.transport.get_transport_cls):
+# a Connection made before install() would pin the stock class for every later one.
+PRIVATE_TRANSPORT_CACHE = "_transport_cache"
+ALIASES = {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}
 
 
 class KombuChangedError(RuntimeError):
@@ -64,6 +69,8 @@ def check_kombu() -> None:
     probe = Message({"body": "", "properties": {"delivery_tag": "probe", "delivery_info": {}}}, channel=None)
     if not hasattr(probe, PRIVATE_MESSAGE_ATTRIBUTE):
         problems.append(f"Message.{PRIVATE_MESSAGE_ATTRIBUTE} is gone")
+    if not isinstance(getattr(kombu.transport, PRIVATE_TRANSPORT_CACHE, None), dict):
+        problems.append(f"kombu.transport.{PRIVATE_TRANSPORT_CACHE} is gone")
     if problems:
         raise KombuChangedError(
             f"kombu {kombu.__version__} changed what patches/kombu_redis.py uses: {'; '.join(problems)}"
@@ -131,7 +138,10 @@ class SentinelTransport(stock.SentinelTransport):
 
 
 def install() -> None:
-    """Make the Redis broker URLs use these classes (idempotent), once kombu is checked (:func:`check_kombu`)."""
+    """Make the Redis broker URLs use these classes (idempotent), once kombu is checked (:func:`check_kombu`), also
+    when a connection of the process resolved them before."""
     check_kombu()
-    TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = f"{__name__}:Transport"
-    TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
+    cache = getattr(kombu.transport, PRIVATE_TRANSPORT_CACHE)
+    for alias, name in ALIASES.items():
+        TRANSPORT_ALIASES[alias] = f"{__name__}:{name}"
+        cache.pop(alias, None)
