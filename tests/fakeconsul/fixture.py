@@ -32,12 +32,8 @@ class ConsulAgent:
     fake: FakeConsul | None = None  # the fake itself (for its state), when is_fake
 
     @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.address}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def client(self, **kwargs: Any) -> consul.Consul:
         """A py-consul client for this agent; ``kwargs`` go to ``consul.Consul`` (e.g. ``token``, ``dc``)."""

@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,19 @@ def start_beat(name: str, host: str, queue: str, tmp: Path, agent: ConsulAgent, 
     )
 
 
+@dataclass(frozen=True)
+class GatedBeats:
+    leader: Beat
+    follower: Beat
+    queue: str
+    client: consul.Consul  # a client of the agent they register with
+    app_code: str  # their ring's key prefix (without the trailing "_")
+
+
 @pytest.fixture
 def gated_beats(
     redis_dbs: None, ring: dict[str, Any], consul_agent: ConsulAgent, tmp_path: Path
-) -> Iterator[tuple[Beat, Beat, str]]:
+) -> Iterator[GatedBeats]:
     """Beats on "hosts" 10.0.0.1 and 10.0.0.3; with both registered, .3 owns business 2 and leads."""
     queue = f"bkm-test-gated-{uuid.uuid4().hex[:8]}"
     # The leader first: a follower alone on the ring would lead until the leader's registration shows up.
@@ -227,7 +237,7 @@ def gated_beats(
         follower = start_beat("host1", "10.0.0.1", queue, tmp_path, consul_agent, ring)
         wait_for(lambda: hash_ring().count("host: ") == 2, 30, "both beats to register", ignore=(CommandError,))
         wait_for(lambda: follower and follower.logged("is not the leader"), 10, "the follower's first check")
-        yield leader, follower, queue
+        yield GatedBeats(leader, follower, queue, consul_agent.client(), ring["APP_CODE"])
     finally:
         leader.stop()
         if follower is not None:
@@ -241,15 +251,13 @@ def origins(queue: str, task_id: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_only_the_ring_leader_dispatches_and_a_killed_one_leaves_after_its_ttl(
-    gated_beats: tuple[Beat, Beat, str], consul_agent: ConsulAgent, ring: dict[str, Any]
-) -> None:
-    leader, follower, queue = gated_beats
-    # Each registration holds the businesses its host owns (the leader rewrites its own on its next tick).
-    client = consul_agent.client()
+def test_only_the_ring_leader_dispatches_and_a_killed_one_leaves_after_its_ttl(gated_beats: GatedBeats) -> None:
+    leader, follower, queue, client = gated_beats.leader, gated_beats.follower, gated_beats.queue, gated_beats.client
+    prefix = f"{gated_beats.app_code}_"
 
+    # Each registration holds the businesses its host owns (the leader rewrites its own on its next tick).
     def values() -> dict[str, Any]:
-        _, entries = client.kv.get(f"{ring['APP_CODE']}_", recurse=True)
+        _, entries = client.kv.get(prefix, recurse=True)
         # Every value under the prefix is JSON (the original's tools may read them all); the ring's registrations:
         values = {e["Key"]: json.loads(e["Value"]) for e in entries or []}
         return {key.split("/")[2]: value for key, value in values.items() if key.split("/")[1] == "celerybeat"}
@@ -259,7 +267,6 @@ def test_only_the_ring_leader_dispatches_and_a_killed_one_leaves_after_its_ttl(
     # Several TTLs: both stay registered (renewed at TTL/2), only the leader dispatches. The window is what is
     # measured; within it the ring is checked after every change to its keys (an expired session deletes its key),
     # each reported by a blocking query on their prefix, instead of sampled now and then.
-    prefix = f"{ring['APP_CODE']}_"
     deadline = time.monotonic() + 3 * TTL
     index, _ = client.kv.get(prefix, recurse=True)
     while (left := deadline - time.monotonic()) > 0:
@@ -281,12 +288,9 @@ def test_only_the_ring_leader_dispatches_and_a_killed_one_leaves_after_its_ttl(
 
 
 @pytest.mark.slow
-def test_a_leader_whose_session_ends_hands_over_and_takes_back(
-    gated_beats: tuple[Beat, Beat, str], consul_agent: ConsulAgent, ring: dict[str, Any]
-) -> None:
-    leader, follower, queue = gated_beats
-    client = consul_agent.client()
-    name = f"{ring['APP_CODE']}_community_development_default/celerybeat/10.0.0.3/"
+def test_a_leader_whose_session_ends_hands_over_and_takes_back(gated_beats: GatedBeats) -> None:
+    leader, follower, queue, client = gated_beats.leader, gated_beats.follower, gated_beats.queue, gated_beats.client
+    name = f"{gated_beats.app_code}_community_development_default/celerybeat/10.0.0.3/"
     sessions = [s for s in client.session.list()[1] if str(s.get("Name")).startswith(name)]
     assert len(sessions) == 1
     mark = len(follower.log())

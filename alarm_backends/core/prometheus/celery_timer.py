@@ -9,6 +9,7 @@ declared with (``celery`` without one), ``exception`` the class name of the exce
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from celery import Celery, Task
@@ -50,6 +51,9 @@ def _postrun(sender: Task | None = None, **_: Any) -> None:
     ).observe(time.perf_counter() - started)
 
 
+_timed: weakref.WeakSet[Celery] = weakref.WeakSet()
+
+
 def install(app: Celery) -> None:
     """Time every task of ``app`` (signals are filtered by sender app, so other apps in the process are left out)."""
 
@@ -60,6 +64,9 @@ def install(app: Celery) -> None:
 
         return receiver
 
+    if app in _timed:  # a second set-up of the app: a task is timed once
+        return
+    _timed.add(app)
     # weak=False: the closures would otherwise be collected at once.
     task_prerun.connect(only(_prerun), weak=False)
     task_failure.connect(only(_failure), weak=False)

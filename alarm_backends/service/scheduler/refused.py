@@ -9,6 +9,7 @@ share queues that is every message that crosses from one to the other: each one 
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from celery import Celery
@@ -36,6 +37,9 @@ def refused(app: Celery, message: Any, exc: BaseException) -> None:
     )  # fmt: skip
 
 
+_watched: weakref.WeakSet[Celery] = weakref.WeakSet()
+
+
 def install(app: Celery) -> None:
     """Watch ``app``'s workers for messages refused for their content type."""
 
@@ -43,4 +47,7 @@ def install(app: Celery) -> None:
         if isinstance(exc, ContentDisallowed) and getattr(sender, "app", None) is app:
             refused(app, message, exc)
 
+    if app in _watched:  # a second set-up of the app: a message is counted once
+        return
+    _watched.add(app)
     task_rejected.connect(receiver, weak=False)  # a closure: kept alive by the signal
