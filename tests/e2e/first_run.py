@@ -50,18 +50,37 @@ def executed(since: float, timeout: float) -> int:
     return 1
 
 
+def ancestors() -> set[int]:
+    """This process and every process above it."""
+    pids, pid = set(), os.getpid()
+    while pid > 0 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
+        except OSError:
+            break
+    return pids
+
+
 def gone(marker: str) -> int:
+    """No live process of the run: ``marker`` in its command line or in its environment. The environment counts
+    because a process may rewrite its title (redis-server shows ``<argv0> 127.0.0.1:<port>``, the run dir gone from
+    it), while every process ``make run`` starts inherits the run's BKM_RUN_DIR."""
     left = []
+    needle = marker.encode()
+    mine = ancestors()  # this check and the script running it have the run's environment too
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit() or int(entry.name) in mine:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            raw = (entry / "cmdline").read_bytes()
             state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+            environ = (entry / "environ").read_bytes()
         except OSError:
-            continue  # exited meanwhile
-        if marker in cmdline and state != "Z":
-            left.append(f"{entry.name}: {cmdline.strip()}")
+            continue  # exited meanwhile, or another user's
+        if (needle in raw or needle in environ) and state != "Z":
+            cmdline = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+            left.append(f"{entry.name}: {cmdline}")
     for line in left:
         print(f"still running after make stop: {line}")
     return 1 if left else 0

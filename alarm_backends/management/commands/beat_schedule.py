@@ -22,10 +22,11 @@ from typing import Any
 
 import redis
 from celery import Celery
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from alarm_backends.checks import crontab_problems
+from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.schedule import view
 from alarm_backends.management.utils import backend_app
 from alarm_backends.service.scheduler.crontab import task_name
@@ -181,11 +182,8 @@ class Schedule:
         return f"a beat leads (lock {self.store.lock_key}, {snapshot.lock_ttl:.0f}s left)"
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List the backend beat schedule as stored in Redis; show, run now, pause or resume one entry."
-    # Django's system checks would refuse to run over one malformed crontab entry; this command is how an operator
-    # sees that entry (an error row), so it must keep working.
-    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON (list, show)")

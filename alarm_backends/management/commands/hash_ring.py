@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from alarm_backends.core.consul_client import ConsulUnavailableError
 from alarm_backends.core.host import get_host_addr
@@ -40,6 +40,7 @@ from alarm_backends.management.base.dispatch import (
     strategy_targets,
 )
 from alarm_backends.management.base.leader import LEADER_COMMAND
+from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.base.service_discovery import ConsulRegistration
 from alarm_backends.management.hashring import EmptyRingError
 from config.tools.consul import ENABLING_VARS
@@ -85,7 +86,7 @@ def this_host() -> str:
         raise CommandError(str(exc)) from None
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Show which registered host owns which business id on the hash ring (reads Consul only; without Consul, "
         "single-node mode: this host owns every business)."

@@ -15,23 +15,21 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from alarm_backends.management.base.leader import is_leader
+from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.health import checks as health_checks
 from alarm_backends.management.health import status as health
 from alarm_backends.management.health.daemon import DaemonLoop, cycles_per_day
 from alarm_backends.management.utils import backend_app
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = (
         "Check the platform's dependencies (Redis DBs, crontab entries, scheduler store, broker, Consul, beat lock, "
         "leader, queues)."
     )
-    # A probe must answer: Django's system checks would refuse to run over one malformed crontab entry, which is
-    # reported here as a failed row instead.
-    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print a JSON list of checks instead of the report")

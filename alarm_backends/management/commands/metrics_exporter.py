@@ -13,12 +13,13 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from alarm_backends.core.prometheus.exporter import ExporterError, check_address, metrics_dir, serve
+from alarm_backends.management.base.operator import OperatorCommand
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Serve the metrics of this host's beat and workers (PROMETHEUS_MULTIPROC_DIR) on a loopback port."
 
     def add_arguments(self, parser: CommandParser) -> None:

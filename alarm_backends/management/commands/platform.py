@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
 from supervisor.supervisorctl import LSBStatusExitStatuses
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear as clear_metrics
+from alarm_backends.management.base.operator import OperatorCommand
+from alarm_backends.management.schedule.view import stamp
 from alarm_backends.management.supervisor.control import (
     REDIS_AUTO,
     REDIS_CHOICES,
@@ -42,7 +45,15 @@ from alarm_backends.management.supervisor.workers import PROFILES, SMALL
 NOT_RUNNING = LSBStatusExitStatuses.NOT_RUNNING
 
 
-class Command(BaseCommand):
+def detail(process: ProcessInfo) -> str:
+    """supervisord's description of ``process``, a stop time given with its UTC offset in Django's TIME_ZONE (as every
+    time the commands print), where supervisord prints it in its own local time with no zone."""
+    if process.stopped_at is None:
+        return process.description
+    return f"stopped {stamp(process.stopped_at, timezone.get_default_timezone())}"
+
+
+class Command(OperatorCommand):
     help = "Start, stop or show the scheduler (beat and the crontab workers) under supervisord on this host."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -129,8 +140,8 @@ class Command(BaseCommand):
     def not_running_message(self, pending: list[ProcessInfo], timeout: float) -> str:
         lines = [f"{len(pending)} program(s) not RUNNING (waited up to {timeout:.0f} s):"]
         for process in pending:
-            detail = process.spawnerr or process.description
-            lines.append(f"  {process.name}: {process.state} {detail}; log: {process.logfile}")
+            why = process.spawnerr or detail(process)
+            lines.append(f"  {process.name}: {process.state} {why}; log: {process.logfile}")
         lines.append(f"supervisord itself: {self.host.log_dir}/supervisord.log")
         lines.append("supervisord is still running so the state can be inspected; `make stop` stops everything")
         return "\n".join(lines)
@@ -166,7 +177,7 @@ class Command(BaseCommand):
             )
         processes = self.supervisor.processes()
         for process in processes:
-            self.stdout.write(f"{process.name:<40} {process.state:<10} {process.description}")
+            self.stdout.write(f"{process.name:<40} {process.state:<10} {detail(process)}")
         down = [p.name for p in processes if p.state != RUNNING]
         if down:
             raise CommandError(f"not RUNNING: {', '.join(down)}", returncode=NOT_RUNNING)

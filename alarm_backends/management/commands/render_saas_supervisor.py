@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.supervisor.arguments import add_profile_argument
 from alarm_backends.management.supervisor.control import SupervisorError
 from alarm_backends.management.supervisor.env_secrets import configured_secrets
@@ -41,7 +42,7 @@ def read_template(path: Path) -> str:
         raise CommandError(f"cannot read the template {path}: {exc.strerror}") from None
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Render the supervisord config of a SaaS host (the SaaS Celery workers; beat in the dev profile)."
 
     def add_arguments(self, parser: CommandParser) -> None:

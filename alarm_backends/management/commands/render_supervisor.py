@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from alarm_backends.core.cluster import get_cluster
 from alarm_backends.core.prometheus.exporter import clear
+from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.supervisor.arguments import add_profile_argument
 from alarm_backends.management.supervisor.control import REDIS_AUTO, REDIS_CHOICES, Supervisor, SupervisorError
 from alarm_backends.management.supervisor.files import Plan, check, plan, render_to_file
@@ -24,7 +25,7 @@ from alarm_backends.management.supervisor.render import Host
 from alarm_backends.management.supervisor.workers import PROFILE_DESCRIPTIONS, SMALL
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Render the supervisord config (beat and the crontab workers) for this host."
 
     def add_arguments(self, parser: CommandParser) -> None:

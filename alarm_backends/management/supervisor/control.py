@@ -190,16 +190,23 @@ class ProcessInfo:
     description: str
     logfile: str
     spawnerr: str
+    # When a STOPPED or EXITED program stopped (epoch seconds): supervisord's description is then that time in its
+    # own process's local time, without a zone; None when the description is something else.
+    stopped_at: float | None = None
 
     @classmethod
     def from_rpc(cls, info: Mapping[str, Any]) -> ProcessInfo:
+        state = str(info["statename"])
+        # supervisord's rpcinterface describes a STOPPED/EXITED program that was ever started by its stop time.
+        stopped = state in ("STOPPED", "EXITED") and bool(info.get("start"))
         return cls(
             name=make_namespec(info["group"], info["name"]),
-            state=str(info["statename"]),
+            state=state,
             pid=int(info["pid"]),
             description=str(info["description"]),
             logfile=str(info["stdout_logfile"]),
             spawnerr=str(info["spawnerr"]),
+            stopped_at=float(info["stop"]) if stopped else None,
         )
 
 
