@@ -20,7 +20,15 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 ROUTE_TABLE = "/proc/net/route"
+IPV6_ROUTE_TABLE = "/proc/net/ipv6_route"
+IPV6_ADDRESSES = "/proc/net/if_inet6"
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
+RTF_UP = 0x0001
+RTF_REJECT = 0x0200  # the kernel's "unreachable" ::/0 route on lo, present on every host
+IFA_SCOPE_GLOBAL = 0x00
+# An address still being checked for duplicates (tentative), found a duplicate, or on its way out: not one to
+# register under.
+IFA_UNUSABLE = 0x40 | 0x08 | 0x20  # IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED
 
 
 def default_route_interface(route_table: str) -> str | None:
@@ -52,17 +60,61 @@ def interface_address(iface: str) -> str | None:
     return socket.inet_ntoa(packed[20:24])
 
 
-def detect_host_addr() -> str:
-    """The default-route interface's IPv4 address, else what the host name resolves to."""
+def ipv6_default_route_interface(route_table: str) -> str | None:
+    """The interface of the IPv6 default route (``::/0``, up, not a reject route) in ``/proc/net/ipv6_route`` text,
+    the lowest metric winning."""
+    best: tuple[int, str] | None = None
+    for line in route_table.splitlines():
+        fields = line.split()
+        if len(fields) != 10:
+            continue
+        destination, prefix, metric, flags, iface = fields[0], fields[1], fields[5], fields[8], fields[9]
+        try:
+            is_default = int(destination, 16) == 0 and int(prefix, 16) == 0
+            rank, bits = int(metric, 16), int(flags, 16)
+        except ValueError:
+            continue
+        if is_default and bits & RTF_UP and not bits & RTF_REJECT and (best is None or rank < best[0]):
+            best = (rank, iface)
+    return best[1] if best else None
+
+
+def interface_ipv6_address(addresses: str, iface: str) -> str | None:
+    """The first global, usable IPv6 address of ``iface`` in ``/proc/net/if_inet6`` text. A link-local address is
+    never chosen: it means nothing without its interface, on another host."""
+    for line in addresses.splitlines():
+        fields = line.split()
+        if len(fields) != 6 or fields[5] != iface:
+            continue
+        try:
+            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            scope, flags = int(fields[3], 16), int(fields[4], 16)
+        except ValueError:
+            continue
+        if scope == IFA_SCOPE_GLOBAL and not flags & IFA_UNUSABLE:
+            return str(address)
+    return None
+
+
+def _read(path: str) -> str:
     try:
-        with open(ROUTE_TABLE, encoding="ascii") as f:
-            iface = default_route_interface(f.read())
+        with open(path, encoding="ascii") as f:
+            return f.read()
     except OSError:
-        iface = None
-    if iface:
-        addr = interface_address(iface)
-        if addr:
-            return addr
+        return ""
+
+
+def detect_host_addr() -> str:
+    """As the original's ``get_host_addr``: the IPv4 default route's interface's address, else the IPv6 default
+    route's interface's (global) address, else what the host name resolves to."""
+    iface = default_route_interface(_read(ROUTE_TABLE))
+    addr = interface_address(iface) if iface else None
+    if addr:
+        return addr
+    iface = ipv6_default_route_interface(_read(IPV6_ROUTE_TABLE))
+    addr = interface_ipv6_address(_read(IPV6_ADDRESSES), iface) if iface else None
+    if addr:
+        return addr
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError as exc:

@@ -89,6 +89,27 @@ def test_registration_path_value_and_session(ring: dict[str, Any], consul_agent:
     assert client.session.info(last)[1] is None  # the session is destroyed, not left to expire
 
 
+def test_ipv6_hosts_register_and_own_as_their_addresses(ring: dict[str, Any]) -> None:
+    # An IPv6-only host registers under its address (the colons are part of the key's host segment) and is read
+    # back as that address: by the ring, by `--host`, by the leader check.
+    six, alone = registration("fd00::2", 7), "host: fd00::2\n- 2\n- 3\n- 100\n- 5000\n"
+    assert six.register()
+    assert six.path.endswith("/celerybeat/fd00::2/7")
+    assert hash_ring() == alone
+    with override_settings(HOST_ADDR="fd00::2"):
+        assert hash_ring("--host", "localhost") == alone
+    assert is_leader(six)
+    other = registration("fd00::3", 8)
+    other.register()
+    listed = hash_ring()
+    assert listed.count("host: ") == 2 and "host: fd00::3\n" in listed
+    owners = [line for line in listed.splitlines() if line.startswith("- ")]
+    assert sorted(owners) == sorted(["- 2", "- 3", "- 100", "- 5000"])  # every target owned once
+    assert [is_leader(six), is_leader(other)].count(True) == 1
+    six.unregister()
+    other.unregister()
+
+
 def test_is_leader_and_hash_ring_follow_the_registered_hosts(
     ring: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
