@@ -53,20 +53,26 @@ def manage(env: dict[str, str], *args: str) -> str:
 def test_cli_output_and_rendered_config_hide_the_password(tmp_path: Path) -> None:
     env = secret_env(tmp_path)
     for args in (("healthz",), ("healthz", "--json"), ("beat_schedule", "list"), ("hash_ring",), ("check",)):
-        assert_no_secret(f"manage.py {' '.join(args)}", manage(env, *args))
+        assert_no_secret(f"manage.py {' '.join(args)}", manage(env | json_overrides(), *args),
+                         (SECRET, DB_SECRET, NESTED_SECRET))  # fmt: skip
     output = tmp_path / "supervisord.conf"
     assert_no_secret("render_supervisor", manage(env, "render_supervisor", "--output", str(output), "--redis", "no"))
     assert_no_secret("the rendered supervisord.conf", output.read_text())
 
 
-def test_passwords_inside_json_overrides_stay_out_of_rendered_configs(tmp_path: Path) -> None:
+def json_overrides() -> dict[str, str]:
+    """Passwords where no variable name says so: inside the databases override and deep inside another one."""
     database = {"ENGINE": "django.db.backends.postgresql", "NAME": "bkmonitor", "USER": "bkmonitor",
                 "PASSWORD": DB_SECRET, "HOST": "127.0.0.1", "PORT": 5432}  # fmt: skip
     clients = {"cmdb": {"endpoints": [{"url": "https://cmdb.example/api", "auth": {"app_secret": NESTED_SECRET}}]}}
-    env = secret_env(tmp_path) | {
+    return {
         "BKAPP_SETTINGS_DATABASES": json.dumps({"default": database}),
         "BKAPP_SETTINGS_THIRD_PARTY_CLIENTS": json.dumps(clients),
     }
+
+
+def test_passwords_inside_json_overrides_stay_out_of_rendered_configs(tmp_path: Path) -> None:
+    env = secret_env(tmp_path) | json_overrides()
     backend, saas = tmp_path / "supervisord.conf", tmp_path / "saas-supervisord.conf"
     outputs = {
         "render_supervisor": manage(env, "render_supervisor", "--output", str(backend), "--redis", "no"),
@@ -95,8 +101,8 @@ def test_beats_log_hides_the_password(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "celery", "-A", "alarm_backends.service.scheduler.app", "beat", "-l", "debug",
            "-S", "redbeat.RedBeatScheduler", "-s", str(tmp_path / "schedule")]  # fmt: skip
     with log.open("wb") as out:
-        beat = subprocess.Popen(cmd, cwd=REPO, env=secret_env(tmp_path), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        beat = subprocess.Popen(cmd, cwd=REPO, env=secret_env(tmp_path) | json_overrides(), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
         # Three failed ticks, each naming the store (and whatever else a failing tick logs at debug level).
         wait_for(lambda: log.read_text(errors="replace").count("schedule store") >= 3, 60, "three failed ticks")
@@ -104,4 +110,4 @@ def test_beats_log_hides_the_password(tmp_path: Path) -> None:
         stop_group(beat)
     text = log.read_text(errors="replace")
     assert "redis://:***@" in text  # the store is named, masked
-    assert_no_secret("beat's log", text)
+    assert_no_secret("beat's log", text, (SECRET, DB_SECRET, NESTED_SECRET))
