@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,21 @@ class EntryDecoder(RedBeatJSONDecoder):
         return super().dict_to_object(d)
 
 
+class _Empty(dict[str, Any]):
+    """An empty dict that refuses to change: one shared by every definition without kwargs or options, instead of
+    two empty dicts per entry (128 bytes each, 12 MiB per 100k entries). A dict, so it encodes and prints as ``{}``
+    wherever a definition's kwargs or options go (JSON, Celery's argsrepr); changing it would change every entry."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("shared empty mapping: copy it (dict(...)) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+
+EMPTY: Mapping[str, Any] = _Empty()
+
+
 @dataclass(slots=True)
 class Definition:
     name: str
@@ -38,29 +53,54 @@ class Definition:
     schedule: Any
     args: Any
     kwargs: Any
-    options: dict[str, Any]
+    options: Mapping[str, Any]
     enabled: bool
     missed_run: MissedRun
     _template: Template | None = field(default=None, repr=False)
+    raw_hash: int = field(default=0, repr=False)  # a static entry's: hash() of the JSON the sync writes for it
 
     def template(self, templates: Templates) -> Template:
         if self._template is None:
             self._template = templates.get(self.task, self.args, self.kwargs, self.options)
         return self._template
 
+    def encode(self) -> str:
+        """The stored ``definition`` field of this entry (:func:`encode_definition`)."""
+        return encode_definition(self.name, self.task, self.schedule, self.args, dict(self.kwargs), dict(self.options))
+
+
+# json.dumps's own defaults (separators, ASCII), without an encoder class: the C encoder, no Python hook per value.
+_plain = json.JSONEncoder().encode
+_SCHEDULES_KEPT = 4096
+_schedule_json: dict[int, tuple[Any, str]] = {}  # id → (the schedule, kept so its id is not reused; its JSON)
+
+
+def schedule_json(schedule: Any) -> str:
+    """A schedule's JSON as celery-redbeat's encoder writes it, encoded once per schedule object: entries share
+    their schedule objects, and the encoder's Python hook is most of the cost of encoding a definition."""
+    kept = _schedule_json.get(id(schedule))
+    if kept is not None and kept[0] is schedule:
+        return kept[1]
+    encoded = json.dumps(schedule, cls=EntryEncoder)
+    if len(_schedule_json) >= _SCHEDULES_KEPT:
+        _schedule_json.clear()
+    _schedule_json[id(schedule)] = (schedule, encoded)
+    return encoded
+
 
 def encode_definition(name: str, task: str, schedule: Any, args: Any, kwargs: Any, options: Any) -> str:
-    """The stored ``definition`` field, exactly as celery-redbeat writes it."""
-    definition = {
-        "name": name,
-        "task": task,
-        "args": args,
-        "kwargs": kwargs,
-        "options": options,
-        "schedule": schedule,
-        "enabled": True,
-    }
-    return json.dumps(definition, cls=EntryEncoder)
+    """The stored ``definition`` field, exactly as celery-redbeat writes it (``json.dumps`` of the dict below with
+    its encoder), built from its parts: the schedule's JSON comes from :func:`schedule_json`."""
+    try:
+        head = (
+            f'{{"name": {_plain(name)}, "task": {_plain(task)}, "args": {_plain(args)}, '
+            f'"kwargs": {_plain(kwargs)}, "options": {_plain(options)}, "schedule": '
+        )
+    except TypeError:  # a value only the entry encoder knows (a datetime among the arguments, ...)
+        definition = {"name": name, "task": task, "args": args, "kwargs": kwargs, "options": options,
+                      "schedule": schedule, "enabled": True}  # fmt: skip
+        return json.dumps(definition, cls=EntryEncoder)
+    return f'{head}{schedule_json(schedule)}, "enabled": true}}'
 
 
 def encode_meta(last_run_at: dt.datetime | None, total_run_count: int | None = None) -> str:
@@ -107,13 +147,25 @@ class Definitions:
         self.policies = policies
         self.default = default
         self._cache: dict[str, Definition] = {}
+        # The static entries, by name. Their JSON is not kept (~230 bytes per entry, most of what a beat holds per
+        # entry): a stored definition is recognised as this beat's own by its hash, and the sync encodes it again.
+        self.static: dict[str, Definition] = {}
+        self.key_prefix = ""  # "<redbeat_key_prefix>:": an entry's key is this and its name
 
-    def add(self, raw: str, definition: Definition) -> None:
-        """Cache a definition the scheduler encoded itself (a static entry), so it is never decoded back."""
+    def add_static(self, raw: str, definition: Definition) -> None:
+        """A definition the scheduler encoded itself (``raw``): never decoded back while the store holds ``raw``."""
         definition.schedule = bind_clock(definition.schedule, self.now)
-        self._cache[raw] = definition
+        definition.raw_hash = hash(raw)
+        self.static[definition.name] = definition
 
-    def get(self, raw: str) -> Definition:
+    def get(self, raw: str, key: str | None = None) -> Definition:
+        """The decoded definition ``raw`` of the entry stored under ``key``. A static entry's is its own while the
+        stored JSON is the one the sync wrote: same 64-bit hash (a changed definition that hashes the same as the
+        one it replaced, about one chance in 2**64, would be served as the static one)."""
+        if key is not None and key.startswith(self.key_prefix):
+            static = self.static.get(key[len(self.key_prefix) :])
+            if static is not None and static.raw_hash == hash(raw):
+                return static
         decoded = self._cache.get(raw)
         if decoded is None:
             if len(self._cache) > 200_000:  # entries were redefined many times over: start afresh
@@ -125,8 +177,8 @@ class Definitions:
                 task=data["task"],
                 schedule=bind_clock(data["schedule"], self.now),
                 args=data.get("args") or (),
-                kwargs=data.get("kwargs") or {},
-                options=data.get("options") or {},
+                kwargs=data.get("kwargs") or EMPTY,
+                options=data.get("options") or EMPTY,
                 enabled=bool(data.get("enabled", True)),
                 missed_run=self.policies.get(name, self.default),
             )

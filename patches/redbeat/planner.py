@@ -74,7 +74,7 @@ class TickPlanner:
             logger.warning("beat: entry %s has no definition, %s", item.key, "removing it" if item.due else
                            "dropping the run requested of it")  # fmt: skip
             return None, [], Update(item.key, NEVER if item.due else None, "", item.requested)
-        definition = self.definitions.get(item.definition)
+        definition = self.definitions.get(item.definition, item.key)
         runs, score = self.slots(definition, item) if item.due else ([], None)
         if item.requested is not None:  # an operator's `beat_schedule run`, paused or not
             name = definition.name
@@ -134,7 +134,7 @@ def next_wake(due: Due, definitions: Definitions) -> float | None:
     if head is None or head.score is None or head.definition is None:
         return due.head
     try:
-        slot = stored_slot(definitions.get(head.definition).schedule, head.score, head.meta, due.now)
+        slot = stored_slot(definitions.get(head.definition, head.key).schedule, head.score, head.meta, due.now)
     except Exception:  # an unreadable definition: the tick that serves the entry logs it and parks it
         return due.head
     return slot if due.after_head is None else min(slot, due.after_head)

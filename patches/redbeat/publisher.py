@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -94,7 +94,7 @@ class Templates:
         self.app = app
         self._bases: dict[tuple[str, str], Template] = {}
 
-    def get(self, task: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Template:
+    def get(self, task: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> Template:
         signature = (task, repr(sorted((options or {}).items())))
         base = self._bases.get(signature)
         if base is None:
@@ -126,7 +126,7 @@ def _consumed_options(app: Celery) -> frozenset[str]:
     return frozenset(names - {"options", "kwargs"})
 
 
-def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: dict[str, Any]) -> Template:
+def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> Template:
     """What ``task.apply_async(args, kwargs, **options)`` would send, with the task's own queue and expires."""
     registered = app.tasks.get(task)
     merged = {**(registered._get_exec_options() if registered is not None else {}), **(options or {})}

@@ -39,6 +39,7 @@ from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.dispatch import Chunk, ChunkPipeline
 from patches.redbeat.entries import (
+    EMPTY,
     Definition,
     Definitions,
     decode_meta,
@@ -50,9 +51,10 @@ from patches.redbeat.planner import TickPlanner, next_wake
 from patches.redbeat.policy import MissedRun, from_epoch, seed_score
 from patches.redbeat.publisher import BatchPublisher, Templates, open_producer
 from patches.redbeat.stall import bounded
-from patches.redbeat.store import Due, LostLockError, Seed, Store
+from patches.redbeat.store import SEED_SLICE, Due, LostLockError, Seed, Store
 
 logger = logging.getLogger("celery.beat")
+NEW_META = encode_meta(None)  # what the sync writes where an entry has no meta yet
 
 
 class RedBeatScheduler(Scheduler):
@@ -74,10 +76,10 @@ class RedBeatScheduler(Scheduler):
         self._server_now = time.time()
         self._fetched = time.monotonic()  # when _server_now was read
         self._publisher: BatchPublisher | None = None
-        self._static: dict[str, str] = {}  # name → the definition JSON the sync writes
         self._unsynced = False  # entries were added while leading: the next tick syncs them
         policies: dict[str, MissedRun] = {}
         self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
+        self.definitions.key_prefix = self.store.key("")
         self.templates = Templates(app)
         self.gate = symbol_by_name(self.conf.leader_gate)(app) if self.conf.leader_gate else None
         self._gate_open = True  # the gate's last answer
@@ -94,7 +96,7 @@ class RedBeatScheduler(Scheduler):
     def setup_schedule(self) -> None:
         """Validate the static ``beat_schedule`` now; it is written to Redis by whichever beat takes the lock."""
         static = dict(self.app.conf.beat_schedule or {})
-        self._static = {}
+        self.definitions.static.clear()
         self.update_from_dict(static)
         # Celery's own entries (celery.backend_cleanup, for a result backend that does not expire results itself)
         # arrive through update_from_dict, as in every Celery scheduler.
@@ -108,51 +110,65 @@ class RedBeatScheduler(Scheduler):
             raw = dict(raw)
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
-            self.definitions.policies[name] = policy
+            # Only the entries whose policy is not the default are listed (one dict slot per entry otherwise).
+            if policy == self.conf.missed_run:
+                self.definitions.policies.pop(name, None)
+            else:
+                self.definitions.policies[name] = policy
             entry = self._maybe_entry(name, raw)
             encoded = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
             # Keep the definition, not the ScheduleEntry: with 100k entries the entries alone weigh ~100 MB.
-            self.definitions.add(
+            self.definitions.add_static(
                 encoded,
                 Definition(
                     name=name,
                     task=entry.task,
                     schedule=entry.schedule,
                     args=entry.args or (),
-                    kwargs=entry.kwargs or {},
-                    options=entry.options or {},
+                    kwargs=entry.kwargs or EMPTY,
+                    options=entry.options or EMPTY,
                     enabled=True,
                     missed_run=policy,
                 ),
             )
-            self._static[name] = encoded
         if dict_ and self.leading:
             self._unsynced = True
 
     def _sync(self) -> None:
-        names = list(self._static)
-        now, statics, metas = self.store.read_for_sync(names)
-        self._server_now, self._fetched = now, time.monotonic()
-        seeds = []
-        new_meta = encode_meta(None)  # written only where an entry has no meta yet
-        for name, raw_meta in zip(names, metas, strict=True):
-            definition = self._static[name]
-            try:
-                last_run_at, _ = decode_meta(raw_meta)
-            except ValueError as exc:
-                logger.error("beat: entry %s has an unreadable meta (%s): treated as never run", name, exc)
-                last_run_at = None
-            schedule = self.definitions.get(definition).schedule
-            score = seed_score(schedule, last_run_at, now, self.conf.first_run_now)
-            seeds.append(Seed(name, definition, new_meta, score))
-        if names and not statics and not any(metas):
+        """Write the static schedule into the store, fenced, and prune the static entries it no longer has. A slice
+        of SEED_SLICE entries at a time, read then written, so the memory a sync needs is bounded by a slice, not by
+        the schedule (reading all 100k entries' metas at once took ~1 KB per entry, kept by the process after)."""
+        names = list(self.definitions.static)
+        statics = self.store.read_statics()
+        prune, remembered = sorted(statics - set(names)), bool(statics)
+        del statics
+        pruned = written = 0
+        for start in range(0, max(len(names), 1), SEED_SLICE):
+            chunk = names[start : start + SEED_SLICE]
+            now, metas = self.store.read_metas(chunk)
+            self._server_now, self._fetched = now, time.monotonic()
+            remembered = remembered or any(metas)
+            seeds = [self._seed(name, raw_meta, now) for name, raw_meta in zip(chunk, metas, strict=True)]
+            slice_pruned, slice_written = self.store.seed(self.token, prune, seeds)
+            pruned, written, prune = pruned + slice_pruned, written + slice_written, []
+        if names and not remembered:
             # A store with none of the schedule: new, or it lost its data (a Redis restart without persistence, a
             # failover to an empty replica). Every entry's history is gone, so every entry is new to it.
             first = "fires now" if self.conf.first_run_now else "waits for its next slot"
             logger.warning("beat: the schedule store holds none of the %d entries (a new store, or one that lost its "
                            "data): each entry %s", len(names), first)  # fmt: skip
-        pruned, written = self.store.seed(self.token, sorted(statics - set(names)), seeds)
         logger.info("beat: schedule synced: %d entries written, %d stale entries pruned", written, pruned)
+
+    def _seed(self, name: str, raw_meta: str | None, now: float) -> Seed:
+        """What the sync writes for static entry ``name``: its definition, a meta where it has none, its score."""
+        definition = self.definitions.static[name]
+        try:
+            last_run_at, _ = decode_meta(raw_meta)
+        except ValueError as exc:
+            logger.error("beat: entry %s has an unreadable meta (%s): treated as never run", name, exc)
+            last_run_at = None
+        score = seed_score(definition.schedule, last_run_at, now, self.conf.first_run_now)
+        return Seed(name, definition.encode(), NEW_META, score)
 
     # --- leadership -------------------------------------------------------------------------------------------
 
@@ -366,7 +382,7 @@ class RedBeatScheduler(Scheduler):
     @property
     def schedule(self) -> dict[str, Any]:
         """The static entries, by name (their definitions, as stored)."""
-        return {name: self.definitions.get(raw) for name, raw in self._static.items()}
+        return dict(self.definitions.static)
 
     @property
     def lock_timeout(self) -> float:

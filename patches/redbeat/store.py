@@ -218,16 +218,20 @@ class Store:
 
     # --- start-up sync ----------------------------------------------------------------------------------------
 
-    def read_for_sync(self, names: Sequence[str]) -> tuple[float, set[str], list[str | None]]:
-        """One round trip: server time, the statics set, and the stored meta of each of ``names``."""
+    def read_statics(self) -> set[str]:
+        """The names of the static entries the store holds."""
+        members: set[str] = self.client.smembers(self.statics_key)  # type: ignore[assignment]  # decoded responses
+        return members
+
+    def read_metas(self, names: Sequence[str]) -> tuple[float, list[str | None]]:
+        """One round trip: server time and the stored meta of each of ``names``."""
         with self.client.pipeline(transaction=False) as pipe:
             pipe.time()
-            pipe.smembers(self.statics_key)
             for name in names:
                 pipe.hget(self.key(name), "meta")
             reply = pipe.execute()
         seconds, micros = reply[0]
-        return seconds + micros / 1e6, set(reply[1]), list(reply[2:])
+        return seconds + micros / 1e6, list(reply[1:])
 
     def seed(self, token: str, prune: Iterable[str], entries: Sequence[Seed]) -> tuple[int, int]:
         """Prune ``prune`` and write ``entries``, fenced, in slices of SEED_SLICE. Raises LostLockError."""
