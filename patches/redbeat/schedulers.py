@@ -39,11 +39,9 @@ from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.dispatch import Chunk, ChunkPipeline
 from patches.redbeat.entries import (
-    EMPTY,
     Definition,
     Definitions,
     decode_meta,
-    encode_definition,
     encode_meta,
 )
 from patches.redbeat.observe import Observer
@@ -115,22 +113,7 @@ class RedBeatScheduler(Scheduler):
                 self.definitions.policies.pop(name, None)
             else:
                 self.definitions.policies[name] = policy
-            entry = self._maybe_entry(name, raw)
-            encoded = encode_definition(name, entry.task, entry.schedule, entry.args, entry.kwargs, entry.options)
-            # Keep the definition, not the ScheduleEntry: with 100k entries the entries alone weigh ~100 MB.
-            self.definitions.add_static(
-                encoded,
-                Definition(
-                    name=name,
-                    task=entry.task,
-                    schedule=entry.schedule,
-                    args=entry.args or (),
-                    kwargs=entry.kwargs or EMPTY,
-                    options=entry.options or EMPTY,
-                    enabled=True,
-                    missed_run=policy,
-                ),
-            )
+            self.definitions.add_static(Definition.of_entry(self._maybe_entry(name, raw), policy))
         if dict_ and self.leading:
             self._unsynced = True
 

@@ -68,6 +68,9 @@ CASES = [
     ("options", "t.job", schedule(run_every=30.0, relative=True), (), {}, {"queue": "celery_cron", "expires": 299}),
     ("unicode 监控", "t.任务", crontab(minute="1,31"), ("é", "监控"), {"k": "ü"}, {"headers": {"x": "y"}}),
     ("datetime", "t.job", crontab(), (dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.UTC),), {}, {}),  # encoder's path
+    ("list of strings", "t.job", crontab(hour="3"), ["a", 'b"c', "\n"], {"k": []}, {"priority": 5}),
+    ("nested", "t.job", crontab(), [["a"], ("b",)], {}, {}),
+    ("empty list", "t.job", crontab(), [], {}, {}),
 ]
 
 
@@ -94,7 +97,7 @@ def test_a_static_entry_is_recognised_by_its_stored_json_and_nothing_else(stock_
     definitions = Definitions(lambda: from_epoch(0), {}, MissedRun())
     definitions.key_prefix = "redbeat:"
     static = Definition("e1", "t.job", sched, ("x",), EMPTY, EMPTY, True, MissedRun())
-    definitions.add_static(encode_definition("e1", "t.job", sched, ("x",), {}, {}), static)
+    definitions.add_static(static)
     assert static.encode() == raw  # what the sync writes again
     assert definitions.get(raw, "redbeat:e1") is static
     # The same entry stored with another definition (stock's entry API, an operator): decoded from the store.
