@@ -7,12 +7,18 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from alarm_backends.checks import check_crontab_entries, check_ring_address, check_settings, crontab_problems
+from alarm_backends.checks import (
+    CRONTAB_TAG,
+    check_crontab_entries,
+    check_ring_address,
+    check_settings,
+    crontab_problems,
+)
 
 
 def test_shipped_lists_pass() -> None:
     assert check_crontab_entries() == []
-    call_command("check", "--tag", "bkmonitor")
+    call_command("check", "--tag", CRONTAB_TAG)
 
 
 def test_unimportable_paths_are_errors_naming_the_entry() -> None:
@@ -50,7 +56,7 @@ def test_malformed_entries_and_excluded_paths() -> None:
     ):
         messages = [(m.id, m.msg) for m in check_crontab_entries()]
         with pytest.raises(SystemCheckError, match="DEFAULT_CRONTAB"):
-            call_command("check", "--tag", "bkmonitor")
+            call_command("check", "--tag", CRONTAB_TAG)
     assert messages == [
         (
             "bkmonitor.E001",

@@ -30,6 +30,8 @@ class Command(OperatorCommand):
         "Check the platform's dependencies (Redis DBs, crontab entries, scheduler store, broker, Consul, beat lock, "
         "leader, queues)."
     )
+    # A probe must answer: every problem, a malformed crontab entry included, is a row of its report.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print a JSON list of checks instead of the report")
