@@ -26,9 +26,10 @@ SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
 RTF_UP = 0x0001
 RTF_REJECT = 0x0200  # the kernel's "unreachable" ::/0 route on lo, present on every host
 IFA_SCOPE_GLOBAL = 0x00
-# An address still being checked for duplicates (tentative), found a duplicate, or on its way out: not one to
-# register under.
-IFA_UNUSABLE = 0x40 | 0x08 | 0x20  # IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED
+# Not an address to register under: a temporary (privacy) one, which rotates; one still being checked for
+# duplicates (tentative), found a duplicate, or on its way out.
+IFA_UNUSABLE = 0x01 | 0x40 | 0x08 | 0x20  # IFA_F_TEMPORARY | IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED
+IFA_F_PERMANENT = 0x80
 
 
 def default_route_interface(route_table: str) -> str | None:
@@ -80,8 +81,11 @@ def ipv6_default_route_interface(route_table: str) -> str | None:
 
 
 def interface_ipv6_address(addresses: str, iface: str) -> str | None:
-    """The first global, usable IPv6 address of ``iface`` in ``/proc/net/if_inet6`` text. A link-local address is
-    never chosen: it means nothing without its interface, on another host."""
+    """A global, stable IPv6 address of ``iface`` in ``/proc/net/if_inet6`` text: a permanent (configured) one before
+    one the router advertised, the lowest of them. Every process of the host must pick the same one (the file's order
+    is the kernel's hash order), and never a link-local one (it means nothing on another host) or a temporary one
+    (it rotates)."""
+    found: list[tuple[bool, ipaddress.IPv6Address]] = []
     for line in addresses.splitlines():
         fields = line.split()
         if len(fields) != 6 or fields[5] != iface:
@@ -92,8 +96,8 @@ def interface_ipv6_address(addresses: str, iface: str) -> str | None:
         except ValueError:
             continue
         if scope == IFA_SCOPE_GLOBAL and not flags & IFA_UNUSABLE:
-            return str(address)
-    return None
+            found.append((not flags & IFA_F_PERMANENT, address))
+    return str(min(found)[1]) if found else None
 
 
 def _read(path: str) -> str:

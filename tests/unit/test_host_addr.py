@@ -5,6 +5,7 @@ checked against iproute2's own view (``ip -json``)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -46,6 +47,21 @@ def test_the_default_route_is_the_up_one_with_the_lowest_metric_never_the_reject
     assert ipv6_default_route_interface("") is None
 
 
+def test_a_stable_address_is_chosen_the_same_whatever_the_files_order() -> None:
+    # A router-advertised address (no IFA_F_PERMANENT) and its temporary privacy twin (IFA_F_TEMPORARY), then two
+    # configured ones: the lowest configured one, in any order of the lines.
+    lines = [
+        "20010db8000000000000000000000009 04 40 00 00     eth0",  # advertised (SLAAC)
+        "20010db800000000a1b2c3d4e5f60718 04 40 00 01     eth0",  # temporary: rotates
+        "20010db8000000000000000000000007 04 40 00 80     eth0",  # permanent
+        "20010db8000000000000000000000003 04 40 00 80     eth0",  # permanent, lowest
+    ]
+    for order in (lines, lines[::-1], lines[1:] + lines[:1]):
+        assert interface_ipv6_address("\n".join(order), "eth0") == "2001:db8::3"
+    assert interface_ipv6_address("\n".join(lines[:2]), "eth0") == "2001:db8::9"  # no configured one
+    assert interface_ipv6_address(lines[1], "eth0") is None  # a temporary one only
+
+
 def test_the_address_is_the_interfaces_first_usable_global_one() -> None:
     assert interface_ipv6_address(ADDRESSES, "eth0") == "fd00::2"  # not the link-local fe80::fc:ff:fe00:1
     assert interface_ipv6_address(ADDRESSES, "lo") is None  # ::1 is host scope
@@ -70,7 +86,10 @@ def test_this_hosts_tables_read_as_iproute2_reads_them() -> None:
         return
     best = min(defaults, key=lambda route: route.get("metric", 0))
     assert iface is not None and iface == best["dev"]
-    usable = [a["local"] for link in ip_json("addr", "show", "dev", iface, "scope", "global")
-              for a in link.get("addr_info", []) if a.get("local") and not a.get("tentative")
-              and not a.get("dadfailed") and not a.get("deprecated")]  # fmt: skip
-    assert interface_ipv6_address(Path(IPV6_ADDRESSES).read_text(), iface) == (usable[0] if usable else None)
+    # iproute2 marks an address that is not IFA_F_PERMANENT "dynamic"; the same choice: configured first, lowest.
+    usable = sorted((bool(a.get("dynamic")), ipaddress.IPv6Address(a["local"]))
+                    for link in ip_json("addr", "show", "dev", iface, "scope", "global")
+                    for a in link.get("addr_info", []) if a.get("local") and not any(
+                        a.get(flag) for flag in ("tentative", "dadfailed", "deprecated", "temporary")))  # fmt: skip
+    expected = str(usable[0][1]) if usable else None
+    assert interface_ipv6_address(Path(IPV6_ADDRESSES).read_text(), iface) == expected
