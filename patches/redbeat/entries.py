@@ -63,13 +63,14 @@ class Definition:
     def of_entry(cls, entry: Any, missed_run: MissedRun) -> Definition:
         """A static entry's definition, from Celery's ScheduleEntry: kept instead of the entry (with 100k entries
         the entries alone weigh ~100 MB)."""
-        return cls(name=entry.name, task=entry.task, schedule=entry.schedule, args=entry.args or (),
+        return cls(name=entry.name, task=entry.task, schedule=entry.schedule, args=entry.args,
                    kwargs=entry.kwargs or EMPTY, options=entry.options or EMPTY, enabled=True,
                    missed_run=missed_run)  # fmt: skip
 
     def template(self, templates: Templates) -> Template:
         if self._template is None:
-            self._template = templates.get(self.task, self.args, self.kwargs, self.options)
+            # Celery's beat sends None arguments as (): a static entry keeps None, as stock stores it ("args": null).
+            self._template = templates.get(self.task, self.args or (), self.kwargs, self.options)
         return self._template
 
     def encode(self) -> str:

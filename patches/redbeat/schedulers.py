@@ -105,7 +105,9 @@ class RedBeatScheduler(Scheduler):
         if this beat leads). Celery's Scheduler wrote them into ``self.schedule``, which this scheduler rebuilds on
         every read, so they were lost (``celery.backend_cleanup`` was never scheduled); stock redbeat stores them."""
         for name, raw in dict_.items():
-            raw = dict(raw)
+            # Stock's entry defaults its args to None, Celery's to (): stored as stock stores it ("args": null), an
+            # entry a stock beat wrote is the same definition here, and its score is kept across a takeover.
+            raw = {"args": None, **raw}
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
             # Only the entries whose policy is not the default are listed (one dict slot per entry otherwise).

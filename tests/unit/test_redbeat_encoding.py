@@ -119,3 +119,31 @@ def test_the_shared_empty_mapping_reads_as_an_empty_dict_and_refuses_changes() -
         with pytest.raises(TypeError, match="shared empty mapping"):
             change(EMPTY)
     assert EMPTY == {}
+
+
+def test_the_static_schedule_is_stored_as_a_stock_beat_stores_it(stock_save: Any) -> None:
+    """Stock's beat builds its entries as ``RedBeatSchedulerEntry(**dict(entry, name=name, app=app))`` and saves
+    them; the scheduler's sync writes the same JSON, so after a takeover each entry is the same definition (an entry
+    without args included: stock stores ``"args": null``, where Celery's own entry would say ``[]``)."""
+    from patches.redbeat.client import reset_redis
+    from patches.redbeat.schedulers import RedBeatScheduler
+
+    schedule_ = {
+        "no args": {"task": "t.job", "schedule": crontab(minute="*/5")},
+        "args none": {"task": "t.job", "schedule": 30.0, "args": None},
+        "args empty": {"task": "t.job", "schedule": crontab(), "args": ()},
+        "args": {"task": "t.job", "schedule": crontab(hour="1"), "args": ["a"], "kwargs": {"k": 1}, "options": {}},
+    }
+    app = make_app(redbeat_redis_url="redis://127.0.0.1:1/0", broker_url="memory://", beat_schedule=schedule_)
+    scheduler = RedBeatScheduler(app=app)  # builds its client, but connects only in a tick
+    try:
+        for name, raw in schedule_.items():
+            entry = stock.RedBeatSchedulerEntry(**dict(raw, name=name, app=app))
+            entry.save()
+            assert scheduler.definitions.static[name].encode() == stock_save_last(entry), name
+    finally:
+        reset_redis(app)
+
+
+def stock_save_last(entry: Any) -> str:
+    return str(stock.get_redis(entry.app).written["definition"])
