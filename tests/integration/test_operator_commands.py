@@ -52,12 +52,16 @@ def test_operator_commands_run_despite_it(args: tuple[str, ...], code: int, says
 @pytest.mark.parametrize("args", [("platform", "start"), ("render_supervisor", "--check"), ("hash_ring",)])
 def test_what_must_stop_them_still_does(args: tuple[str, ...], tmp_path: Path) -> None:
     # The other checks still run: with Consul, a loopback ring address would make every host the same ring member.
-    loopback = {"BKM_RUN_DIR": str(tmp_path / "run"), "CONSUL_HOST": "127.0.0.1", "BK_MONITOR_HOST_ADDR": "127.0.0.1"}
-    result = manage(*args, env=loopback)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "bkmonitor.E003" in result.stderr and "127.0.0.1, a loopback address" in result.stderr
-    assert "E001" not in result.stderr  # the malformed entry is not what stopped it
-    assert not (tmp_path / "run").exists()  # stopped before it did anything
+    run_dir = {"BKM_RUN_DIR": str(tmp_path / "run")}
+    try:
+        result = manage(*args, env=run_dir | {"CONSUL_HOST": "127.0.0.1", "BK_MONITOR_HOST_ADDR": "127.0.0.1"})
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "bkmonitor.E003" in result.stderr and "127.0.0.1, a loopback address" in result.stderr
+        assert "E001" not in result.stderr  # the malformed entry is not what stopped it
+        assert not (tmp_path / "run").exists()  # stopped before it did anything
+    finally:
+        if (tmp_path / "run").exists():  # a platform that should not have started: stop it, whatever failed
+            manage("platform", "stop", env=run_dir)
 
 
 def test_the_exporter_serves_despite_it(tmp_path: Path) -> None:
