@@ -75,7 +75,7 @@ class Definition:
 
     def encode(self) -> str:
         """The stored ``definition`` field of this entry (:func:`encode_definition`)."""
-        return encode_definition(self.name, self.task, self.schedule, self.args, dict(self.kwargs), dict(self.options))
+        return encode_definition(self.name, self.task, self.schedule, self.args, self.kwargs, self.options)
 
 
 # json.dumps's own defaults (separators, ASCII), without an encoder class: the C encoder, no Python hook per value.
@@ -161,7 +161,9 @@ class Definitions:
     """Decoded definitions by their stored JSON: a periodic entry's definition hardly ever changes, and decoding
     (a crontab object per entry) costs more than the rest of a dispatch."""
 
-    def __init__(self, now: Callable[[], dt.datetime], policies: dict[str, MissedRun], default: MissedRun) -> None:
+    def __init__(
+        self, now: Callable[[], dt.datetime], policies: dict[str, MissedRun], default: MissedRun, key_prefix: str = ""
+    ) -> None:
         self.now = now
         self.policies = policies
         self.default = default
@@ -169,7 +171,7 @@ class Definitions:
         # The static entries, by name. Their JSON is not kept (~230 bytes per entry, most of what a beat holds per
         # entry): a stored definition is recognised as this beat's own by its hash, and the sync encodes it again.
         self.static: dict[str, Definition] = {}
-        self.key_prefix = ""  # "<redbeat_key_prefix>:": an entry's key is this and its name
+        self.key_prefix = key_prefix  # an entry's key is this and its name (Store.key)
 
     def add_static(self, definition: Definition) -> None:
         """A static entry: never decoded back while the store holds the JSON the sync writes for it."""

@@ -76,8 +76,7 @@ class RedBeatScheduler(Scheduler):
         self._publisher: BatchPublisher | None = None
         self._unsynced = False  # entries were added while leading: the next tick syncs them
         policies: dict[str, MissedRun] = {}
-        self.definitions = Definitions(self._clock, policies, self.conf.missed_run)
-        self.definitions.key_prefix = self.store.key("")
+        self.definitions = Definitions(self._clock, policies, self.conf.missed_run, key_prefix=self.store.key(""))
         self.templates = Templates(app)
         self.gate = symbol_by_name(self.conf.leader_gate)(app) if self.conf.leader_gate else None
         self._gate_open = True  # the gate's last answer

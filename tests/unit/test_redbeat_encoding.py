@@ -94,8 +94,7 @@ def test_a_solar_schedule_is_encoded_with_the_rest_as_stock_would() -> None:
 def test_a_static_entry_is_recognised_by_its_stored_json_and_nothing_else(stock_save: Any) -> None:
     sched = crontab(minute="*/5")
     raw = stock_save("e1", "t.job", sched, ("x",), {}, {})
-    definitions = Definitions(lambda: from_epoch(0), {}, MissedRun())
-    definitions.key_prefix = "redbeat:"
+    definitions = Definitions(lambda: from_epoch(0), {}, MissedRun(), key_prefix="redbeat:")
     static = Definition("e1", "t.job", sched, ("x",), EMPTY, EMPTY, True, MissedRun())
     definitions.add_static(static)
     assert static.encode() == raw  # what the sync writes again
