@@ -113,6 +113,11 @@ HASH_RING_SEPARATE_LABELS: bool | str = "auto"
 # Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
 # worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).
 CRON_EXPIRES_CLOCK = "redis"
+# The Redis broker's transport (CELERY_BROKER_BACKEND = "redis"): "reliable" (patches/kombu_redis: a message moves
+# atomically from its queue into its consumer's record, and what a dead consumer held is back in its queue within
+# seconds) or "kombu" (kombu's own, the original's: a consumer dying as it takes a message loses it, and what a
+# killed worker held comes back after the visibility timeout, 3 hours).
+BROKER_REDIS_TRANSPORT = "reliable"
 
 # Cluster (alarm_backends.core.cluster): name, code and the ordered routing rules.
 ALARM_BACKEND_CLUSTER_NAME = os.environ.get("BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME") or "default"

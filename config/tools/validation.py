@@ -201,6 +201,7 @@ RULES = (
     Rule("CLUSTER_SCOPED_NAMES", "true or false", _bool),
     Rule("HASH_RING_SEPARATE_LABELS", 'true, false or "auto"', _ring_mode),
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
+    Rule("BROKER_REDIS_TRANSPORT", '"reliable" or "kombu"', one_of("reliable", "kombu")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),
     Rule("SUPERVISOR_ENVIRON_SH", "an absolute path to a shell file, or empty", _absolute_path),

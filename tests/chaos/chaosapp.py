@@ -16,7 +16,7 @@
                         kills or resumes it), ``PAUSE`` sleeps ``seconds`` (the test restarts the broker). A beat
                         counts the messages it publishes (the fault lands after it fetched its due entries, before
                         it finished publishing and committing them); a worker counts the messages it takes from the
-                        Redis broker (the fault lands after ``BRPOP`` took one, before it is recorded in ``unacked``).
+                        Redis broker (the fault lands after it took one, before the worker receives it).
                         Two variables, because the programs of a supervised host (tests/chaos/netns.py) share one
                         environment: with one file, the host's worker could take the fault meant for its beat
 
@@ -38,23 +38,29 @@ from typing import Any
 import redis
 from celery import Celery, signals
 from celery.schedules import schedule
-from kombu.transport import redis as stock_redis
 
 # The platform's app: reading its configuration (its delivery settings, below) sets Django up and installs the
 # patched scheduler and the Redis put-back, exactly as the platform's beat and workers do.
 from alarm_backends.service.scheduler.app import PeriodicTask
 from alarm_backends.service.scheduler.app import app as backend_app
 from alarm_backends.service.scheduler.config import LEADER_GATE
-from tests.chaos.events import DELIVERED, FAULT, FINISHED, PUBLISHED, QUEUE, STARTED
+from patches.kombu_redis import reliable
+from tests.chaos.events import (
+    CONSUMER_HEARTBEAT,
+    CONSUMER_TIMEOUT,
+    DELIVERED,
+    FAULT,
+    FINISHED,
+    PUBLISHED,
+    QUEUE,
+    STARTED,
+)
 
 TASK = "chaos.record"
 # Long enough for any message of a scenario to be run; the dedupe claim lives this long plus an hour.
 EXPIRES = 600
 # The delivery settings that decide what a killed worker loses: the platform's, not this app's own choice.
 DELIVERY_SETTINGS = ("task_acks_late", "task_reject_on_worker_lost")
-# A message unacked this long is handed to another worker (kombu's Redis transport). The platform's 3 hours would
-# outlast every scenario; 10 s is well above the longest job (a few seconds) so no live run is handed out twice.
-VISIBILITY_TIMEOUT = 10
 
 ENTRIES = int(os.environ.get("CHAOS_ENTRIES", "50"))
 INTERVAL = float(os.environ.get("CHAOS_INTERVAL", "5"))
@@ -92,11 +98,11 @@ app = Celery("chaos")
 app.conf.update(
     broker_url=os.environ.get("CHAOS_BROKER_URL", ""),
     broker_connection_retry_on_startup=True,
+    broker_transport="patches.kombu_redis.reliable:Transport",
     broker_transport_options={
-        "visibility_timeout": VISIBILITY_TIMEOUT,
-        # Look for abandoned messages every second, not every 100 s (kombu's interval times throttle).
-        "unacked_restore_interval": 1,
-        "unacked_restore_throttle": 1,
+        "visibility_timeout": 3 * 3600,  # the platform's: dead workers are the consumer timeout's business
+        "consumer_heartbeat": CONSUMER_HEARTBEAT,
+        "consumer_timeout": CONSUMER_TIMEOUT,
     },
     redbeat_redis_url=os.environ.get("CHAOS_STORE_URL", ""),
     redbeat_lock_timeout=float(os.environ.get("CHAOS_LOCK_TIMEOUT", "3")),
@@ -198,18 +204,18 @@ def _before_publish(**_: Any) -> None:
         _maybe_fault(_BEAT_FAULT_FILE)
 
 
-_record_taken = stock_redis.QoS.append
+_deliver_taken = reliable.Channel.deliver_taken
 
 
-def _take(self: stock_redis.QoS, message: Any, delivery_tag: str) -> None:
-    """A worker's fault point: the message is off the queue, not yet in ``unacked``."""
+def _take(self: reliable.Channel, key: bytes, payload: bytes, ack: bytes) -> None:
+    """A worker's fault point: the message is off the queue and in the worker's records, not yet received."""
     if _WORKER_FAULT_FILE:
-        _maybe_fault(_WORKER_FAULT_FILE, id=(message.headers or {}).get("id"))
-    _record_taken(self, message, delivery_tag)
+        _maybe_fault(_WORKER_FAULT_FILE, id=json.loads(payload).get("headers", {}).get("id"))
+    _deliver_taken(self, key, payload, ack)
 
 
-# The platform's transport (patches.kombu_redis.DurableQoS) records a taken message through this method.
-stock_redis.QoS.append = _take  # type: ignore[method-assign]
+# The platform's transport (patches.kombu_redis) hands each message it took to the worker through this method.
+reliable.Channel.deliver_taken = _take  # type: ignore[method-assign]
 
 
 @signals.after_task_publish.connect(weak=False)

@@ -12,3 +12,6 @@ STARTED, FINISHED = "started", "finished"
 # beat or worker: an armed fault went off; ``action``, ``published_before`` (messages counted before it), on a
 # worker the ``id`` of the message it was taking
 FAULT = "fault"
+# A worker silent this long is dead and what it held goes back to the queue (the platform's Redis transport): the
+# platform's 2 s beat and 10 s timeout, shortened so scenarios stay short.
+CONSUMER_HEARTBEAT, CONSUMER_TIMEOUT = 0.5, 3.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.events import DELIVERED, FINISHED, PUBLISHED, QUEUE
+from tests.chaos.events import FINISHED, PUBLISHED, QUEUE
 from tests.chaos.services import CeleryProcess, RedisServer
 from tests.integration.conftest import wait_for
 
@@ -55,12 +55,10 @@ class Tally:
     executed: collections.Counter[str]
     window: tuple[float, float]
     edge: set[str] = field(default_factory=set)  # executed, due too close to the end to count either way
-    # Lost inside a Redis broker as it shut down (see Scenario.taken_at_shutdown): reported apart, not as "lost".
-    lost_in_broker: set[str] = field(default_factory=set)
 
     @property
     def lost(self) -> set[str]:
-        return self.expected - set(self.executed) - self.lost_in_broker
+        return self.expected - set(self.executed)
 
     @property
     def duplicated(self) -> dict[str, int]:
@@ -294,7 +292,12 @@ class Scenario:
                 quiet_since[0] = time.monotonic()
             return not busy and time.monotonic() - quiet_since[0] >= 1.0
 
-        wait_for(empty, timeout, "the workers to drain the broker")
+        try:
+            wait_for(empty, timeout, "the workers to drain the broker")
+        except AssertionError as exc:
+            consumers = client.zrange("_kombu.consumers", 0, -1, withscores=True)
+            raise AssertionError(f"{exc}: {client.llen(QUEUE)} queued, unacked {client.hkeys('unacked')}, consumers "
+                                 f"(id, last beat) {consumers} at {client.time()[0]}") from None  # fmt: skip
 
     def tally(self, start: float, close: float) -> Tally:
         first = self.next_slot(start)
@@ -304,17 +307,13 @@ class Scenario:
         edge = {task_id for task_id in executed if int(task_id.rpartition("@")[2]) > close - EDGE}
         return Tally(expected, executed, (start, close), edge)
 
-    def committed_problems(self, start: float, lost_in_broker: Iterable[str] = ()) -> list[str]:
+    def committed_problems(self, start: float) -> list[str]:
         """The store against what the workers ran: each entry's ``total_run_count`` must equal the distinct runs
-        executed, and every slot before its committed score (from the first dispatch on) must have been executed.
-        Nothing is marked run that did not reach a worker (``lost_in_broker``: it did reach the broker)."""
+        executed, and every slot before its committed score (from the first dispatch on) must have been executed."""
         client = self.store.client()
         runs = collections.defaultdict(set)
         for event in self.read(FINISHED):
             runs[event.entry].add(event.epoch)
-        for task_id in lost_in_broker:
-            name, _, epoch = task_id.rpartition("@")
-            runs[name].add(int(epoch))
         problems = []
         for name in self.names:
             meta = json.loads(client.hget(PREFIX + name, "meta") or "{}")
@@ -331,29 +330,11 @@ class Scenario:
                 problems.append(f"{name}: committed up to {score} but slots {missing} never ran")
         return problems
 
-    def taken_at_shutdown(self, tally: Tally, stops: Iterable[float], within: float = 1.0) -> set[str]:
-        """The lost runs a Redis broker took with itself as it stopped: published in the ``within`` seconds before
-        one of ``stops``, never delivered to a worker, and never seen by one. Redis pops a message for a worker's
-        ``BRPOP`` and can exit before it writes the reply (the worker sees only the reset): the message is gone
-        inside Redis, which no client can put back. A message a worker did receive is put back or, failing that,
-        logged with its id (patches.kombu_redis): one a worker's log names is not excused. Recorded in the tally."""
-        delivered = {event.id for event in self.read(DELIVERED)}
-        published = {event.id: event.ts for event in self.read(PUBLISHED)}
-        worker_logs = "".join(proc.log() for proc in self.procs if proc.name.startswith("w"))
-        tally.lost_in_broker = {
-            task_id
-            for task_id in tally.lost
-            if task_id not in delivered
-            and task_id not in worker_logs
-            and any(stop - within <= published.get(task_id, 0.0) <= stop for stop in stops)
-        }
-        return tally.lost_in_broker
-
     def assert_every_run_once(self, tally: Tally, start: float, committed: bool = True) -> None:
         """No expected run lost, none run twice, and (``committed``) the store agrees with what ran."""
         assert not tally.lost, f"{len(tally.lost)} run(s) lost: {sorted(tally.lost)[:10]}"
         assert not tally.duplicated, f"run more than once: {tally.duplicated}"
-        problems = self.committed_problems(start, tally.lost_in_broker) if committed else []
+        problems = self.committed_problems(start) if committed else []
         assert not problems, problems
 
     def row(self, tally: Tally, failover: float | None, note: str = "") -> Row:

@@ -8,11 +8,10 @@
 4. The broker (AOF, so a restart keeps its messages, as a durable RabbitMQ queue would) restarts twice: once while the
    beat is half-way through publishing a batch, once down across a due instant. Whatever beat could not publish it
    does not commit, and publishes again next tick under the same ids; the store's scores and metas end up matching
-   exactly what the workers ran. A Redis broker can itself lose the one message a worker's ``BRPOP`` took as it shut
-   down (it pops, then exits before replying): reported apart, at most one per stop, and counted as reaching the
-   broker.
-4b. The broker goes down as a worker has taken a message but not yet recorded it: the platform's transport puts it
-   back and it runs once (kombu's own transport loses it).
+   exactly what the workers ran, and nothing is lost: the workers take with the platform's transport, which moves
+   a message from its queue into the worker's records in one step (kombu's ``BRPOP`` lost the message Redis popped
+   for a worker as it shut down, about once in eight restarts).
+4b. The broker goes down as a worker has taken a message and not yet received it: it runs once.
 """
 
 from __future__ import annotations
@@ -73,7 +72,7 @@ def test_restart_of_the_broker(chaos: Callable[..., Scenario], report: Callable[
     # a. Mid-publish: the beat holds still at its 21st message while the broker restarts under it.
     scenario.arm(beat, "PAUSE", MID_BATCH, 2.0)
     fault = scenario.wait_events(FAULT, lambda e: True, 1, 3 * scenario.interval + 10)[0]
-    stop_a, _ = scenario.broker.restart()
+    scenario.broker.restart()
     slot_a = scenario.next_slot(fault.ts - scenario.interval)
     scenario.wait_committed(slot_a, 20)
 
@@ -91,20 +90,15 @@ def test_restart_of_the_broker(chaos: Callable[..., Scenario], report: Callable[
     closed = scenario.finish(beats)
 
     tally = scenario.tally(start, closed)
-    in_redis = scenario.taken_at_shutdown(tally, (stop_a, down))
-    problems = scenario.committed_problems(start, in_redis)
+    problems = scenario.committed_problems(start)
     failures = beat.log().count("beat: publishing failed")
     published_a = sum(1 for e in scenario.read(PUBLISHED) if e.epoch == slot_a)
     note = (f"a: slot {slot_a} published {published_a}x for 50 entries; b: down {up - down:.1f}s across slot "
             f"{slot_b}, published {recovery:.2f}s after the broker was back; {failures} failed publish(es) retried; "
             f"store vs runs: {len(problems)} mismatch(es)")  # fmt: skip
-    if in_redis:
-        note += f"; lost inside Redis as it stopped: {', '.join(sorted(in_redis))} (popped, never answered)"
     report(scenario.row(tally, None, note))
 
     assert failures >= 1, "no publish failed: the broker restart did not hit the beat"
-    # Redis's own window (see Scenario.taken_at_shutdown): at most the one message a worker was taking per stop.
-    assert len(in_redis) <= 1, in_redis
     scenario.assert_every_run_once(tally, start)
 
 
@@ -115,9 +109,9 @@ def test_restart_of_the_broker_as_a_worker_takes_a_message(
     scenario = chaos("4b restart broker mid-take", lock_timeout=10.0, persistent_broker=True)
     workers, beats, start = scenario.launch(beats=1, workers=1)
     worker = workers[0]
-    # The worker holds still with its 5th message off the queue but not yet recorded in `unacked`; the broker goes
-    # down meanwhile and stays down past the pause: recording the message fails, the moment kombu's own transport
-    # loses it.
+    # The worker holds still with its 5th message off the queue and in its records, not yet received; the broker
+    # goes down meanwhile and stays down past the pause, so the run's acknowledgement fails and the worker reconnects
+    # (the moment kombu's own transport lost the message: it recorded it only then).
     scenario.arm(worker, "PAUSE", 5, 2.0)
     fault = scenario.wait_events(FAULT, lambda e: e.pid == worker.pid, 1, 3 * scenario.interval + 10)[0]
     went_down, back = scenario.broker.restart(down=3.0)
@@ -125,12 +119,10 @@ def test_restart_of_the_broker_as_a_worker_takes_a_message(
     closed = scenario.finish(beats)
 
     tally = scenario.tally(start, closed)
-    put_back = [line for line in worker.log().splitlines() if "put back at the head of" in line]
     ran = tally.executed[taken]
-    note = (f"{taken} taken as the broker went down for {back - went_down:.1f}s: put back {len(put_back)}x, "
-            f"ran {ran}x")  # fmt: skip
+    put_back = sum(1 for line in worker.log().splitlines() if "put back in their queues" in line)
+    note = f"{taken} taken as the broker went down for {back - went_down:.1f}s: ran {ran}x, {put_back} put-back(s)"
     report(scenario.row(tally, None, note))
 
-    assert len(put_back) == 1 and taken in put_back[0], put_back
     assert ran == 1
     scenario.assert_every_run_once(tally, start)

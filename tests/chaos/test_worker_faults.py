@@ -2,7 +2,8 @@
 
 Jobs sleep 2 s between recording their start and their finish. With ``acks_late`` (the platform's setting) a message
 is acknowledged only after its run, so a run cut short stays unacknowledged in the broker and is handed out again
-(here after the 10 s visibility timeout of kombu's Redis transport, flagged ``redelivered``); the dedupe claim of the
+(by a live worker once the dead one has been silent for the consumer timeout, 3 s here, flagged ``redelivered``: the
+platform's Redis transport, patches/kombu_redis); the dedupe claim of the
 cut-short run is still ``running``, which a redelivery may take over.
 
 5. kill -9 of the whole worker (main process and pool), as when its host or container dies; a replacement starts,
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.events import DELIVERED, FINISHED, STARTED
+from tests.chaos.events import CONSUMER_TIMEOUT, DELIVERED, FINISHED, STARTED
 from tests.chaos.harness import Event, Row, Scenario
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -66,7 +67,7 @@ def test_kill_9_of_a_worker_mid_task(chaos: Callable[..., Scenario], report: Cal
     starts = [e for e in scenario.read(STARTED) if e.id in cut]
     redelivered = [e for e in scenario.read(DELIVERED) if e.id in cut and e.fields.get("redelivered")]
     note = (f"{len(cut)} run(s) cut short, redelivered {len(redelivered)}x, started {len(starts)}x, completed "
-            f"{len(rerun)}x; done {recovery:.1f}s after the kill (visibility timeout 10s)")  # fmt: skip
+            f"{len(rerun)}x; done {recovery:.1f}s after the kill (timeout {CONSUMER_TIMEOUT:.0f}s)")  # fmt: skip
     report(scenario.row(tally, None, note))
 
     assert cut, "the worker was not killed mid-task"
@@ -83,7 +84,7 @@ def test_kill_9_of_the_pool_process_mid_task(chaos: Callable[..., Scenario], rep
     os.kill(run.pid, signal.SIGKILL)
     killed_at = time.time()
     workers[0].wait_logged("WorkerLostError", 10)
-    # Longer than the visibility timeout and a restore sweep: a message left unacknowledged is redelivered by then.
+    # The worker's main process survives and requeues the cut run itself (task_reject_on_worker_lost).
     # A run that never finishes again is not an error here: the tally below reports it as lost.
     rerun: list[Event] = []
     with contextlib.suppress(AssertionError):
