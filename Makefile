@@ -56,6 +56,7 @@ lint: $(DEV_STAMP)
 ## Side by side, stock celery-redbeat and the patched scheduler (about 10 minutes; BENCH_ARGS=--quick for 3).
 bench: $(DEV_STAMP)
 	$(PY) bench/expires_bench.py
+	$(PY) bench/kombu_consume.py
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -59,31 +59,12 @@ def broker_settings(conf: Any) -> dict[str, Any]:
         raise ValueError(f"CELERY_BROKER_BACKEND={backend!r} must be rabbitmq or redis")
     redis = main_redis(conf)
     db = conf.REDIS_DB_PLAN["queue"]
-    transport = redis_transport(conf, redis.is_sentinel)
     if redis.is_sentinel:
         urls, options = sentinel_result_backend(redis, db)
-        return {"broker_url": urls, "broker_transport": transport, "broker_transport_options": options}
+        return {"broker_url": urls, "broker_transport_options": options}
     # Wait for the broker's unacked restore longer than the longest cron job (an hour), so a slow task
     # is not handed to a second worker while the first is still on it (acks_late).
-    return {"broker_url": redis_url(redis, db), "broker_transport": transport,
-            "broker_transport_options": {"visibility_timeout": 3 * 3600}}  # fmt: skip
-
-
-REDIS_TRANSPORTS = {
-    # a message is always in its queue or in a consumer's record; a dead consumer's come back within seconds
-    "reliable": "patches.kombu_redis.reliable",
-    # kombu's own (the original's): loses a message taken as its consumer dies, restores one held by a dead consumer
-    # after the visibility timeout
-    "kombu": "kombu.transport.redis",
-}
-
-
-def redis_transport(conf: Any, sentinel: bool) -> str:
-    """The kombu transport class for a Redis broker (``BROKER_REDIS_TRANSPORT``)."""
-    name = conf.BROKER_REDIS_TRANSPORT
-    if name not in REDIS_TRANSPORTS:
-        raise ValueError(f"BROKER_REDIS_TRANSPORT={name!r} must be one of {', '.join(REDIS_TRANSPORTS)}")
-    return f"{REDIS_TRANSPORTS[name]}:{'SentinelTransport' if sentinel else 'Transport'}"
+    return {"broker_url": redis_url(redis, db), "broker_transport_options": {"visibility_timeout": 3 * 3600}}
 
 
 def result_backend_settings(conf: Any) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 ``install()`` checks the kombu internals the transport relies on (:func:`check_kombu`, the upgrade gate) and points
 the ``redis``, ``rediss`` and ``sentinel`` broker URLs at its classes, also for a process that resolved them before;
-the backend app calls it when it loads, and its configuration names the class too (``broker_transport``), so every
-worker and beat of the platform uses it. ``BROKER_REDIS_TRANSPORT=kombu`` names kombu's own transport instead.
+the backend app calls it when it loads, with the transport ``BROKER_REDIS_TRANSPORT`` names (``kombu``: kombu's own,
+the original's), so every worker and beat of the platform uses it. The URLs keep their schemes, so logs and errors
+name the broker as ``redis://…``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ PRIVATE_INSTANCE_ATTRIBUTES = {
 # a Connection made before install() would pin the stock class for every later one.
 PRIVATE_TRANSPORT_CACHE = "_transport_cache"
 ALIASES = {"redis": "Transport", "rediss": "Transport", "sentinel": "SentinelTransport"}
+TRANSPORT_MODULES = {"reliable": "patches.kombu_redis.reliable", "kombu": "kombu.transport.redis"}
 
 
 class KombuChangedError(RuntimeError):
@@ -76,11 +78,13 @@ def check_kombu() -> None:
         )
 
 
-def install() -> None:
-    """Make the Redis broker URLs use these classes (idempotent), once kombu is checked (:func:`check_kombu`), also
-    when a connection of the process resolved them before."""
+def install(transport: str = "reliable") -> None:
+    """Make the Redis broker URLs use ``transport``'s classes (idempotent; ``TRANSPORT_MODULES``), also when a
+    connection of the process resolved them before, once kombu is checked (:func:`check_kombu`)."""
+    if transport not in TRANSPORT_MODULES:
+        raise ValueError(f"BROKER_REDIS_TRANSPORT={transport!r} must be one of {', '.join(TRANSPORT_MODULES)}")
     check_kombu()
     cache = getattr(kombu.transport, PRIVATE_TRANSPORT_CACHE)
     for alias, name in ALIASES.items():
-        TRANSPORT_ALIASES[alias] = f"{__name__}.reliable:{name}"
+        TRANSPORT_ALIASES[alias] = f"{TRANSPORT_MODULES[transport]}:{name}"
         cache.pop(alias, None)

@@ -54,9 +54,9 @@ from tests.chaos.events import (
     PUBLISHED,
     QUEUE,
     STARTED,
+    TASK,
 )
 
-TASK = "chaos.record"
 # Long enough for any message of a scenario to be run; the dedupe claim lives this long plus an hour.
 EXPIRES = 600
 # The delivery settings that decide what a killed worker loses: the platform's, not this app's own choice.
@@ -98,7 +98,6 @@ app = Celery("chaos")
 app.conf.update(
     broker_url=os.environ.get("CHAOS_BROKER_URL", ""),
     broker_connection_retry_on_startup=True,
-    broker_transport="patches.kombu_redis.reliable:Transport",
     broker_transport_options={
         "visibility_timeout": 3 * 3600,  # the platform's: dead workers are the consumer timeout's business
         "consumer_heartbeat": CONSUMER_HEARTBEAT,

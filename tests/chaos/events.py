@@ -3,6 +3,8 @@ to, each item a JSON object with at least ``ts`` and ``pid``. Kept apart from th
 does not import the backend app (Django set-up, two Celery apps, logging signal handlers) just for these names."""
 
 QUEUE = "chaos"
+# the one task the chaos app runs (it records a run's start and finish)
+TASK = "chaos.record"
 # beat: a message it published (its publish returned); ``id``
 PUBLISHED = "published"
 # worker: a delivery, before the dedupe decides whether it runs; ``id``, ``host``, ``redelivered``

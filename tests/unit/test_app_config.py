@@ -25,7 +25,6 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "CELERY_WORKERS": 0,
         "CELERY_SERIALIZER": "json",
         "CELERY_BROKER_BACKEND": "rabbitmq",
-        "BROKER_REDIS_TRANSPORT": "reliable",
         "RABBITMQ_HOST": "mq",
         "RABBITMQ_PORT": 5672,
         "RABBITMQ_VHOST": "bkmonitorv3",
@@ -93,11 +92,6 @@ def test_json_by_default_pickle_only_when_asked() -> None:
 def test_redis_broker_uses_the_queue_db() -> None:
     config = backend_config(conf(CELERY_BROKER_BACKEND="redis"), cpu_count=2)
     assert config["broker_url"] == "redis://:pw%2F1@r:6379/9"
-    assert config["broker_transport"] == "patches.kombu_redis.reliable:Transport"
-    restored = backend_config(conf(CELERY_BROKER_BACKEND="redis", BROKER_REDIS_TRANSPORT="kombu"), cpu_count=2)
-    assert restored["broker_transport"] == "kombu.transport.redis:Transport"  # the original's
-    with pytest.raises(ValueError, match="BROKER_REDIS_TRANSPORT='stock'"):
-        backend_config(conf(CELERY_BROKER_BACKEND="redis", BROKER_REDIS_TRANSPORT="stock"), cpu_count=2)
     with pytest.raises(ValueError, match="CELERY_BROKER_BACKEND='kafka'"):
         backend_config(conf(CELERY_BROKER_BACKEND="kafka"), cpu_count=2)
 
@@ -120,10 +114,6 @@ def test_sentinel_result_backend_and_redbeat_options() -> None:
     assert sorted(options["sentinels"]) == [("s1", 26379), ("s2", 26380)]
     assert (options["service_name"], options["socket_timeout"], options["retry_period"]) == ("mymaster", 10, 60)
     assert options["sentinel_kwargs"] == {"password": "spw"}
-    broker = backend_config(
-        conf(CELERY_BROKER_BACKEND="redis", REDIS_MODE="sentinel", REDIS_SENTINEL_HOSTS=[["s1", 26379]]), cpu_count=2
-    )
-    assert broker["broker_transport"] == "patches.kombu_redis.reliable:SentinelTransport"
 
 
 def test_queue_names_are_scoped_by_cluster() -> None:

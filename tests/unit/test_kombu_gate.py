@@ -1,4 +1,4 @@
-"""The kombu internals patches/kombu_redis.py relies on: present in the installed kombu (the upgrade gate), and a
+"""The kombu internals patches/kombu_redis relies on: present in the installed kombu (the upgrade gate), and a
 change to one is refused at install, naming it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from kombu.transport import redis as stock
 from patches import kombu_redis
 
 
-def test_the_installed_kombu_has_every_internal_the_put_back_uses() -> None:
+def test_the_installed_kombu_has_every_internal_the_transport_uses() -> None:
     kombu_redis.check_kombu()
 
 
@@ -44,6 +44,13 @@ def test_install_applies_to_a_scheme_the_process_resolved_before(monkeypatch: py
     assert type(Connection("redis://127.0.0.1:1/0").transport) is kombu_redis.Transport
     assert type(Connection("rediss://127.0.0.1:1/0").transport) is kombu_redis.Transport
     assert type(Connection("sentinel://127.0.0.1:1").transport) is kombu_redis.SentinelTransport
+
+    # BROKER_REDIS_TRANSPORT = "kombu": kombu's own again, also after the reliable one was resolved
+    kombu_redis.install("kombu")
+    assert type(Connection("redis://127.0.0.1:1/0").transport) is stock.Transport
+    assert type(Connection("sentinel://127.0.0.1:1").transport) is stock.SentinelTransport
+    with pytest.raises(ValueError, match="BROKER_REDIS_TRANSPORT='stock' must be one of reliable, kombu"):
+        kombu_redis.install("stock")
 
 
 def test_a_kombu_without_its_transport_cache_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

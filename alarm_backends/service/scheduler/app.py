@@ -67,8 +67,9 @@ def configure(app: Celery) -> dict[str, Any]:
     refused.install(app)
     # `celery beat -S redbeat.RedBeatScheduler` (the original's command line) gets the patched scheduler.
     patched_redbeat.install()
-    # A Redis broker puts back a message a worker was taking when the connection broke, instead of losing it.
-    kombu_redis.install()
+    # A Redis broker URL gets the reliable transport (no message lost as a worker dies or its connection breaks), or
+    # kombu's own with BROKER_REDIS_TRANSPORT = "kombu".
+    kombu_redis.install(settings.BROKER_REDIS_TRANSPORT)
     return conf
 
 
