@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from celery.schedules import solar
+from celery.schedules import maybe_schedule, solar
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 
 from patches.redbeat.policy import MissedRun, bind_clock
@@ -56,16 +56,7 @@ class Definition:
     options: Mapping[str, Any]
     enabled: bool
     missed_run: MissedRun
-    _template: Template | None = field(default=None, repr=False)
-    raw_hash: int = field(default=0, repr=False)  # a static entry's: hash() of the JSON the sync writes for it
-
-    @classmethod
-    def of_entry(cls, entry: Any, missed_run: MissedRun) -> Definition:
-        """A static entry's definition, from Celery's ScheduleEntry: kept instead of the entry (with 100k entries
-        the entries alone weigh ~100 MB)."""
-        return cls(name=entry.name, task=entry.task, schedule=entry.schedule, args=entry.args,
-                   kwargs=entry.kwargs or EMPTY, options=entry.options or EMPTY, enabled=True,
-                   missed_run=missed_run)  # fmt: skip
+    _template: Template | None = field(default=None, repr=False, compare=False)
 
     def template(self, templates: Templates) -> Template:
         if self._template is None:
@@ -157,36 +148,104 @@ def decode_meta(raw: str | None) -> tuple[dt.datetime | None, int]:
     return meta.get("last_run_at"), int(meta.get("total_run_count") or 0)
 
 
+class StaticEntries(Mapping[str, Definition]):
+    """The static schedule by name: the app's ``beat_schedule`` (by reference) and the entries added to the scheduler
+    beside it (``celery.backend_cleanup``, ``update_from_dict``). A definition is built from the entry Celery already
+    holds each time it is asked for, not kept: kept, the definitions were ~200 bytes per entry, most of what a beat
+    held per entry beyond ``beat_schedule`` itself. Entries are validated when they are set up (the scheduler's
+    ``update_from_dict``), so building one cannot fail."""
+
+    def __init__(self, build: Callable[[str, Mapping[str, Any]], Definition]) -> None:
+        self._build = build
+        self.schedule: Mapping[str, Mapping[str, Any]] = {}
+        self.added: dict[str, Mapping[str, Any]] = {}
+
+    def set_schedule(self, schedule: Mapping[str, Mapping[str, Any]]) -> None:
+        self.schedule, self.added = schedule, {}
+
+    def add(self, name: str, entry: Mapping[str, Any]) -> None:
+        if self.schedule.get(name) is not entry:  # beat_schedule's own entries are read from it
+            self.added[name] = entry
+
+    def entry(self, name: str) -> Mapping[str, Any] | None:
+        """The entry as the app or the caller of ``update_from_dict`` gave it (a later one wins)."""
+        added = self.added.get(name)
+        return added if added is not None else self.schedule.get(name)
+
+    def __getitem__(self, name: str) -> Definition:
+        entry = self.entry(name)
+        if entry is None:
+            raise KeyError(name)
+        return self._build(name, entry)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.schedule
+        yield from (name for name in self.added if name not in self.schedule)
+
+    def __len__(self) -> int:
+        return len(self.schedule) + sum(1 for name in self.added if name not in self.schedule)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.added or name in self.schedule
+
+
+_SCHEDULES_NORMALISED: dict[int, tuple[Any, Any]] = {}  # id → (an entry's schedule value, Celery's schedule for it)
+
+
+def normalised_schedule(value: Any, relative: bool, app: Any) -> Any:
+    """``maybe_schedule``: a number or timedelta becomes a ``schedule``, once per value (entries share their values,
+    and each new object would be encoded anew by :func:`schedule_json`)."""
+    if not isinstance(value, int | float | dt.timedelta):
+        return maybe_schedule(value, relative, app=app)
+    kept = _SCHEDULES_NORMALISED.get(id(value))
+    if kept is not None and kept[0] is value and kept[1].relative == relative:
+        return kept[1]
+    if len(_SCHEDULES_NORMALISED) >= _SCHEDULES_KEPT:
+        _SCHEDULES_NORMALISED.clear()
+    normalised = maybe_schedule(value, relative, app=app)
+    _SCHEDULES_NORMALISED[id(value)] = (value, normalised)
+    return normalised
+
+
 class Definitions:
     """Decoded definitions by their stored JSON: a periodic entry's definition hardly ever changes, and decoding
     (a crontab object per entry) costs more than the rest of a dispatch."""
 
     def __init__(
-        self, now: Callable[[], dt.datetime], policies: dict[str, MissedRun], default: MissedRun, key_prefix: str = ""
+        self,
+        now: Callable[[], dt.datetime],
+        policies: dict[str, MissedRun],
+        default: MissedRun,
+        key_prefix: str = "",
+        app: Any = None,
     ) -> None:
         self.now = now
         self.policies = policies
         self.default = default
+        self.app = app
         self._cache: dict[str, Definition] = {}
-        # The static entries, by name. Their JSON is not kept (~230 bytes per entry, most of what a beat holds per
-        # entry): a stored definition is recognised as this beat's own by its hash, and the sync encodes it again.
-        self.static: dict[str, Definition] = {}
+        self.static = StaticEntries(self.build)
         self.key_prefix = key_prefix  # an entry's key is this and its name (Store.key)
 
-    def add_static(self, definition: Definition) -> None:
-        """A static entry: never decoded back while the store holds the JSON the sync writes for it."""
-        definition.schedule = bind_clock(definition.schedule, self.now)
-        definition.raw_hash = hash(definition.encode())
-        self.static[definition.name] = definition
+    def build(self, name: str, entry: Mapping[str, Any]) -> Definition:
+        """A static entry's definition from its ``beat_schedule`` form, as stock's beat builds its entry: no args is
+        None (stored ``"args": null``), no kwargs or options the shared empty mapping."""
+        schedule = normalised_schedule(entry.get("schedule"), bool(entry.get("relative", False)), self.app)
+        return Definition(name=name, task=cast(str, entry.get("task")), schedule=bind_clock(schedule, self.now),
+                          args=entry.get("args"), kwargs=entry.get("kwargs") or EMPTY,
+                          options=entry.get("options") or EMPTY, enabled=True,
+                          missed_run=self.policies.get(name, self.default))  # fmt: skip
 
     def get(self, raw: str, key: str | None = None) -> Definition:
-        """The decoded definition ``raw`` of the entry stored under ``key``. A static entry's is its own while the
-        stored JSON is the one the sync wrote: same 64-bit hash (a changed definition that hashes the same as the
-        one it replaced, about one chance in 2**64, would be served as the static one)."""
+        """The decoded definition ``raw`` of the entry stored under ``key``. A static entry's is built from its
+        ``beat_schedule`` form, not decoded, while the stored JSON is the one the sync writes for it."""
         if key is not None and key.startswith(self.key_prefix):
-            static = self.static.get(key[len(self.key_prefix) :])
-            if static is not None and static.raw_hash == hash(raw):
-                return static
+            name = key[len(self.key_prefix) :]
+            entry = self.static.entry(name)
+            if entry is not None:
+                static = self.build(name, entry)
+                if static.encode() == raw:
+                    return static
         decoded = self._cache.get(raw)
         if decoded is None:
             if len(self._cache) > 200_000:  # entries were redefined many times over: start afresh

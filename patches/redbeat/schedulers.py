@@ -39,7 +39,6 @@ from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.dispatch import Chunk, ChunkPipeline
 from patches.redbeat.entries import (
-    Definition,
     Definitions,
     decode_meta,
     encode_meta,
@@ -76,7 +75,7 @@ class RedBeatScheduler(Scheduler):
         self._publisher: BatchPublisher | None = None
         self._unsynced = False  # entries were added while leading: the next tick syncs them
         policies: dict[str, MissedRun] = {}
-        self.definitions = Definitions(self._clock, policies, self.conf.missed_run, key_prefix=self.store.key(""))
+        self.definitions = Definitions(self._clock, policies, self.conf.missed_run, self.store.key(""), app)
         self.templates = Templates(app)
         self.gate = symbol_by_name(self.conf.leader_gate)(app) if self.conf.leader_gate else None
         self._gate_open = True  # the gate's last answer
@@ -92,8 +91,9 @@ class RedBeatScheduler(Scheduler):
 
     def setup_schedule(self) -> None:
         """Validate the static ``beat_schedule`` now; it is written to Redis by whichever beat takes the lock."""
-        static = dict(self.app.conf.beat_schedule or {})
-        self.definitions.static.clear()
+        # Read from beat_schedule itself whenever needed, not copied (see entries.StaticEntries).
+        static = self.app.conf.beat_schedule or {}
+        self.definitions.static.set_schedule(static)
         self.update_from_dict(static)
         # Celery's own entries (celery.backend_cleanup, for a result backend that does not expire results itself)
         # arrive through update_from_dict, as in every Celery scheduler.
@@ -106,7 +106,7 @@ class RedBeatScheduler(Scheduler):
         for name, raw in dict_.items():
             # Stock's entry defaults its args to None, Celery's to (): stored as stock stores it ("args": null), an
             # entry a stock beat wrote is the same definition here, and its score is kept across a takeover.
-            raw = {"args": None, **raw}
+            given, raw = raw, {"args": None, **raw}
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
             # Only the entries whose policy is not the default are listed (one dict slot per entry otherwise).
@@ -114,7 +114,8 @@ class RedBeatScheduler(Scheduler):
                 self.definitions.policies.pop(name, None)
             else:
                 self.definitions.policies[name] = policy
-            self.definitions.add_static(Definition.of_entry(self._maybe_entry(name, raw), policy))
+            self._maybe_entry(name, raw)  # Celery's validation of the entry (a bad schedule raises here)
+            self.definitions.static.add(name, given)
         if dict_ and self.leading:
             self._unsynced = True
 

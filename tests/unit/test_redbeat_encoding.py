@@ -1,7 +1,7 @@
 """A definition's stored JSON is exactly what celery-redbeat writes: the oracle is stock's own
 ``RedBeatSchedulerEntry.save()``, its write captured on the way to Redis. The platform builds the JSON from parts
-(each schedule encoded once), and recognises its static entries in the store by that JSON's hash: one character
-off and every stock tool would read a different definition, and the scheduler would decode every entry again."""
+(each schedule encoded once), and recognises its static entries in the store by that JSON: one character off and
+every stock tool would read a different definition, and the scheduler would decode every entry again."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import redbeat.schedulers as stock
 from celery.schedules import crontab, schedule, solar
 
-from patches.redbeat.entries import EMPTY, Definition, Definitions, EntryEncoder, encode_definition
+from patches.redbeat.entries import EMPTY, Definitions, EntryEncoder, encode_definition
 from patches.redbeat.policy import MissedRun, from_epoch
 from tests.unit.test_redbeat_client import make_app
 
@@ -95,17 +95,39 @@ def test_a_static_entry_is_recognised_by_its_stored_json_and_nothing_else(stock_
     sched = crontab(minute="*/5")
     raw = stock_save("e1", "t.job", sched, ("x",), {}, {})
     definitions = Definitions(lambda: from_epoch(0), {}, MissedRun(), key_prefix="redbeat:")
-    static = Definition("e1", "t.job", sched, ("x",), EMPTY, EMPTY, True, MissedRun())
-    definitions.add_static(static)
+    definitions.static.set_schedule({"e1": {"task": "t.job", "schedule": sched, "args": ("x",)}})
+    static = definitions.static["e1"]
     assert static.encode() == raw  # what the sync writes again
-    assert definitions.get(raw, "redbeat:e1") is static
+    # Built from beat_schedule (its own schedule object, its args as given), not decoded from the store.
+    recognised = definitions.get(raw, "redbeat:e1")
+    assert recognised == static and recognised.schedule is sched and recognised.args == ("x",)
     # The same entry stored with another definition (stock's entry API, an operator): decoded from the store.
     changed = stock_save("e1", "t.job", sched, ("y",), {}, {})
     decoded = definitions.get(changed, "redbeat:e1")
-    assert decoded is not static and decoded.args == ["y"]
+    assert decoded.schedule is not sched and decoded.args == ["y"]
     # Another key, or no key: never the static entry.
-    assert definitions.get(raw, "other:e1") is not static
-    assert definitions.get(raw) is not static and definitions.get(raw).args == ["x"]
+    for other in (definitions.get(raw, "other:e1"), definitions.get(raw)):
+        assert other.schedule is not sched and other.args == ["x"]
+
+
+def test_the_static_entries_are_read_from_beat_schedule_and_what_was_added_beside_it() -> None:
+    beat_schedule = {"a": {"task": "t.a", "schedule": 60.0}, "b": {"task": "t.b", "schedule": crontab()}}
+    definitions = Definitions(lambda: from_epoch(0), {}, MissedRun())
+    static = definitions.static
+    static.set_schedule(beat_schedule)
+    static.add("a", beat_schedule["a"])  # beat_schedule's own entry: read from there, not copied
+    static.add("celery.backend_cleanup", {"task": "celery.backend_cleanup", "schedule": crontab("0", "4", "*")})
+    assert static.added.keys() == {"celery.backend_cleanup"}
+    assert list(static) == ["a", "b", "celery.backend_cleanup"] and len(static) == 3
+    # Built as stock's beat builds its entry: a number becomes one schedule object, shared by every build.
+    first, again = static["a"], static["a"]
+    assert first == again and first.schedule is again.schedule and first.schedule.run_every.total_seconds() == 60
+    assert (first.args, first.kwargs, first.options) == (None, {}, {})
+    # An entry added with a name of beat_schedule wins over it (a later update_from_dict).
+    static.add("b", {"task": "t.b2", "schedule": crontab()})
+    assert static["b"].task == "t.b2" and len(static) == 3
+    with pytest.raises(KeyError):
+        static["nope"]
 
 
 def test_the_shared_empty_mapping_reads_as_an_empty_dict_and_refuses_changes() -> None:
