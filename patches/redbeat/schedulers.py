@@ -129,6 +129,8 @@ class RedBeatScheduler(Scheduler):
         del statics
         pruned = written = 0
         for start in range(0, max(len(names), 1), SEED_SLICE):
+            # A large schedule takes longer to sync than the lease lasts (1M entries: ~40 s): renewed as in a tick.
+            self._keep_lease()
             chunk = names[start : start + SEED_SLICE]
             now, metas = self.store.read_metas(chunk)
             self._server_now, self._fetched = now, time.monotonic()
