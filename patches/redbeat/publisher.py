@@ -134,9 +134,12 @@ def build_template(app: Celery, task: str, args: Any, kwargs: Any, options: Mapp
     if isinstance(expires, dt.datetime):
         raise ValueError(f"entry for {task}: expires must be seconds, not a fixed datetime")
     routed = app.amqp.router.route(merged, task, args, kwargs)
+    # Task.apply_async sends the task's own ignore_result unless the options say otherwise (a registered cron task's
+    # is True); sent as False, every worker stored a result per run in the result backend, a Redis write each.
+    ignore_result = merged.get("ignore_result", registered.ignore_result if registered is not None else False)
     # reply_to: the publishing thread's oid, as Task.apply_async sends it (beat publishes from one thread).
     headers, properties, body, _ = app.amqp.as_task_v2(
-        "", task, args, kwargs, ignore_result=bool(merged.get("ignore_result") or False), reply_to=app.thread_oid,
+        "", task, args, kwargs, ignore_result=bool(ignore_result), reply_to=app.thread_oid,
         time_limit=merged.get("time_limit"), soft_time_limit=merged.get("soft_time_limit"),
     )  # fmt: skip
     consumed = _consumed_options(app)

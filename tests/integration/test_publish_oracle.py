@@ -58,9 +58,9 @@ def entries(prefix: str) -> dict[str, dict[str, Any]]:
 def oracle_app(prefix: str, broker_url: str | None = None) -> Celery:
     app = make_app(entries(prefix), broker_url=broker_url, redbeat_first_run="now")
 
-    @app.task(name="t.cron", queue=f"{prefix}-cron", expires=300, shared=False)
+    @app.task(name="t.cron", queue=f"{prefix}-cron", expires=300, ignore_result=True, shared=False)
     def cron() -> None:
-        """A task carrying its queue and expires, as the cron loader makes them."""
+        """A task carrying its queue, expires and ignore_result, as the cron loader makes them."""
 
     @app.task(name="t.plain", shared=False)
     def plain(*args: Any, **kwargs: Any) -> None:
