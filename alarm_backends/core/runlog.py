@@ -6,6 +6,7 @@ the run goes on.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 import time
@@ -51,6 +52,24 @@ class RunLogEntry:
         )
 
 
+# A scheduled run's entry is handed to its slot's release (dedupe.finish), which writes both in one round trip.
+_deferred: contextvars.ContextVar[list[dict[FieldT, EncodableT]] | None] = contextvars.ContextVar(
+    "bkm_deferred_runs", default=None
+)
+
+
+def defer() -> contextvars.Token[list[dict[FieldT, EncodableT]] | None]:
+    """From now on in this context, run-log entries are kept for :func:`collect` instead of written."""
+    return _deferred.set([])
+
+
+def collect(token: contextvars.Token[list[dict[FieldT, EncodableT]] | None]) -> list[dict[FieldT, EncodableT]]:
+    """The entries kept since :func:`defer` (whose ``token`` this is); they are the caller's to write now."""
+    kept = _deferred.get() or []
+    _deferred.reset(token)
+    return kept
+
+
 def record_run(task: str, queue: str, status: str, cost: float, exception: str = "") -> None:
     fields: dict[FieldT, EncodableT] = {
         "task": task,
@@ -61,6 +80,10 @@ def record_run(task: str, queue: str, status: str, cost: float, exception: str =
         "host": socket.gethostname(),
         "ts": f"{time.time():.6f}",
     }
+    deferred = _deferred.get()
+    if deferred is not None:
+        deferred.append(fields)
+        return
     try:
         get_client(LOG).xadd(stream_key(), fields, maxlen=MAX_LEN, approximate=True)
     except redis.RedisError as exc:

@@ -6,6 +6,7 @@ Runs against the embedded default's Redis broker and against RabbitMQ (in a vhos
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from celery import Celery
 
 from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import LOG, SERVICE, get_client
+from alarm_backends.service.scheduler import dedupe
 from config.tools.rabbitmq import RabbitMQSettings
 from tests.integration.conftest import Worker, wait_for
 from tests.integration.jobs import EFFECT_KEY
@@ -37,8 +39,12 @@ def count(samples: Samples, task: str, status: str, exception: str) -> float:
 
 def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     service = get_client(SERVICE)
+    # Two as the beat sends them (slot ids: claimed, then released with their run-log entry in one script), two
+    # with Celery's own ids (run as they come, their entry written on its own).
+    slot = int(time.time())
+    scheduled = {RECORD: f"{RECORD}@{slot}", BOOM: f"{BOOM}@{slot}"}
     for name in (RECORD, MODULE, BOOM, MISSING):
-        sender.send_task(name, queue="celery_cron", expires=300)
+        sender.send_task(name, queue="celery_cron", expires=300, task_id=scheduled.get(name))
     wait_for(lambda: service.llen(EFFECT_KEY) >= 2, 60, "both record_effect jobs to run")
     wait_for(lambda: "cannot be imported" in worker.log(), 30, "the missing job to fail")
 
@@ -80,6 +86,9 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
             (MISSING, "failed", "CronJobImportError"),
         ]
     )
+    assert {task_id: service.get(dedupe.claim_key(task_id)) for task_id in scheduled.values()} == {
+        task_id: dedupe.DONE for task_id in scheduled.values()
+    }
 
 
 @pytest.mark.redis

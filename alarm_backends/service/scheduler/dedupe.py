@@ -11,13 +11,16 @@ run that never finished (``acks_late``: its worker died mid-task), which may tak
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from prometheus_client import Counter
 from redis.commands.core import Script
 
-from alarm_backends.core.storage.redis import SERVICE, get_client, key
+from alarm_backends.core import runlog
+from alarm_backends.core.storage.redis import LOG, SERVICE, db_of, get_client, key
 
 logger = logging.getLogger("cron")
 
@@ -91,9 +94,27 @@ def claim_ttl(expires: int | None) -> int:
     return (expires or DEFAULT_TTL) + DEFAULT_TTL
 
 
-def finish(task_id: str, ttl: int | None) -> None:
-    """Mark the slot done, so even a redelivery of it is dropped from now on."""
-    try:
-        get_client(SERVICE).set(claim_key(task_id), DONE, ex=claim_ttl(ttl))
-    except redis.RedisError as exc:
-        logger.warning("slot %s not marked done (service DB unavailable: %s)", task_id, exc)
+def finish(task_id: str, ttl: int | None, runs: Sequence[Mapping[Any, Any]] = ()) -> None:
+    """Mark the slot done, so even a redelivery of it is dropped from now on, and write the run's run-log entries
+    (``runs``, kept by ``runlog.defer``) in the same round trip (``finish.lua``)."""
+    client = get_client(SERVICE)
+    entries: list[Mapping[Any, Any] | None] = [*runs] or [None]  # normally the one entry of the run
+    for n, fields in enumerate(entries):
+        args: list[Any] = [DONE, claim_ttl(ttl), "" if fields is None else db_of(LOG), runlog.MAX_LEN]
+        for field, value in (fields or {}).items():
+            args += [field, value]
+        try:
+            _finish_script(client)(keys=[claim_key(task_id), runlog.stream_key()], args=args, client=client)
+        except redis.RedisError as exc:
+            done = "" if n else "not marked done, "
+            logger.warning("slot %s %sits run not logged (service DB unavailable: %s)", task_id, done, exc)
+
+
+FINISH_LUA = (Path(__file__).parent / "finish.lua").read_text(encoding="utf-8")
+_finish: list[Script] = []
+
+
+def _finish_script(client: redis.Redis) -> Script:
+    if not _finish:
+        _finish.append(client.register_script(FINISH_LUA))
+    return _finish[0]

@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery, Task
 from django.conf import settings
 
+from alarm_backends.core import runlog
 from alarm_backends.service.scheduler import dedupe
 from patches.redbeat.publisher import DEADLINE_HEADER
 
@@ -50,10 +51,11 @@ class PeriodicTask(Task):
         deadline = getattr(self.request, DEADLINE_HEADER, None)
         if not dedupe.claim(self.name, task_id, ttl, bool(delivery.get("redelivered")), deadline):
             return None
+        deferred = runlog.defer()  # the run's run-log entry goes with the slot's release: one round trip
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            dedupe.finish(task_id, ttl)
+            dedupe.finish(task_id, ttl, runlog.collect(deferred))
 
     @classmethod
     def on_bound(cls, app: Celery) -> None:
