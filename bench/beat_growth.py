@@ -75,11 +75,7 @@ def report(summary: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    with common.redis_for(args):
-        summary = run(args)
-    print(report(summary), flush=True)
-    common.emit(summary)
+    common.script_main(build_parser, run, report)
 
 
 if __name__ == "__main__":

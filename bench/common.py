@@ -61,11 +61,19 @@ def emit(summary: dict[str, Any]) -> None:
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
 
 
-def script_main(build_parser: Callable[[], argparse.ArgumentParser], run: Callable[[argparse.Namespace], Any]) -> None:
-    """The command line of a single benchmark script: parse, run against its Redis, print the summary."""
+def script_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], Any],
+    report: Callable[[Any], str] | None = None,
+) -> None:
+    """The command line of a single benchmark script: parse, run against its Redis, print ``report`` of the summary
+    (its tables) if given, then the summary as one JSON line."""
     args = build_parser().parse_args()
     with redis_for(args):
-        emit(run(args))
+        summary = run(args)
+    if report is not None:
+        print(report(summary), flush=True)
+    emit(summary)
 
 
 def sleep_until(deadline: float) -> None:

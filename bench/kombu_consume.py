@@ -95,13 +95,13 @@ ROWS: list[tuple[str, str, str | None]] = [
 ]
 
 
-def main() -> None:
-    args = build_parser().parse_args()
-    with common.redis_for(args):
-        summary = run(args)
+def report(summary: dict[str, Any]) -> str:
     title = f"Consume rate: {summary['messages']:,} messages, prefetch {summary['prefetch']}"
-    print(run_report.table(title, ROWS, summary["results"]), flush=True)
-    common.emit(summary)
+    return run_report.table(title, ROWS, summary["results"])
+
+
+def main() -> None:
+    common.script_main(build_parser, run, report)
 
 
 if __name__ == "__main__":

@@ -35,12 +35,13 @@ CACHE_ATTR = "redbeat_redis"
 
 URL_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEME = "redis-sentinel"
+CLUSTER_SCHEME = "redis-cluster"  # stock's: the startup nodes come from redbeat_redis_options['startup_nodes']
 # Keys of redbeat_redis_options that configure the scheduler's wiring, never the Redis connection.
 SCHEDULER_OPTIONS = frozenset(
     {"retry_period", "sentinels", "service_name", "sentinel_kwargs", "cluster", "startup_nodes"}
 )
-# Stock celery-redbeat's Redis Cluster options. The store's fenced scripts touch keys named by their arguments, which
-# a cluster cannot route: refused by name, where redis-py would fail the first command with a TypeError.
+# Stock celery-redbeat's Redis Cluster options: a cluster client (redis-py's RedisCluster), for a store whose key
+# prefix carries a hash tag (every key of the schedule in one slot; see store.hash_tag).
 CLUSTER_OPTIONS = ("cluster", "startup_nodes")
 DEFAULT_SERVICE_NAME = "mymaster"
 
@@ -91,8 +92,10 @@ def build_redis(url: Any, options: Mapping[str, Any] | None = None, use_ssl: Any
     tls = _tls_options(url, scheme, use_ssl)
     if scheme == SENTINEL_SCHEME:
         return _sentinel_client(url, _split(url), opts, tls)
+    if scheme == CLUSTER_SCHEME or (scheme in URL_SCHEMES and opts.get("cluster")):
+        return _cluster_client(url, scheme, _split(url), opts, tls)
     if scheme not in URL_SCHEMES:
-        schemes = ", ".join((*URL_SCHEMES, SENTINEL_SCHEME))
+        schemes = ", ".join((*URL_SCHEMES, SENTINEL_SCHEME, CLUSTER_SCHEME))
         raise ValueError(f"redbeat_redis_url {redact_url(url)!r}: scheme {scheme!r} is not one of {schemes}")
     kwargs = {**tls, **_client_options(opts)}
     try:
@@ -130,6 +133,31 @@ def _sentinel_client(url: str, parts: SplitResult, opts: dict[str, Any], tls: di
     return client
 
 
+def _cluster_client(url: str, scheme: str, parts: SplitResult, opts: dict[str, Any], tls: dict[str, Any]) -> Any:
+    """A Redis Cluster client, as stock builds it: ``redis[s]://`` with ``cluster: True`` (the URL names one node),
+    or ``redis-cluster://`` with ``startup_nodes`` (the URL's host and port without them). A cluster has DB 0 only."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if _url_db(url, parts) != 0:
+        raise ValueError(f"redbeat_redis_url {redact_url(url)!r}: a Redis Cluster has DB 0 only")
+    kwargs = {**tls, **_client_options({k: v for k, v in opts.items() if k not in CLUSTER_OPTIONS})}
+    if scheme != CLUSTER_SCHEME:
+        client = RedisCluster.from_url(url, **kwargs)
+    else:
+        nodes = opts.get("startup_nodes") or [{"host": parts.hostname, "port": parts.port or 6379}]
+        if "password" not in kwargs and parts.password:
+            kwargs["password"] = unquote(parts.password)
+        try:
+            startup = [ClusterNode(str(node["host"]), int(node["port"])) for node in nodes]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"redbeat_redis_options['startup_nodes']={nodes!r}: each needs a host and a port"
+            ) from None
+        client = RedisCluster(startup_nodes=startup, **kwargs)
+    logger.debug("scheduler store: Redis Cluster via %s", redact_url(url))
+    return client
+
+
 def _tls_options(url: str, scheme: str, use_ssl: Any) -> dict[str, Any]:
     """``redbeat_redis_use_ssl`` as stock celery-redbeat reads it: True, or a dict of redis-py ``ssl_*`` options
     (``ssl_ca_certs``, ``ssl_certfile``, ...), for a ``rediss://`` URL or a Sentinel's master; the certificate is
@@ -156,8 +184,8 @@ def _client_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     clustered = [key for key in CLUSTER_OPTIONS if opts.get(key)]
     if clustered:
         raise ValueError(
-            f"redbeat_redis_options[{clustered[0]!r}]: Redis Cluster is not supported, the scheduler store needs one "
-            "Redis (standalone, or a Sentinel's master)"
+            f"redbeat_redis_options[{clustered[0]!r}] needs a Redis Cluster URL: redis:// or rediss:// with "
+            "'cluster': True, or redis-cluster:// with 'startup_nodes'"
         )
     if "db" in opts:
         # Stock redbeat takes the sentinel DB from here but the standalone one from the URL; one place avoids

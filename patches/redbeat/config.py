@@ -28,6 +28,9 @@ class SchedulerConfig:
     # two questions) and ``close()``, built with the app: asked each tick whether this beat may lead at all (the
     # platform's Consul ring leader check); empty means always.
     leader_gate: str = ""
+    # Replicas that must hold each commit before the tick goes on (Redis WAIT; 0: none, as stock): with a replica,
+    # a failover of the store's master cannot roll back slots already committed.
+    commit_replicas: int = 0
 
     @property
     def renew_interval(self) -> float:
@@ -47,7 +50,18 @@ class SchedulerConfig:
             missed_run=MissedRun.parse(conf.get("redbeat_missed_run"), where="redbeat_missed_run: "),
             first_run_now=first_run(conf.get("redbeat_first_run")),
             leader_gate=str(conf.get("redbeat_leader_gate") or ""),
+            commit_replicas=count(conf, "redbeat_commit_replicas"),
         )
+
+
+def count(conf: Any, name: str) -> int:
+    """A whole-number setting, 0 when unset."""
+    value = conf.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}={value!r} must be a whole number, at least 0")
+    return value
 
 
 def seconds(conf: Any, name: str, default: float, minimum: float) -> float:

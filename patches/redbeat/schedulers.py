@@ -61,7 +61,7 @@ class RedBeatScheduler(Scheduler):
 
     def __init__(self, app: Celery, **kwargs: Any) -> None:
         self.conf = SchedulerConfig.from_app(app.conf)
-        self.store = Store(get_redis(app), self.conf.key_prefix)
+        self.store = Store(get_redis(app), self.conf.key_prefix, self.conf.commit_replicas, self.conf.renew_interval)
         # Host and pid first, so the lock's value tells an operator which beat leads; the random part keeps two
         # schedulers of one process apart.
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

@@ -17,21 +17,26 @@ time (epoch milliseconds) of the runs an operator asked for, served and cleared 
 The operator's own writes (``pause.lua``, ``request_run.lua``) need no lock: they only ask; the leader acts.
 
 Every write a beat makes is a Lua script (``lua/*.lua`` beside this module) that first checks the lock still holds
-this beat's token, so a beat that lost leadership — paused, partitioned, or just slow — changes nothing. The scripts
-touch entry hashes named by their arguments, so the store needs a single Redis (standalone or behind Sentinel), not a
-cluster.
+this beat's token, so a beat that lost leadership — paused, partitioned, or just slow — changes nothing. Writes
+declare every key they touch. With a hash-tagged prefix (``{redbeat}:``: every key of the schedule in one slot, for
+a Redis Cluster or a cloud proxy, see ``keys.py``) reads declare theirs too: a tick reads the index
+(``fetch_index.lua``) and then the due entries' hashes by key, two round trips; in the stock layout one script reads
+both (``fetch_due.lua``), the hashes by the keys the index gave it, which a single Redis allows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
+logger = logging.getLogger("celery.beat")
 LUA_DIR = Path(__file__).parent / "lua"
 # Seeding 100k entries in one script would block Redis for a noticeable time: write them in slices. The sync reads
 # and writes a slice at a time, so a slice is also the memory a sync needs at once (about 1 KiB per entry in flight,
@@ -45,18 +50,25 @@ WIRE: dict[str, tuple[str, ...]] = {
     # fetch_due.lua's reply: this header, then one ``entry`` per due or requested entry.
     "header": ("seconds", "micros", "owned", "head", "after_head", "head_key", "head_definition", "head_meta"),
     "entry": ("key", "score", "definition", "meta", "paused", "requested", "due"),
-    # commit.lua's arguments after (token, prefix): one ``update`` per entry.
-    "update": ("key", "score", "meta", "served"),
-    # seed.lua's arguments after (token, prefix, n, n names to prune): one ``seed`` per entry.
+    # commit.lua's arguments after (token, prefix): one ``update`` per entry (its key is declared in KEYS).
+    "update": ("score", "meta", "served"),
+    # seed.lua's arguments after (token, n, n names to prune): one ``seed`` per entry (its key is in KEYS).
     "seed": ("name", "definition", "meta", "score"),
+    # fetch_index.lua's reply: this header, ``due`` ``slot`` records, then one ``request`` per run-now request.
+    "index": ("seconds", "micros", "owned", "head", "after_head", "head_key", "due"),
+    "slot": ("key", "score"),
+    "request": ("name", "stamp"),
 }
 LUA_WIRE = LUA_DIR / "wire.lua"
+LUA_INDEX = LUA_DIR / "index.lua"  # read_index, the start of both fetch scripts
 
 
 def lua_prelude() -> str:
-    """``WIRE`` as Lua tables, then the record helpers of ``lua/wire.lua``: the head of every script."""
+    """``WIRE`` as Lua tables, then the record helpers of ``lua/wire.lua`` and ``read_index`` (``lua/index.lua``):
+    the head of every script."""
     tables = ", ".join(f"{record} = {{{', '.join(repr(f) for f in fields)}}}" for record, fields in WIRE.items())
-    return f"local WIRE = {{{tables}}}\n" + LUA_WIRE.read_text(encoding="utf-8")
+    shared = LUA_WIRE.read_text(encoding="utf-8") + LUA_INDEX.read_text(encoding="utf-8")
+    return f"local WIRE = {{{tables}}}\n" + shared
 
 
 def records(flat: Sequence[Any], record: str) -> list[dict[str, Any]]:
@@ -132,6 +144,16 @@ class Acquired:
         return cls(held=reply != 0, took_over=reply == 3, kept=reply == 1)
 
 
+def hash_tag(key: str) -> str | None:
+    """The hash tag of ``key`` as Redis Cluster reads it: what is between the first ``{`` and the next ``}``, if not
+    empty; None without one (the whole key is hashed)."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -141,9 +163,17 @@ class LostLockError(Exception):
 
 
 class Store:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, replicas: int = 0, replica_wait: float = 1.0) -> None:
         self.client = client
         self.prefix = prefix
+        self.replicas, self.replica_wait = replicas, replica_wait
+        # A hash-tagged prefix: a cluster or a proxy, where a script may touch only the keys it declares.
+        self.declared = hash_tag(prefix) is not None
+        if isinstance(client, RedisCluster) and not self.declared:
+            raise ValueError(
+                f"redbeat_key_prefix {prefix!r}: a Redis Cluster store needs a hash tag in the prefix, so every key "
+                f"of the schedule is in one slot: e.g. {'{' + prefix.rstrip(':') + '}:'!r}"
+            )
         self.schedule_key = prefix + ":schedule"
         self.statics_key = prefix + ":statics"
         self.lock_key = prefix + ":lock"
@@ -151,8 +181,10 @@ class Store:
         self.run_now_key = prefix + ":run-now"
         self._acquire = load_script(client, "acquire")
         self._fetch_due = load_script(client, "fetch_due")
+        self._fetch_index = load_script(client, "fetch_index")
         self._commit = load_script(client, "commit")
         self._seed = load_script(client, "seed")
+        self._read_metas = load_script(client, "read_metas")
         self._renew = load_script(client, "renew")
         self._release = load_script(client, "release")
 
@@ -175,8 +207,10 @@ class Store:
     # --- a tick -----------------------------------------------------------------------------------------------
 
     def fetch_due(self, token: str, limit: int = 0) -> Due:
-        """One round trip: server time, lock ownership, every entry due by then with its hash, and every entry with
-        a pending run-now request."""
+        """Server time, lock ownership, every entry due by then with its hash, and every entry with a pending run-now
+        request: one round trip, two with declared keys (:meth:`fetch_declared`)."""
+        if self.declared:
+            return self.fetch_declared(token, limit)
         keys = [self.schedule_key, self.lock_key, self.run_now_key]
         reply = self._fetch_due(keys=keys, args=[token, limit, self.prefix])
         size = len(WIRE["header"])
@@ -205,6 +239,53 @@ class Store:
             after_head=_float(header["after_head"]),
         )
 
+    def fetch_declared(self, token: str, limit: int = 0) -> Due:
+        """:meth:`fetch_due` in two round trips, every key declared: the index, then the hashes of the entries it
+        names (and the scores of those only requested). Between the two only this beat writes, and its own writes
+        are fenced: an operator's pause or request that lands between is seen next tick."""
+        reply = self._fetch_index(keys=[self.schedule_key, self.lock_key, self.run_now_key], args=[token, limit])
+        size = len(WIRE["index"])
+        [index] = records(reply[:size], "index")
+        count = int(index["due"]) * len(WIRE["slot"])
+        slots = records(reply[size : size + count], "slot")
+        requested = {self.key(r["name"]): int(r["stamp"]) for r in records(reply[size + count :], "request")}
+        due_keys = {slot["key"] for slot in slots}
+        extra = [key for key in requested if key not in due_keys]
+        head_key = index["head_key"]
+        keys = [slot["key"] for slot in slots] + extra + ([head_key] if head_key else [])
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, "definition", "meta", "paused")
+            for key in extra:
+                pipe.zscore(self.schedule_key, key)
+            fields = pipe.execute() if keys else []
+        hashes = dict(zip(keys, fields[: len(keys)], strict=True))
+        scores = dict(zip(extra, fields[len(keys) :], strict=True))
+        listed = [(slot["key"], slot["score"], True) for slot in slots] + [(key, scores[key], False) for key in extra]
+        entries = [
+            DueEntry(
+                key,
+                _float(score),
+                hashes[key][0],
+                hashes[key][1],
+                paused=hashes[key][2] is not None,
+                requested=requested.get(key),
+                due=is_due,
+            )
+            for key, score, is_due in listed
+        ]
+        head = _float(index["head"])
+        return Due(
+            now=int(index["seconds"]) + int(index["micros"]) / 1e6,
+            owned=bool(int(index["owned"])),
+            head=head,
+            entries=entries,
+            head_entry=None
+            if head_key is None or head is None
+            else DueEntry(head_key, head, hashes[head_key][0], hashes[head_key][1], due=False),
+            after_head=_float(index["after_head"]),
+        )
+
     def commit(self, token: str, updates: Sequence[Update]) -> int:
         """One round trip: new scores and metas, and the run-now requests served, fenced. Raises LostLockError when
         the lock is not ours."""
@@ -212,11 +293,29 @@ class Store:
         for update in updates:
             score = "" if update.score is None else repr(update.score)
             served = "" if update.served is None else str(update.served)
-            args += flatten("update", {"key": update.key, "score": score, "meta": update.meta, "served": served})
-        written = int(self._commit(keys=[self.lock_key, self.schedule_key, self.run_now_key], args=args))
+            args += flatten("update", {"score": score, "meta": update.meta, "served": served})
+        keys = [self.lock_key, self.schedule_key, self.run_now_key, *(update.key for update in updates)]
+        written = int(self._commit(keys=keys, args=args))
         if written < 0:
             raise LostLockError(self.lock_key)
+        self.replicate()
         return written
+
+    def replicate(self) -> None:
+        """Wait (Redis WAIT, at most ``replica_wait`` seconds) until ``replicas`` replicas hold what this client wrote
+        to the schedule's master; fewer is logged and the tick goes on (the write stands on the master)."""
+        if not self.replicas:
+            return
+        args = ("WAIT", self.replicas, int(self.replica_wait * 1000))
+        if isinstance(self.client, RedisCluster):
+            node = self.client.get_node_from_key(self.schedule_key)
+            acked = int(self.client.execute_command(*args, target_nodes=node))
+        else:
+            acked = int(self.client.execute_command(*args))
+        if acked < self.replicas:
+            logger.warning("beat: a schedule write reached %d of %d replica(s) within %.1fs: a failover now could "
+                           "roll it back (its slots would be sent again, and dropped by the workers' dedupe)", acked,
+                           self.replicas, self.replica_wait)  # fmt: skip
 
     # --- start-up sync ----------------------------------------------------------------------------------------
 
@@ -227,26 +326,25 @@ class Store:
 
     def read_metas(self, names: Sequence[str]) -> tuple[float, list[str | None]]:
         """One round trip: server time and the stored meta of each of ``names``."""
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            for name in names:
-                pipe.hget(self.key(name), "meta")
-            reply = pipe.execute()
-        seconds, micros = reply[0]
-        return seconds + micros / 1e6, list(reply[1:])
+        seconds, micros, *metas = self._read_metas(keys=[self.key(name) for name in names])
+        return int(seconds) + int(micros) / 1e6, [meta or None for meta in metas]
 
     def seed(self, token: str, prune: Iterable[str], entries: Sequence[Seed]) -> tuple[int, int]:
         """Prune ``prune`` and write ``entries``, fenced, in slices of SEED_SLICE. Raises LostLockError."""
         pruned_names = list(prune)
         pruned = written = 0
         for start in range(0, max(len(entries), 1), SEED_SLICE):
-            args: list[str | float | int] = [token, self.prefix, len(pruned_names), *pruned_names]
-            for seed in entries[start : start + SEED_SLICE]:
+            args: list[str | float | int] = [token, len(pruned_names), *pruned_names]
+            chunk = entries[start : start + SEED_SLICE]
+            for seed in chunk:
                 args += flatten("seed", {**seed.__dict__, "score": repr(seed.score)})
-            reply = self._seed(keys=[self.lock_key, self.schedule_key, self.statics_key], args=args)
+            keys = [self.lock_key, self.schedule_key, self.statics_key, *map(self.key, pruned_names),
+                    *(self.key(seed.name) for seed in chunk)]  # fmt: skip
+            reply = self._seed(keys=keys, args=args)
             if reply == -1:
                 raise LostLockError(self.lock_key)
             pruned += int(reply[0])
             written += int(reply[1])
             pruned_names = []  # pruned by the first slice
+        self.replicate()
         return pruned, written

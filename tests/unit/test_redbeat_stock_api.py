@@ -78,11 +78,23 @@ def test_use_ssl_that_cannot_apply_is_refused(url: str, use_ssl: Any, match: str
         get_redis(make_app(redbeat_redis_url=url, redbeat_redis_use_ssl=use_ssl))
 
 
-@pytest.mark.parametrize("options", [{"cluster": True}, {"startup_nodes": [{"host": "h", "port": 30001}]}])
-def test_cluster_options_are_refused_by_name(options: dict[str, Any]) -> None:
+def test_startup_nodes_need_a_cluster_url() -> None:
     """They used to reach redis-py and fail the first command with "unexpected keyword argument"."""
-    with pytest.raises(ValueError, match="Redis Cluster is not supported"):
+    options = {"startup_nodes": [{"host": "h", "port": 30001}]}
+    with pytest.raises(ValueError, match=r"'startup_nodes'.* needs a Redis Cluster URL"):
         get_redis(make_app(redbeat_redis_url=CLOSED, redbeat_redis_options=options))
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "match"),
+    [
+        ("redis://127.0.0.1:1/3", {"cluster": True}, "a Redis Cluster has DB 0 only"),
+        ("redis-cluster://127.0.0.1:1/0", {"startup_nodes": [{"host": "h"}]}, "each needs a host and a port"),
+    ],
+)
+def test_a_cluster_store_that_cannot_be_is_refused_by_name(url: str, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        get_redis(make_app(redbeat_redis_url=url, redbeat_redis_options=options))
 
 
 def test_cluster_false_is_accepted_and_not_forwarded() -> None:

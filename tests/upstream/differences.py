@@ -66,8 +66,9 @@ RETRY = (
     "RetryingConnection wrapper (the test also relies on the broker_url fallback)"
 )
 CLUSTER = (
-    "Redis Cluster is refused (cluster, startup_nodes, redis-cluster://): the fenced Lua scripts touch keys named by "
-    "their arguments, so the store needs one Redis, standalone or a Sentinel's master"
+    "Redis Cluster is configured through the lowercase redbeat_* settings (cluster, startup_nodes, redis-cluster://), "
+    "never read from the broker's; and the store's key prefix needs a hash tag ({redbeat}:), so every script can "
+    "declare its keys in one slot"
 )
 
 _SCHEDULER = "tests/test_scheduler.py"

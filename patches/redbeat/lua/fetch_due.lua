@@ -8,25 +8,15 @@
 -- Reading TIME here makes the Redis server the one clock every beat compares due times with. The next entry comes
 -- with its hash so the leader can sleep until the slot its score stands for (a score stock redbeat wrote lies up to a
 -- second before it), and with the score after it, which that sleep must not pass.
-local time = redis.call('TIME')
+local time, owned, due, head = read_index(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local out = {}
-local header = {seconds = time[1], micros = time[2], owned = 0, head = false, after_head = false, head_key = false,
-                head_definition = false, head_meta = false}
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+local header = {seconds = time[1], micros = time[2], owned = owned and 1 or 0, head = head[2] or false,
+                after_head = head[4] or false, head_key = head[1] or false, head_definition = false,
+                head_meta = false}
+if not owned then
     emit(out, 'header', header)
     return out
 end
-header.owned = 1
-local now = string.format('%d.%06d', time[1], time[2])
-local limit = tonumber(ARGV[2])
-local due
-if limit > 0 then
-    due = redis.call('ZRANGEBYSCORE', KEYS[1], 0, now, 'WITHSCORES', 'LIMIT', 0, limit)
-else
-    due = redis.call('ZRANGEBYSCORE', KEYS[1], 0, now, 'WITHSCORES')
-end
-local head = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 2)
-header.head, header.after_head, header.head_key = head[2] or false, head[4] or false, head[1] or false
 if head[1] then
     local fields = redis.call('HMGET', head[1], 'definition', 'meta')
     header.head_definition, header.head_meta = fields[1] or false, fields[2] or false

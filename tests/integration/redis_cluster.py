@@ -1,0 +1,112 @@
+"""A real Redis Cluster of the test's own: three masters and three replicas on free loopback ports, created with
+``redis-cli --cluster create``, each server stopped by its PID whatever happened."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.integration.conftest import wait_for
+
+NODE_TIMEOUT_MS = 1000  # a dead master is failed over after about this, plus the replicas' election
+
+
+def free_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000, which must exist) is free too."""
+    for _ in range(100):
+        port = random.randint(20000, 45000)
+        try:
+            with socket.socket() as probe, socket.socket() as bus:
+                probe.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free pair of loopback ports for a cluster node")
+
+
+class LocalCluster:
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bkm-redis-cluster-"))
+        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> LocalCluster:
+        for port in self.ports:
+            workdir = self.dir / str(port)
+            workdir.mkdir()
+            cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+                   "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                   "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+            log = (workdir / "redis.log").open("wb")
+            self.procs[port] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for port in self.ports:
+            wait_for(self.client(port).ping, 10, f"redis-server on {port}", (redis.RedisError,))
+        create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                  "--cluster-replicas", str(self.replicas), "--cluster-yes"]  # fmt: skip
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        wait_for(self.healthy, 30, "the cluster to be ok on every node with its replicas in sync")
+        return self
+
+    def client(self, port: int) -> Any:
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
+
+    def alive(self) -> list[int]:
+        return [port for port, proc in self.procs.items() if proc.poll() is None]
+
+    def healthy(self) -> bool:
+        """Every live node sees the cluster ok, and every master has its replicas."""
+        for port in self.alive():
+            if self.client(port).cluster("info").get("cluster_state") != "ok":
+                return False
+        nodes = self.nodes()
+        masters = [node for node in nodes if "master" in node["flags"] and "fail" not in node["flags"]]
+        if not all(self.replicas_of(master["node_id"]) >= self.replicas for master in masters):
+            return False
+        # A replica that has not finished its first sync with its master cannot be promoted (its data is too old).
+        replicas = [node["port"] for node in nodes if "slave" in node["flags"] and "fail" not in node["flags"]]
+        return all(self.client(port).info("replication").get("master_link_status") == "up" for port in replicas)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """CLUSTER NODES as a live node sees it (redis-py parses it: address → fields), nodes not yet met left out."""
+        parsed = self.client(self.alive()[0]).execute_command("CLUSTER NODES")
+        nodes = []
+        for address, fields in parsed.items():
+            port = address.split("@")[0].rpartition(":")[2]
+            if port.isdigit() and int(port):
+                flags = fields["flags"]
+                nodes.append({"node_id": fields["node_id"], "port": int(port), "master_id": fields["master_id"],
+                              "flags": flags.split(",") if isinstance(flags, str) else list(flags)})  # fmt: skip
+        return nodes
+
+    def replicas_of(self, node_id: str) -> int:
+        return sum(1 for node in self.nodes() if node["master_id"] == node_id and "fail" not in node["flags"])
+
+    def master_of(self, key: str) -> int:
+        """The port of the master that serves ``key``'s slot."""
+        any_node = self.client(self.alive()[0])
+        slot = int(any_node.execute_command("CLUSTER KEYSLOT", key))
+        for start, end, master, *_ in any_node.execute_command("CLUSTER SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def kill(self, port: int) -> None:
+        proc = self.procs[port]
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
