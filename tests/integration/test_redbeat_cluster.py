@@ -97,7 +97,7 @@ def test_the_schedule_runs_on_a_redis_cluster_through_a_failover_of_its_master(c
     def run_for(seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            time.sleep(min(beat.tick(), 0.2))
+            time.sleep(min(beat.tick(), 0.2))  # the beat's own pacing: it sleeps what its tick returns
 
     run_for(3)
     before = len(ids(queue))
@@ -129,5 +129,5 @@ def _wait_published(queue: str, before: int, beat: RedBeatScheduler, timeout: fl
     while time.monotonic() < deadline:
         if len(ids(queue)) > before:
             return time.time()
-        time.sleep(min(beat.tick(), 0.2))
+        time.sleep(min(beat.tick(), 0.2))  # the beat's own pacing: it sleeps what its tick returns
     raise AssertionError(f"nothing published within {timeout}s of the failover")
