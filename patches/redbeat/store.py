@@ -167,6 +167,7 @@ class Store:
         self.client = client
         self.prefix = prefix
         self.replicas, self.replica_wait = replicas, replica_wait
+        self.replicas_short = False  # the last WAIT fell short: see replicate()
         # A hash-tagged prefix: a cluster or a proxy, where a script may touch only the keys it declares.
         self.declared = hash_tag(prefix) is not None
         if isinstance(client, RedisCluster) and not self.declared:
@@ -303,19 +304,33 @@ class Store:
 
     def replicate(self) -> None:
         """Wait (Redis WAIT, at most ``replica_wait`` seconds) until ``replicas`` replicas hold what this client wrote
-        to the schedule's master; fewer is logged and the tick goes on (the write stands on the master)."""
+        to the schedule's master; fewer is logged and the tick goes on (the write stands on the master).
+
+        While the master has fewer replicas connected than asked for (after a failover, the promoted replica has none
+        until the old master returns), waiting would only hold every tick for ``replica_wait``, until the beat falls
+        behind its own schedule; so once a WAIT falls short, the next writes ask the master how many replicas it has
+        (INFO replication) and wait only when there are enough again."""
         if not self.replicas:
             return
-        args = ("WAIT", self.replicas, int(self.replica_wait * 1000))
-        if isinstance(self.client, RedisCluster):
-            node = self.client.get_node_from_key(self.schedule_key)
-            acked = int(self.client.execute_command(*args, target_nodes=node))
-        else:
-            acked = int(self.client.execute_command(*args))
-        if acked < self.replicas:
+        if self.replicas_short and self._on_master("INFO", "replication").get("connected_slaves", 0) < self.replicas:
+            return
+        acked = int(self._on_master("WAIT", self.replicas, int(self.replica_wait * 1000)))
+        if acked >= self.replicas:
+            if self.replicas_short:
+                logger.info("beat: schedule writes reach %d replica(s) again", acked)
+            self.replicas_short = False
+        elif not self.replicas_short:
+            self.replicas_short = True
             logger.warning("beat: a schedule write reached %d of %d replica(s) within %.1fs: a failover now could "
-                           "roll it back (its slots would be sent again, and dropped by the workers' dedupe)", acked,
-                           self.replicas, self.replica_wait)  # fmt: skip
+                           "roll it back (its slots would be sent again, and dropped by the workers' dedupe); until "
+                           "the master has %d replica(s) connected, writes do not wait for them", acked,
+                           self.replicas, self.replica_wait, self.replicas)  # fmt: skip
+
+    def _on_master(self, *args: Any) -> Any:
+        """A command on the node that holds the schedule (on a cluster, the master of its slot)."""
+        if isinstance(self.client, RedisCluster):
+            return self.client.execute_command(*args, target_nodes=self.client.get_node_from_key(self.schedule_key))
+        return self.client.execute_command(*args)
 
     # --- start-up sync ----------------------------------------------------------------------------------------
 

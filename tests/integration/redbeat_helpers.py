@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -42,6 +44,19 @@ def broker() -> Any:
 
 def store() -> Any:
     return redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=TEST_REDBEAT_DB, decode_responses=True)
+
+
+def drive(beat: Any, seconds: float, until: Callable[[], Any] | None = None, pace: float = 0.2) -> bool:
+    """Run ``beat`` as ``celery beat`` does, for ``seconds`` or until ``until()`` is true (-> whether it became
+    true; True when there is no ``until``). celery beat's loop ticks, then sleeps what the tick returned: that sleep
+    is the scheduler's own pacing, under test here, not a wait for something (capped at ``pace``, so ``until`` is
+    polled often)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if until is not None and until():
+            return True
+        time.sleep(min(beat.tick(), pace))
+    return until is None
 
 
 def published(queue: str) -> list[dict[str, Any]]:

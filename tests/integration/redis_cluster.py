@@ -99,6 +99,17 @@ class LocalCluster:
                 return int(master[1])
         raise AssertionError(f"no node serves slot {slot}")
 
+    def acknowledged(self, key: str) -> bool:
+        """A write of ``key`` reached its master's replicas within 100 ms. A new cluster's replicas can take up to a
+        second (their periodic ACK) to acknowledge the first writes, though their link is up; a test that counts on
+        WAIT's timing waits for this first."""
+        master = self.client(self.master_of(key))
+        try:
+            master.set(key, "1")
+            return int(master.execute_command("WAIT", self.replicas, 100)) >= self.replicas
+        finally:
+            master.delete(key)
+
     def kill(self, port: int) -> None:
         proc = self.procs[port]
         proc.kill()

@@ -9,6 +9,8 @@ import threading
 
 from tests.net import LOOPBACK
 
+RECEIVE_BUFFER = 128 * 1024
+
 
 class StallProxy:
     """Relays each client connection to ``127.0.0.1:port``. ``replies`` held: the server's bytes wait in the relay;
@@ -19,7 +21,13 @@ class StallProxy:
         self.replies = threading.Event()  # set: flowing; cleared: held
         self.requests = threading.Event()
         self.resume()
-        self.server = socket.create_server((LOOPBACK, 0))
+        # A fixed, small receive buffer (set before listen, so accepted sockets inherit it and their window scale
+        # fits it): with the kernel's autotuning a held relay could take in up to tcp_rmem's maximum (32 MiB here),
+        # so whether a held link ever blocks the sender would depend on the machine.
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.server.bind((LOOPBACK, 0))
+        self.server.listen()
         self.port = int(self.server.getsockname()[1])
         self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()

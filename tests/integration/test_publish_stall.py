@@ -98,7 +98,7 @@ def test_blocked_write_is_cut_short_and_published_again(
 ) -> None:
     """The link takes no more bytes: the publish blocks in ``sendall`` once the socket buffers are full, until the
     bound shuts the socket down."""
-    payload = "x" * 256 * 1024  # 64 messages: 16 MiB, more than loopback's socket buffers hold
+    payload = "x" * 256 * 1024  # 64 messages, 16 MiB: more than the send buffer and the relay hold
     entries = {f"e{i:02d}": {**EVERY_MINUTE, "args": (payload,)} for i in range(64)}
     app = make_app(entries, broker_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/{rabbitmq_vhost}")
     beat = RedBeatScheduler(app=app)

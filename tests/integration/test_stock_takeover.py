@@ -18,7 +18,7 @@ from redbeat.schedulers import RedBeatSchedulerEntry, ensure_conf
 
 from patches.redbeat.schedulers import RedBeatScheduler
 from tests.integration.conftest import wait_for
-from tests.integration.redbeat_helpers import make_app, published, store
+from tests.integration.redbeat_helpers import drive, make_app, published, store
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -68,9 +68,7 @@ def test_a_stock_schedule_fires_each_slot_once_at_the_slot() -> None:
     assert stored == {name: definition.encode() for name, definition in beat.definitions.static.items()}
     try:
         # Both slots, whichever comes last (started at xx:57, the interval's is after the minute's).
-        deadline = max(minute, ran["every"] + PERIOD) + 1.5
-        while time.time() < deadline:
-            time.sleep(min(beat.tick(), 0.25))  # the beat's own pacing: it sleeps what its tick returns
+        drive(beat, max(minute, ran["every"] + PERIOD) + 1.5 - time.time(), pace=0.25)
         wait_for(lambda: published(queue), 5, "the runs")
     finally:
         beat.close()
