@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fill(broker: str, queue: str, task: str, runs: int, tag: str) -> None:
-    """Queue ``runs`` messages of ``task`` as the patched beat sends a crontab entry's: task ids ``<tag>@<n>`` and a
-    deadline an hour ahead."""
+    """Queue ``runs`` messages of ``task`` as the patched beat sends a crontab entry's: task ids ``<tag>@<n>``, a
+    deadline an hour ahead, and the task's ``ignore_result`` (True on both sides), which a worker takes from the
+    message over the task's own (without it, the platform's worker stored a result per run)."""
     app = Celery("bench-publisher", broker=broker)
     declared = Queue(queue, Exchange(queue, type="direct"), routing_key=queue)
     with app.connection_for_write() as conn:
@@ -78,7 +79,7 @@ def fill(broker: str, queue: str, task: str, runs: int, tag: str) -> None:
         producer.declare = None
         declared(conn.default_channel).declare()
         for n in range(runs):
-            message = app.amqp.as_task_v2(f"{tag}@{n}", task, (), {})
+            message = app.amqp.as_task_v2(f"{tag}@{n}", task, (), {}, ignore_result=True)
             headers = dict(message.headers, **{DEADLINE_HEADER: round(time.time() + 3600, 3)})
             producer.publish(message.body, exchange=declared.exchange, routing_key=queue, headers=headers,
                              serializer="json", **message.properties)  # fmt: skip

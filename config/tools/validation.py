@@ -158,6 +158,11 @@ def _key_prefix(value: Any, _: Mapping[str, Any]) -> str | None:
     return None if isinstance(value, str) and value and not any(c.isspace() for c in value) else ""
 
 
+def _host_port(item: Any) -> bool:
+    host, _, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+    return bool(host) and not any(c.isspace() for c in host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def _db_plan(value: Any, _: Mapping[str, Any]) -> str | None:
     if not isinstance(value, dict) or set(value) != set(DB_ROLES):
         return ""
@@ -218,6 +223,8 @@ RULES = (
     Rule("REDBEAT_FIRST_RUN", '"now" or "next"', one_of("now", "next")),
     Rule("REDBEAT_REDIS_DB", "a Redis DB number ≥ 0", integer(0)),
     Rule("REDBEAT_KEY_PREFIX", "a non-empty key prefix without blanks", _key_prefix),
+    Rule("REDBEAT_REDIS_CLUSTER_NODES", 'a JSON list of "host:port" (empty: no cluster)', list_of(_host_port)),
+    Rule("REDBEAT_COMMIT_REPLICAS", "a whole number of replicas from 0 to 16", integer(0, 16)),
     Rule("REDIS_DB_PLAN", f"a JSON object of the DB numbers (≥ 0) of exactly {', '.join(DB_ROLES)}", _db_plan),
     Rule("REDIS_PORT", "a TCP port 1-65535", integer(1, 65535), ("BK_MONITOR_REDIS_PORT", "REDIS_PORT")),
     Rule("CACHE_REDIS_PORT", "a TCP port 1-65535", integer(1, 65535), ("BK_MONITOR_CACHE_REDIS_PORT",)),

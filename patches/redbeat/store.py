@@ -105,6 +105,22 @@ class Due:
     head_entry: DueEntry | None = None  # the entry of that score (due=False), with its hash
     after_head: float | None = None  # the score after it
 
+    @classmethod
+    def read(cls, header: Mapping[str, Any], entries: list[DueEntry], head_hash: Sequence[str | None]) -> Due:
+        """From a fetch's header (``fetch_due.lua``'s or ``fetch_index.lua``'s: clock, ownership, the head and the
+        score after it), the entries, and the head entry's definition and meta."""
+        head, head_key = _float(header["head"]), header["head_key"]
+        return cls(
+            now=int(header["seconds"]) + int(header["micros"]) / 1e6,
+            owned=bool(int(header["owned"])),
+            head=head,
+            entries=entries,
+            head_entry=None
+            if head_key is None or head is None
+            else DueEntry(head_key, head, head_hash[0], head_hash[1], due=False),
+            after_head=_float(header["after_head"]),
+        )
+
 
 @dataclass(frozen=True)
 class Update:
@@ -228,17 +244,7 @@ class Store:
             )
             for entry in records(reply[size:], "entry")
         ]
-        head, head_key = _float(header["head"]), header["head_key"]
-        return Due(
-            now=int(header["seconds"]) + int(header["micros"]) / 1e6,
-            owned=bool(int(header["owned"])),
-            head=head,
-            entries=entries,
-            head_entry=None
-            if head_key is None or head is None
-            else DueEntry(head_key, head, header["head_definition"], header["head_meta"], due=False),
-            after_head=_float(header["after_head"]),
-        )
+        return Due.read(header, entries, (header["head_definition"], header["head_meta"]))
 
     def fetch_declared(self, token: str, limit: int = 0) -> Due:
         """:meth:`fetch_due` in two round trips, every key declared: the index, then the hashes of the entries it
@@ -275,17 +281,7 @@ class Store:
             )
             for key, score, is_due in listed
         ]
-        head = _float(index["head"])
-        return Due(
-            now=int(index["seconds"]) + int(index["micros"]) / 1e6,
-            owned=bool(int(index["owned"])),
-            head=head,
-            entries=entries,
-            head_entry=None
-            if head_key is None or head is None
-            else DueEntry(head_key, head, hashes[head_key][0], hashes[head_key][1], due=False),
-            after_head=_float(index["after_head"]),
-        )
+        return Due.read(index, entries, hashes[head_key] if head_key else (None, None))
 
     def commit(self, token: str, updates: Sequence[Update]) -> int:
         """One round trip: new scores and metas, and the run-now requests served, fenced. Raises LostLockError when

@@ -65,6 +65,11 @@ CASES: list[tuple[dict[str, str], str]] = [
      "cache, queue, service"),
     ({"BKAPP_SETTINGS_REDBEAT_REDIS_DB": "-1"},
      "BKAPP_SETTINGS_REDBEAT_REDIS_DB='-1': expected a Redis DB number ≥ 0"),
+    ({"BKAPP_SETTINGS_REDBEAT_REDIS_CLUSTER_NODES": '["10.0.0.1:7000", "10.0.0.2"]'},
+     """BKAPP_SETTINGS_REDBEAT_REDIS_CLUSTER_NODES='["10.0.0.1:7000", "10.0.0.2"]': expected a JSON list of """
+     '"host:port" (empty: no cluster)'),
+    ({"BKAPP_SETTINGS_REDBEAT_COMMIT_REPLICAS": "-1"},
+     "BKAPP_SETTINGS_REDBEAT_COMMIT_REPLICAS='-1': expected a whole number of replicas from 0 to 16"),
     ({"BKAPP_SETTINGS_CONSUL_SESSION_TTL": "5"},
      "BKAPP_SETTINGS_CONSUL_SESSION_TTL='5': expected a whole number of seconds from 10 to 86400 (Consul's bounds)"),
     ({"BKAPP_SETTINGS_CONSUL_TIMEOUT": "0"},

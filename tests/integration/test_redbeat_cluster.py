@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import itertools
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from celery.schedules import schedule
@@ -118,3 +120,84 @@ def test_the_schedule_runs_on_a_redis_cluster_through_a_failover_of_its_master(c
         missing = [slot for a, b in itertools.pairwise(slots) for slot in range(a + 1, b)]
         assert all(killed - 1 < slot < resumed + 1 for slot in missing), (missing, killed, resumed)
         assert slots[-1] - slots[0] >= 6, slots
+
+
+def test_the_platforms_cluster_settings_reach_the_cluster_and_its_health_checks(cluster: LocalCluster) -> None:
+    """REDBEAT_REDIS_CLUSTER_NODES as the platform turns it into settings (two startup nodes, the prefix tagged):
+    the beat leads and publishes on the cluster, and healthz's store and lock checks read it there."""
+    from alarm_backends.management.health.checks import OK, beat_lock, scheduler_store
+    from alarm_backends.service.scheduler.config import cluster_prefix, cluster_store
+
+    prefix = cluster_prefix("redbeat:")
+    app = make_app({"a": EVERY_SECOND, "b": EVERY_SECOND}, prefix)
+    app.conf.update(cluster_store([f"127.0.0.1:{port}" for port in cluster.ports[:2]], ""))
+    beat = RedBeatScheduler(app=app)
+    try:
+        beat.tick()
+        assert sorted(task_id.split("@")[0] for task_id in ids(app.conf.task_default_queue)) == ["a", "b"]
+        node = cluster.client(cluster.master_of(prefix + ":schedule"))
+        assert node.zcard(prefix + ":schedule") == 2  # on the master of the tagged slot
+        status, detail, data = scheduler_store(app, 2)
+        assert (status, data) == (OK, {"entries": 2}), detail
+        status, detail, data = beat_lock(app, 2)
+        assert status == OK and data["held"] and data["token"] == node.get(prefix + ":lock"), detail
+    finally:
+        beat.close()
+
+
+def test_a_schedule_moves_to_the_cluster_with_its_history_pauses_and_requests(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``manage.py beat_store_migrate``: a schedule that ran on a single Redis in the stock layout goes on, on the
+    cluster, from where it was: run counts, the pause, the pending run-now request; nothing fires as new."""
+    from django.core.management import CommandError, call_command
+
+    from alarm_backends.management.commands import beat_store_migrate
+    from alarm_backends.service.scheduler.config import cluster_prefix, cluster_store
+
+    schedule = {"a": EVERY_SECOND, "b": EVERY_SECOND}
+    old = make_app(schedule)  # "redbeat:" on the test Redis
+    old_beat = RedBeatScheduler(app=old)
+    drive(old_beat, 1.5)
+    old_beat.close()
+    old_store: Any = get_redis(old)  # decoded replies
+    assert Controls(old_beat.store).pause("b").changed and Controls(old_beat.store).request_run("a").changed
+
+    prefix = cluster_prefix("redbeat:")
+    new = make_app(schedule, prefix, task_default_queue=old.conf.task_default_queue + "-new")
+    new.conf.update(cluster_store([f"127.0.0.1:{cluster.ports[0]}"], ""))
+    monkeypatch.setattr(beat_store_migrate, "backend_app", lambda: new)
+    source = ["--from-url", str(old.conf.redbeat_redis_url), "--from-prefix", "redbeat:"]
+    out = io.StringIO()
+    call_command("beat_store_migrate", *source, stdout=out)
+    assert "copied 2 entries (2 static, 1 with a run-now request) from redbeat:*" in out.getvalue()
+
+    node = cluster.client(cluster.master_of(prefix + ":schedule"))
+    for name in schedule:
+        assert node.hgetall(prefix + name) == old_store.hgetall("redbeat:" + name)
+        assert node.zscore(prefix + ":schedule", prefix + name) == old_store.zscore(
+            "redbeat::schedule", "redbeat:" + name
+        )
+    assert node.smembers(prefix + ":statics") == {"a", "b"}
+    assert node.hkeys(prefix + ":run-now") == ["a"]
+    # The old beats' lock and leader record stay behind; the new store's record names the copy, which held its lock
+    # and gave it up (so the first beat there takes it as a hand-over, not a failover).
+    assert node.get(prefix + ":lock") is None
+    record = node.hgetall(prefix + ":leader")
+    assert record["released"] == "1" and record["token"] != old_store.hget("redbeat::leader", "token")
+    with pytest.raises(CommandError, match="already holds 2 entries"):
+        call_command("beat_store_migrate", *source, stdout=io.StringIO())
+
+    before = {name: decode_meta(old_store.hget("redbeat:" + name, "meta"))[1] for name in schedule}
+    beat = RedBeatScheduler(app=new)
+    try:
+        drive(beat, 1.5)
+        with pytest.raises(CommandError, match="is held"):  # a beat leads on the target: no copy under it
+            call_command("beat_store_migrate", *source, "--merge", stdout=io.StringIO())
+    finally:
+        beat.close()
+    sent = ids(new.conf.task_default_queue)
+    assert not [task_id for task_id in sent if task_id.startswith("b@")]  # still paused
+    a_runs = [task_id for task_id in sent if task_id.startswith("a@")]
+    assert a_runs and decode_meta(node.hget(prefix + "a", "meta"))[1] == before["a"] + len(a_runs)
+    assert not node.hkeys(prefix + ":run-now")  # the request was served

@@ -45,6 +45,9 @@ def conf(**overrides: Any) -> SimpleNamespace:
         "REDBEAT_STANDBY_INTERVAL": 1.0,
         "REDBEAT_MISSED_RUN": {"policy": "once"},
         "REDBEAT_FIRST_RUN": "now",
+        "REDBEAT_REDIS_CLUSTER_NODES": [],
+        "REDBEAT_REDIS_CLUSTER_PASSWORD": "",
+        "REDBEAT_COMMIT_REPLICAS": 0,
         "CONSUL_ENABLED": False,
         "IS_CONTAINER_MODE": False,
     }
@@ -146,3 +149,47 @@ def test_a_new_entry_waits_for_its_first_slot_by_default() -> None:
     )
     assert SchedulerConfig.from_app({}).first_run_now is False
     assert SchedulerConfig.from_app({"redbeat_first_run": "now"}).first_run_now is True
+
+
+def test_a_cluster_store_gets_a_hash_tagged_prefix_and_stocks_cluster_options() -> None:
+    nodes = ["10.0.0.1:7000", "10.0.0.2:7001", "[::1]:7002"]
+    config = backend_config(
+        conf(REDBEAT_REDIS_CLUSTER_NODES=nodes, REDBEAT_REDIS_CLUSTER_PASSWORD="p@ss/1", REDBEAT_COMMIT_REPLICAS=1),
+        cpu_count=1,
+    )
+    assert config["redbeat_key_prefix"] == "{redbeat}:"
+    assert config["redbeat_commit_replicas"] == 1
+    assert config["redbeat_redis_url"] == "redis-cluster://10.0.0.1:7000/0"
+    options = config["redbeat_redis_options"]
+    assert options == {
+        "startup_nodes": [
+            {"host": "10.0.0.1", "port": 7000},
+            {"host": "10.0.0.2", "port": 7001},
+            {"host": "::1", "port": 7002},
+        ],
+        "password": "p@ss/1",
+    }
+    # The client built from them, on a real cluster: tests/integration/test_redbeat_cluster.py.
+
+
+@pytest.mark.parametrize(
+    ("prefix", "cluster", "scoped", "expected"),
+    [
+        ("redbeat:", "default", True, "{redbeat}:"),
+        ("redbeat:", "blue", True, "{redbeat:blue}:"),
+        ("redbeat:", "blue", False, "{redbeat}:"),
+        ("{bkm}:redbeat:", "default", True, "{bkm}:redbeat:"),
+    ],
+)
+def test_a_cluster_prefix_puts_every_key_of_one_schedule_in_one_slot(
+    prefix: str, cluster: str, scoped: bool, expected: str
+) -> None:
+    from redis.crc import key_slot
+
+    from alarm_backends.service.scheduler.config import cluster_prefix, redbeat_key_prefix
+
+    tagged = cluster_prefix(redbeat_key_prefix(prefix, cluster, scoped))
+    assert tagged == expected
+    # redis-py's own slot function: the schedule's keys share one slot.
+    keys = [tagged + suffix for suffix in ("a", "some.job", ":schedule", ":lock", ":statics", ":leader", ":run-now")]
+    assert len({key_slot(key.encode()) for key in keys}) == 1

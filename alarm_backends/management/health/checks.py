@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -36,6 +37,8 @@ from alarm_backends.management.schedule.view import duration
 from config.tools.consul import uses_ring
 from patches.redbeat.client import MASK, build_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
+
+BEAT_LOCK_LUA = (Path(__file__).parent / "beat_lock.lua").read_text(encoding="utf-8")
 
 DEFAULT_TIMEOUT = 3.0
 DEFAULT_QUEUE_THRESHOLD = 1000
@@ -161,12 +164,9 @@ def beat_lock(app: Celery, timeout: float) -> CheckOutcome:
     conf = SchedulerConfig.from_app(app.conf)
     lock_key = conf.key_prefix + ":lock"
     try:
-        with client.pipeline(transaction=False) as pipe:
-            pipe.get(lock_key)
-            pipe.pttl(lock_key)
-            pipe.hgetall(conf.key_prefix + ":leader")
-            pipe.time()
-            token, pttl, record, (seconds, micros) = pipe.execute()
+        token, pttl, flat, (seconds, micros) = client.eval(BEAT_LOCK_LUA, 2, lock_key, conf.key_prefix + ":leader")
+        seconds, micros = int(seconds), int(micros)
+        record = dict(zip(flat[::2], flat[1::2], strict=True))
     except redis.RedisError as exc:
         return FAIL, f"{lock_key} in {where}: {_error(exc)}", {"held": None}
     finally:

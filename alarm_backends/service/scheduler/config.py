@@ -18,6 +18,7 @@ from config.tools.celery import (
 )
 from config.tools.consul import uses_ring
 from config.tools.redis import redis_url, shuffled_sentinels
+from patches.redbeat.store import hash_tag
 
 DEFAULT_QUEUE = "monitor"
 LLM_QUEUE = "celery_llm_task"
@@ -44,21 +45,49 @@ def redbeat_key_prefix(prefix: str, cluster: str, scoped: bool = True) -> str:
     return f"{prefix}{cluster}:" if scoped and cluster != "default" else prefix
 
 
+def cluster_prefix(prefix: str) -> str:
+    """``prefix`` with a hash tag, so every key of the schedule is in one slot of a Redis Cluster: ``redbeat:``
+    becomes ``{redbeat}:``, ``redbeat:blue:`` becomes ``{redbeat:blue}:``; a prefix with a tag of its own is kept."""
+    return prefix if hash_tag(prefix) is not None else "{" + prefix.rstrip(":") + "}:"
+
+
+def cluster_store(nodes: list[str], password: str) -> dict[str, Any]:
+    """The store on a Redis Cluster, as stock celery-redbeat configures one: ``redis-cluster://`` with the
+    ``startup_nodes`` (the password in the options, where it needs no URL quoting)."""
+    startup = [{"host": host.strip("[]"), "port": int(port)} for host, _, port in (n.rpartition(":") for n in nodes)]
+    options: dict[str, Any] = {"startup_nodes": startup}
+    if password:
+        options["password"] = password
+    return {"redbeat_redis_url": f"redis-cluster://{nodes[0]}/0", "redbeat_redis_options": options}
+
+
 def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
-    redis = main_redis(conf)
+    prefix = redbeat_key_prefix(conf.REDBEAT_KEY_PREFIX, cluster, bool(conf.CLUSTER_SCOPED_NAMES))
     settings: dict[str, Any] = {
-        "redbeat_key_prefix": redbeat_key_prefix(conf.REDBEAT_KEY_PREFIX, cluster, bool(conf.CLUSTER_SCOPED_NAMES)),
+        "redbeat_key_prefix": prefix,
         "redbeat_lock_timeout": conf.REDBEAT_LOCK_TIMEOUT,
         "redbeat_standby_interval": conf.REDBEAT_STANDBY_INTERVAL,
         "redbeat_missed_run": conf.REDBEAT_MISSED_RUN,
         "redbeat_first_run": conf.REDBEAT_FIRST_RUN,
+        "redbeat_commit_replicas": conf.REDBEAT_COMMIT_REPLICAS,
         # With Consul, the ring's leader host is the one that should take the lock (README: Leadership); in a
         # container or without Consul the platform runs one beat per deployment and the Redis lock alone decides.
         "redbeat_leader_gate": LEADER_GATE if uses_ring(conf) else "",
     }
+    if conf.REDBEAT_REDIS_CLUSTER_NODES:
+        settings.update(cluster_store(list(conf.REDBEAT_REDIS_CLUSTER_NODES), conf.REDBEAT_REDIS_CLUSTER_PASSWORD))
+        settings["redbeat_key_prefix"] = cluster_prefix(prefix)
+    else:
+        settings.update(main_store(conf))
+    return settings
+
+
+def main_store(conf: Any) -> dict[str, Any]:
+    """The store on the main Redis (REDBEAT_REDIS_DB), standalone or through its Sentinels: where it is without
+    REDBEAT_REDIS_CLUSTER_NODES, and where ``beat_store_migrate`` copies from by default."""
+    redis = main_redis(conf)
     if not redis.is_sentinel:
-        settings["redbeat_redis_url"] = redis_url(redis, conf.REDBEAT_REDIS_DB)
-        return settings
+        return {"redbeat_redis_url": redis_url(redis, conf.REDBEAT_REDIS_DB)}
     options: dict[str, Any] = {
         "sentinels": shuffled_sentinels(redis),
         "password": redis.password,
@@ -68,9 +97,10 @@ def redbeat_settings(conf: Any, cluster: str = "default") -> dict[str, Any]:
     }
     if redis.sentinel_password:
         options["sentinel_kwargs"] = {"password": redis.sentinel_password}
-    settings["redbeat_redis_url"] = f"redis-sentinel://redis-sentinel:26379/{conf.REDBEAT_REDIS_DB}"
-    settings["redbeat_redis_options"] = options
-    return settings
+    return {
+        "redbeat_redis_url": f"redis-sentinel://redis-sentinel:26379/{conf.REDBEAT_REDIS_DB}",
+        "redbeat_redis_options": options,
+    }
 
 
 def backend_config(conf: Any, cpu_count: int, queue_name: Any = str, cluster: str = "default") -> dict[str, Any]:
