@@ -17,10 +17,10 @@ from typing import Any
 
 import redis
 from prometheus_client import Counter
-from redis.commands.core import Script
 
 from alarm_backends.core import runlog
 from alarm_backends.core.storage.redis import LOG, SERVICE, db_of, get_client, key
+from alarm_backends.core.storage.script import DirectScript
 
 logger = logging.getLogger("cron")
 
@@ -57,7 +57,7 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, dead
         client = get_client(SERVICE)
         args: list[str | int] = [RUNNING, claim_ttl(ttl), "" if deadline is None else repr(float(deadline)),
                                  int(redelivered)]  # fmt: skip
-        outcome, *detail = _script(client)(keys=[claim_key(task_id)], args=args, client=client)
+        outcome, *detail = CLAIM(client, [claim_key(task_id)], args)
     except redis.RedisError as exc:
         logger.warning("[Cron Task](%s) %s not deduplicated (service DB unavailable: %s)", task_name, task_id, exc)
         return True
@@ -76,16 +76,9 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, dead
     return False
 
 
-CLAIM_LUA = (Path(__file__).parent / "claim.lua").read_text(encoding="utf-8")
-_claim_script: list[Script] = []
-
-
-def _script(client: redis.Redis) -> Script:
-    """The claim script, registered once: it carries only its source and sha, and runs on the client passed per
-    call (a server that lost its script cache is sent the source again by redis-py)."""
-    if not _claim_script:
-        _claim_script.append(client.register_script(CLAIM_LUA))
-    return _claim_script[0]
+# Run on every scheduled run: called directly on a connection the process holds (see storage.script).
+CLAIM = DirectScript((Path(__file__).parent / "claim.lua").read_text(encoding="utf-8"))
+FINISH = DirectScript((Path(__file__).parent / "finish.lua").read_text(encoding="utf-8"))
 
 
 def claim_ttl(expires: int | None) -> int:
@@ -104,17 +97,7 @@ def finish(task_id: str, ttl: int | None, runs: Sequence[Mapping[Any, Any]] = ()
         for field, value in (fields or {}).items():
             args += [field, value]
         try:
-            _finish_script(client)(keys=[claim_key(task_id), runlog.stream_key()], args=args, client=client)
+            FINISH(client, [claim_key(task_id), runlog.stream_key()], args)
         except redis.RedisError as exc:
             done = "" if n else "not marked done, "
             logger.warning("slot %s %sits run not logged (service DB unavailable: %s)", task_id, done, exc)
-
-
-FINISH_LUA = (Path(__file__).parent / "finish.lua").read_text(encoding="utf-8")
-_finish: list[Script] = []
-
-
-def _finish_script(client: redis.Redis) -> Script:
-    if not _finish:
-        _finish.append(client.register_script(FINISH_LUA))
-    return _finish[0]
