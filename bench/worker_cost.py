@@ -13,8 +13,10 @@ queued, then a worker starts and runs them all:
 
 with the same concurrency and prefetch, and the same log level. The rate is taken between the first and the last run
 (bench/noop.py counts them in the workers), so start-up is not in it; variants alternate round by round. Prints runs
-per second (median), the ratios to the platform (goal: plain ≤ 1.15 times the platform's rate), and the cost per run
-over each plain variant: the wall time per run over theirs, times the concurrency (the time one pool process spends).
+per second (median), the ratios to the platform (goal: plain ≤ 1.15 times the platform's rate), the cost per run
+over each plain variant (the wall time per run over theirs, times the concurrency: the time one pool process
+spends), and the CPU the worker (main and pool processes) spends per run, from /proc between 10 % and 90 % of the
+runs: steadier than the rates on a machine shared with the brokers.
 
 Usage: ``python bench/worker_cost.py [--runs 20000] [--rounds 2] [--concurrency 2] [--prefetch 4]
 [--brokers rabbitmq,redis]``
@@ -125,11 +127,14 @@ def one_round(variant: str, broker: str, args: argparse.Namespace) -> dict[str, 
     with (workdir / "worker.log").open("wb") as log:
         proc = subprocess.Popen(worker_command(variant, queue, args), cwd=common.REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    cpu: list[tuple[int, float]] = []  # (runs so far, the worker's CPU seconds) between 10 % and 90 % of the runs
     try:
         deadline = time.monotonic() + args.timeout
         while (counted := read_counts(str(workdir / "counts")))[0] < args.runs:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{variant} worker ran {counted[0]} of {args.runs}; see {workdir / 'worker.log'}")
+            if args.runs * 0.1 <= counted[0] <= args.runs * 0.9:
+                cpu.append((counted[0], tree_cpu(proc.pid)))
             time.sleep(0.2)  # polling the workers' counters while they run
     finally:
         if proc.poll() is None:
@@ -143,7 +148,36 @@ def one_round(variant: str, broker: str, args: argparse.Namespace) -> dict[str, 
     delete_queue(broker, queue)
     shutil.rmtree(workdir, ignore_errors=True)
     assert first is not None and last is not None
-    return {"runs_per_s": (total - 1) / (last - first), "ran": total}
+    result: dict[str, Any] = {"runs_per_s": (total - 1) / (last - first), "ran": total}
+    if len(cpu) >= 2 and cpu[-1][0] > cpu[0][0]:
+        result["cpu_us_per_run"] = (cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0]) * 1e6
+    return result
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of the worker ``pid`` and its pool processes, live or already replaced (a
+    process's reaped children count in its own figures): what a run costs the machine, steadier than the rate on a
+    shared one."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def stat(proc: str) -> list[str]:
+        with open(f"/proc/{proc}/stat") as fh:
+            text = fh.read()
+        return text[text.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+
+    def own(fields: list[str]) -> float:
+        return sum(int(n) for n in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+
+    total = own(stat(str(pid)))
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = stat(entry)
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[1]) == pid:
+                total += own(fields)
+    return total
 
 
 def delete_queue(broker: str, queue: str) -> None:
@@ -164,6 +198,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rounds[variant].append(one_round(variant, url, args))
         rates = {variant: statistics.median(r["runs_per_s"] for r in found) for variant, found in rounds.items()}
         found_rates: dict[str, Any] = {variant: {"runs_per_s": round(rate, 1)} for variant, rate in rates.items()}
+        for variant, found in rounds.items():
+            costs = [r["cpu_us_per_run"] for r in found if "cpu_us_per_run" in r]
+            if costs:
+                found_rates[variant]["cpu_us_per_run"] = round(statistics.median(costs))
         for plain in ("plain", "plain+delivery"):
             found_rates[plain]["platform_per_run_over_us"] = round(
                 (1 / rates["platform"] - 1 / rates[plain]) * args.concurrency * 1e6
@@ -178,6 +216,7 @@ ROWS: list[tuple[str, str, str | None]] = [
     ("runs_per_s", "no-op runs per second (median)", None),
     ("ratio_to_platform", "its rate over the platform's (goal ≤ 1.15)", None),
     ("platform_per_run_over_us", "the platform's cost per run over it (µs of a pool process)", None),
+    ("cpu_us_per_run", "worker CPU per run, main and pool processes (µs, median)", None),
 ]
 
 

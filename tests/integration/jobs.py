@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -11,7 +12,9 @@ EFFECT_KEY = "test.jobs.effect"
 
 
 def record_effect() -> None:
-    get_client(SERVICE).rpush(EFFECT_KEY, f"{os.getpid()}:{time.time()}")
+    """``<pid>:<time>:<objects frozen>``: the last, the pool process's ``gc.get_freeze_count()`` (what its main
+    process froze before forking it)."""
+    get_client(SERVICE).rpush(EFFECT_KEY, f"{os.getpid()}:{time.time()}:{gc.get_freeze_count()}")
 
 
 class JobFailedError(RuntimeError):

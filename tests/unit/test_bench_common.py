@@ -92,3 +92,28 @@ def test_burst_figures_from_publish_stamps() -> None:
     assert figures["missing"] == 0
     assert figures["repeats"] == 0
     assert figures["message_body_bytes"] == 83
+
+
+def test_tree_cpu_counts_a_processs_children_live_and_reaped() -> None:
+    """bench/worker_cost.py's CPU per run: the kernel's own accounting (``resource``) is the oracle."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from bench.worker_cost import tree_cpu
+    from tests.integration.conftest import wait_for
+
+    burn = [sys.executable, "-c", "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run({burn!r}); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        # Once the child that burned 0.3 s is reaped, it counts in its parent's figures.
+        wait_for(lambda: tree_cpu(parent.pid) >= 0.3, 30, "the reaped child's CPU in its parent's")
+        assert tree_cpu(parent.pid) < 5
+    finally:
+        parent.communicate(b"", timeout=30)
+    ours = resource.getrusage(resource.RUSAGE_SELF)
+    assert tree_cpu(os.getpid()) >= ours.ru_utime + ours.ru_stime - 0.05  # at least our own time
