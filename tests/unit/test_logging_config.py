@@ -79,3 +79,29 @@ def test_a_bad_log_format_stops_start_up_with_one_line() -> None:
         2,
         """bkmonitor: BKAPP_LOG_FORMAT='xml': expected "text" or "json" (LOG_FORMAT)\n""",
     )
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Europe/Berlin", "UTC", "Australia/Lord_Howe"])
+def test_zoned_time_prints_what_astimezone_prints_across_dst(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's own ``fromtimestamp(t).astimezone()`` is the oracle, in zones with and without DST (Lord Howe's
+    is half an hour), on each side of their 2026 transitions and at instants across the year."""
+    import datetime as dt
+    import logging
+    import time
+
+    from config.tools.logging import zoned_time
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        instants = [1774746000.0 + hours * 3600 + 0.4567 for hours in range(-3, 4)]  # around 2026-03-29 01:00 UTC
+        instants += [1792890000.0 + hours * 3600 for hours in range(-3, 4)]  # around 2026-10-25 01:00 UTC
+        instants += [1767225600.0 + days * 86400 * 7 + 123.999 for days in range(53)]  # every week of 2026
+        for instant in instants:
+            record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+            record.created = instant
+            expected = dt.datetime.fromtimestamp(instant).astimezone().isoformat(sep=" ", timespec="milliseconds")
+            assert zoned_time(record) == expected, (zone, instant)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
