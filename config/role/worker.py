@@ -78,11 +78,12 @@ REDBEAT_KEY_PREFIX = "redbeat:"
 # The scheduler store on a Redis Cluster (or several nodes of one): "host:port" of any of its nodes (the client finds
 # the rest) and its password. Empty: the store is on the main Redis, in REDBEAT_REDIS_DB. On a cluster the key prefix
 # gets a hash tag ("redbeat:" becomes "{redbeat}:"), so every key of the schedule is in one slot; moving a schedule
-# there: `manage.py beat_schedule migrate` (README: Redis Cluster).
+# there: `manage.py beat_store_migrate` (README: Redis Cluster).
 REDBEAT_REDIS_CLUSTER_NODES: list[str] = []
 REDBEAT_REDIS_CLUSTER_PASSWORD = ""
 # Replicas that must hold each schedule write before the tick goes on (Redis WAIT, at most a third of the lease), so
-# a failover of the store's master rolls back no run; 0, as the original: the write stands on the master alone.
+# a failover of the store's master rolls back no run while they answer (when they stop, writes go on without
+# waiting, logged); 0, as the original: the write stands on the master alone.
 REDBEAT_COMMIT_REPLICAS = 0
 # Seconds. The original held a 300 s lock (failover after 5-6 minutes); the leader renews at a third of the TTL and
 # standbys retry every REDBEAT_STANDBY_INTERVAL, so a crashed leader is replaced within TTL + 1 s.

@@ -7,9 +7,10 @@ What a beat would not write again by itself is copied: each entry's hash (``defi
 of each store.
 
 The copy holds the target's lock for its whole length, taken as a beat takes it (``acquire.lua``) and renewed
-between slices, so no beat leads on the target while it is half written, and a beat that leads there already makes
-the copy refuse. The old store is only read: its beats may go on leading until the new ones start. A slot they run
-after the copy is due again on the new store, under the same id, and the workers' dedupe drops the second run.
+before each slice of SLICE entries (a slice is written within a fraction of the lease), so no beat leads on the
+target while it is half written, and a beat that leads there already makes the copy (and a dry run) refuse. The
+old store is only read: its beats may go on leading until the new ones start. A slot they run after the copy is due
+again on the new store, under the same id, and the workers' dedupe drops the second run.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def migration_token() -> str:
 def copy_schedule(source: Store, target: Store, lease: float, merge: bool = False, dry_run: bool = False) -> Copied:
     """Copy ``source``'s schedule into ``target``. Refuses a target that holds entries already unless ``merge``
     (then the target's own entries are kept as they are); ``dry_run`` reads both and writes nothing."""
-    if source.client is target.client and source.prefix == target.prefix:
+    if source.prefix == target.prefix and _server(source.client) == _server(target.client):
         raise MigrationError(f"the source and the target are the same store ({target.prefix}*)")
     held = int(target.client.zcard(target.schedule_key))
     if held and not merge:
@@ -58,7 +59,7 @@ def copy_schedule(source: Store, target: Store, lease: float, merge: bool = Fals
             "to keep the target's own entries and add the others"
         )
     token = migration_token()
-    if not dry_run and not target.acquire(token, lease):
+    if not (target.client.get(target.lock_key) is None if dry_run else target.acquire(token, lease)):
         holder: Any = target.client.get(target.lock_key)  # decoded replies
         raise MigrationError(
             f"{target.lock_key} is held ({holder}): a beat leads on the target store; stop it, then copy"
@@ -95,6 +96,17 @@ def _copy(source: Store, target: Store, token: str, lease: float, merge: bool, d
             if not dry_run:
                 pipe.execute()
     return copied
+
+
+def _server(client: Any) -> tuple[Any, ...]:
+    """Where a client's commands go: host, port (or socket path, or Sentinel service) and DB; a cluster client by
+    its startup nodes."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # redis-py's cluster client
+        return ("cluster", *sorted(node.name for node in client.nodes_manager.startup_nodes.values()))
+    kwargs = pool.connection_kwargs
+    where = getattr(pool, "service_name", None) or kwargs.get("path") or (kwargs.get("host"), kwargs.get("port"))
+    return (where, kwargs.get("db", 0))
 
 
 def _slices(source: Store) -> Iterator[list[tuple[str, float]]]:

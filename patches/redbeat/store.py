@@ -174,6 +174,11 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+# How long a write waits for replicas while they have been falling short (see Store.replicate): enough for an online
+# replica that keeps up, short enough that one catching up does not hold every tick.
+PROBE_WAIT = 0.05
+
+
 class LostLockError(Exception):
     """The lock no longer holds this beat's token: another beat leads now."""
 
@@ -302,15 +307,20 @@ class Store:
         """Wait (Redis WAIT, at most ``replica_wait`` seconds) until ``replicas`` replicas hold what this client wrote
         to the schedule's master; fewer is logged and the tick goes on (the write stands on the master).
 
-        While the master has fewer replicas connected than asked for (after a failover, the promoted replica has none
-        until the old master returns), waiting would only hold every tick for ``replica_wait``, until the beat falls
-        behind its own schedule; so once a WAIT falls short, the next writes ask the master how many replicas it has
-        (INFO replication) and wait only when there are enough again."""
+        Waiting only helps while the replicas can answer: after a failover the promoted master has none until the old
+        one returns, and a returning replica is still syncing, or catching up, for a while. Each such write would hold
+        the tick for ``replica_wait`` until the beat fell behind its own schedule. So once a WAIT falls short, the
+        next writes first ask the master how many of its replicas are online (INFO replication: in sync, not
+        loading) and, when there are enough, wait only ``PROBE_WAIT``; the full wait comes back once a WAIT is
+        answered in time."""
         if not self.replicas:
             return
-        if self.replicas_short and self._on_master("INFO", "replication").get("connected_slaves", 0) < self.replicas:
-            return
-        acked = int(self._on_master("WAIT", self.replicas, int(self.replica_wait * 1000)))
+        wait = self.replica_wait
+        if self.replicas_short:
+            if self._online_replicas() < self.replicas:
+                return
+            wait = min(wait, PROBE_WAIT)
+        acked = int(self._on_master("WAIT", self.replicas, max(int(wait * 1000), 1)))
         if acked >= self.replicas:
             if self.replicas_short:
                 logger.info("beat: schedule writes reach %d replica(s) again", acked)
@@ -319,8 +329,14 @@ class Store:
             self.replicas_short = True
             logger.warning("beat: a schedule write reached %d of %d replica(s) within %.1fs: a failover now could "
                            "roll it back (its slots would be sent again, and dropped by the workers' dedupe); until "
-                           "the master has %d replica(s) connected, writes do not wait for them", acked,
-                           self.replicas, self.replica_wait, self.replicas)  # fmt: skip
+                           "%d replica(s) answer again, writes do not wait for them", acked, self.replicas,
+                           self.replica_wait, self.replicas)  # fmt: skip
+
+    def _online_replicas(self) -> int:
+        """The master's replicas that are in sync (INFO replication's ``slaveN`` with ``state=online``)."""
+        info = self._on_master("INFO", "replication")
+        replicas = [replica for name, replica in info.items() if name.startswith("slave") and isinstance(replica, dict)]
+        return sum(1 for replica in replicas if replica.get("state") == "online")
 
     def _on_master(self, *args: Any) -> Any:
         """A command on the node that holds the schedule (on a cluster, the master of its slot)."""

@@ -56,7 +56,7 @@ def drive(beat: Any, seconds: float, until: Callable[[], Any] | None = None, pac
         if until is not None and until():
             return True
         time.sleep(min(beat.tick(), pace))
-    return until is None
+    return until is None or bool(until())  # what the last tick did
 
 
 def published(queue: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import redis
 
 from alarm_backends.core.storage.script import DirectScript
 from tests.conftest import REDIS_HOST, REDIS_PORT, TEST_DB_PLAN
+from tests.net import free_port
 
 pytestmark = pytest.mark.redis
 
@@ -56,6 +57,17 @@ def test_a_connection_the_server_closed_is_replaced_once(redis_dbs: None) -> Non
     assert _client_id(c, script._local.connection) != killed  # a new connection
 
 
+def test_a_server_that_stays_down_fails_every_call_with_redis_pys_error(redis_dbs: None) -> None:
+    """Both tries fail (no server on the port): the call raises ConnectionError, and so does the next one, never
+    anything else (the claim falls back to running the job only on redis-py's errors)."""
+    down = redis.Redis(host=REDIS_HOST, port=free_port(), db=DB, socket_connect_timeout=1)
+    script = DirectScript(SOURCE)
+    for _ in range(3):
+        with pytest.raises(redis.ConnectionError):
+            script(down, ["bkm:t:a", "bkm:t:n"], ["x", 1])
+    assert script(client(), ["bkm:t:a", "bkm:t:n"], ["back", 1])[0] == "back"  # and it recovers
+
+
 def test_a_forked_child_uses_a_connection_of_its_own(redis_dbs: None) -> None:
     c, script = client(), DirectScript(SOURCE)
     script(c, ["bkm:t:a", "bkm:t:n"], ["parent", 1])
@@ -80,3 +92,23 @@ def _client_id(c: Any, connection: Any) -> int:
     """The server's id of ``connection``: CLIENT ID sent on it."""
     connection.send_command("CLIENT", "ID")
     return int(connection.read_response())
+
+
+def test_a_claim_sent_again_after_a_lost_reply_is_the_same_claim(redis_dbs: None) -> None:
+    """claim.lua with the marker of one claim: a retry (its first reply lost) is claimed again, not a duplicate; a
+    second delivery's claim is a duplicate, and a redelivery takes over an unfinished run, old marker or new."""
+    from alarm_backends.service.scheduler import dedupe
+
+    c, key = client(), dedupe.claim_key("job@1")
+
+    def claim(marker: str, redelivered: int = 0) -> str:
+        return str(dedupe.CLAIM(c, [key], [marker, 60, "", redelivered])[0])
+
+    assert claim("running:aaa") == "claimed"
+    assert claim("running:aaa") == "claimed"  # the same claim, sent again
+    assert claim("running:bbb") == "duplicate"  # another delivery of the slot
+    assert claim("running:bbb", redelivered=1) == "taken_over"  # its run never finished
+    c.set(key, "running")  # the marker of a worker from before unique markers
+    assert claim("running:ccc", redelivered=1) == "taken_over"
+    c.set(key, dedupe.DONE)
+    assert claim("running:ddd", redelivered=1) == "duplicate"

@@ -48,7 +48,7 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     wait_for(lambda: service.llen(EFFECT_KEY) >= 2, 60, "both record_effect jobs to run")
     # The pool processes were forked from a frozen heap (app._freeze_heap, before each fork): in the tens of
     # thousands of objects (Django, Celery, the app), where an unfrozen one has none.
-    assert all(int(effect.rsplit(":", 1)[1]) > 10_000 for effect in service.lrange(EFFECT_KEY, 0, -1))
+    assert all(int(str(effect).rsplit(":", 1)[1]) > 10_000 for effect in service.lrange(EFFECT_KEY, 0, -1))
     wait_for(lambda: "cannot be imported" in worker.log(), 30, "the missing job to fail")
 
     log = worker.log()

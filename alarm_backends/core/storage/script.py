@@ -47,17 +47,17 @@ class DirectScript:
     def _connection(self, client: redis.Redis) -> AbstractConnection:
         """This thread's connection from ``client``'s pool (a forked child takes a new one: a socket is never shared
         with the parent)."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid() or local.pool is not client.connection_pool:
-            local.pid, local.pool = os.getpid(), client.connection_pool
-            local.connection = client.connection_pool.get_connection()
-        connection: AbstractConnection = local.connection
+        local, pid, pool = self._local, os.getpid(), client.connection_pool
+        connection: AbstractConnection | None = getattr(local, "connection", None)
+        if connection is None or local.pid != pid or local.pool is not pool:
+            connection = pool.get_connection()  # connects: a server that is down raises here, and nothing is kept
+            local.pid, local.pool, local.connection = pid, pool, connection
         return connection
 
     def _drop(self) -> None:
         local = self._local
         connection = getattr(local, "connection", None)
-        if connection is not None and getattr(local, "pid", None) == os.getpid():
+        if connection is not None and local.pid == os.getpid():
             connection.disconnect()
             local.pool.release(connection)
         local.pid = local.pool = local.connection = None

@@ -119,14 +119,17 @@ def _refuse_bad_queue_names(sender: str, instance: Any, **_: object) -> None:
 
 @worker_before_create_process.connect
 def _freeze_heap(**_: object) -> None:
-    """Before the worker's main process forks a pool process (at start, and every ``worker_max_tasks_per_child`` runs
-    after), what it holds (Django, the jobs, the app) leaves the garbage collector's reach, as Python's ``gc.freeze``
-    documentation advises for fork without exec: the pool process's collections then never write to those objects,
-    so their pages stay shared instead of being copied into each new pool process, and the full collection Celery
-    runs before each fork (celery#2927) walks only what is new since the last one. Collected first, so no garbage is
-    frozen for good. Measured: about 130 µs of worker CPU per run less (bench/worker_cost.py, README: Benchmarks)."""
-    gc.collect()
-    gc.freeze()
+    """Before the worker's main process forks its first pool process, what it holds then (Django, the jobs, the app)
+    leaves the garbage collector's reach, as Python's ``gc.freeze`` documentation advises for fork without exec: the
+    pool processes' collections never write to those objects, so their pages stay shared instead of being copied
+    into each new pool process (one every ``worker_max_tasks_per_child`` runs), and the full collection Celery runs
+    before every fork (celery#2927) walks only what came after. Once only: a freeze at every fork would make
+    immortal whatever was alive at that moment and died later in a reference cycle (in-flight requests), a leak
+    that grows with every fork. Collected first, so the start-up's own garbage is not frozen. Measured: worker CPU
+    per run 772 -> about 700 µs (bench/worker_cost.py, README: Benchmarks)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 @beat_init.connect

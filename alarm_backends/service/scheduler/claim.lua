@@ -1,9 +1,9 @@
 -- A worker's claim of a scheduled slot, decided on the Redis server's clock.
--- KEYS[1]: the slot's claim key. ARGV[1]: the running marker; ARGV[2]: the claim's TTL in seconds; ARGV[3]: the
--- run's deadline (epoch seconds on this server's clock, from the bkm_deadline header), or '' for none; ARGV[4]: '1'
--- when the broker redelivered the message.
--- Returns {'expired', now} (past its deadline: not run), {'claimed'}, {'taken_over'} (a redelivery of a run that
--- never finished) or {'duplicate'} (already ran or running).
+-- KEYS[1]: the slot's claim key. ARGV[1]: this claim's running marker ('running:<random>'; a worker before it wrote
+-- 'running'); ARGV[2]: the claim's TTL in seconds; ARGV[3]: the run's deadline (epoch seconds on this server's clock,
+-- from the bkm_deadline header), or '' for none; ARGV[4]: '1' when the broker redelivered the message.
+-- Returns {'expired', now} (past its deadline: not run), {'claimed'} (also for this claim sent again), {'taken_over'}
+-- (a redelivery of a run that never finished) or {'duplicate'} (already ran or running).
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then
@@ -12,7 +12,12 @@ end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     return {'claimed'}
 end
-if ARGV[4] == '1' and redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+    -- This very claim sent again: its first reply was lost (a timeout, a dropped connection) and the caller retried.
+    return {'claimed'}
+end
+if ARGV[4] == '1' and held and string.sub(held, 1, 7) == 'running' then
     return {'taken_over'}
 end
 return {'duplicate'}

@@ -11,6 +11,7 @@ run that never finished (``acks_late``: its worker died mid-task), which may tak
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,10 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, dead
     ahead: a rare duplicate is better than a scheduled job silently not running."""
     try:
         client = get_client(SERVICE)
-        args: list[str | int] = [RUNNING, claim_ttl(ttl), "" if deadline is None else repr(float(deadline)),
+        # A marker of this claim's own, so a retry of the script after a lost reply finds its own claim, not a
+        # duplicate (claim.lua); "running:" first, as a redelivery's takeover looks for.
+        marker = f"{RUNNING}:{uuid.uuid4().hex[:16]}"
+        args: list[str | int] = [marker, claim_ttl(ttl), "" if deadline is None else repr(float(deadline)),
                                  int(redelivered)]  # fmt: skip
         outcome, *detail = CLAIM(client, [claim_key(task_id)], args)
     except redis.RedisError as exc:
