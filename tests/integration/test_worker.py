@@ -80,8 +80,8 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
     assert samples[(celery_time, (ok, ("queue", "celery_cron"), ("task_name", record_fn)))] == 1
     assert samples[(celery_time, (failed, ("queue", "celery_cron"), ("task_name", boom_fn)))] == 1
 
-    runs = [RunLogEntry.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
-    assert sorted((r.task, r.status, r.exception) for r in runs) == sorted(
+    # A scheduled run's entry is written with its slot's release, after the job and its metrics.
+    expected = sorted(
         [
             (RECORD, "success", ""),
             (MODULE, "success", ""),
@@ -89,6 +89,13 @@ def exercise(sender: Celery, worker: Worker, metrics_dir: Path) -> None:
             (MISSING, "failed", "CronJobImportError"),
         ]
     )
+
+    def logged() -> list[tuple[str, str, str]]:
+        runs = [RunLogEntry.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
+        return sorted((r.task, r.status, r.exception) for r in runs)
+
+    wait_for(lambda: len(logged()) >= len(expected), 10, "the four runs' run-log entries")
+    assert logged() == expected
     assert {task_id: service.get(dedupe.claim_key(task_id)) for task_id in scheduled.values()} == {
         task_id: dedupe.DONE for task_id in scheduled.values()
     }
@@ -137,6 +144,7 @@ def test_a_slot_published_twice_runs_once(redis_dbs: None, start_worker: Callabl
     wait_for(lambda: "duplicate delivery dropped" in worker.log(), 30, "the second delivery to be dropped")
     wait_for(lambda: get_client(SERVICE).llen(EFFECT_KEY) >= 2, 30, "the two distinct runs")
     assert get_client(SERVICE).llen(EFFECT_KEY) == 2
-    assert get_client(SERVICE).get(f"bkmonitorv3.default.beat.slot.{slot_id}") == "done"
+    slot = f"bkmonitorv3.default.beat.slot.{slot_id}"
+    wait_for(lambda: get_client(SERVICE).get(slot) == "done", 10, "the slot's release")  # after the job's effect
     samples = metric_samples(tmp_path / "metrics")
     assert samples[("bkmonitor_beat_duplicate_dropped_total", (("task_name", RECORD),))] == 1

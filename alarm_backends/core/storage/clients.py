@@ -28,14 +28,20 @@ SOCKET_TIMEOUT = dict.fromkeys(ROLES, 10.0)
 CONNECT_TIMEOUT = 5.0
 
 
-def server_settings(role: str) -> RedisSettings:
+def _check_role(role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"unknown Redis DB role {role!r}: expected one of {', '.join(ROLES)}")
+
+
+def server_settings(role: str) -> RedisSettings:
+    _check_role(role)
     return cache_redis(settings) if role == CACHE else main_redis(settings)
 
 
 def db_of(role: str) -> int:
-    server_settings(role)  # validates the role
+    """``role``'s DB in the plan (read on every scheduled run's release: the role checked, no server settings
+    built)."""
+    _check_role(role)
     return int(settings.REDIS_DB_PLAN[role])
 
 
