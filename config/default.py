@@ -16,6 +16,7 @@ from config.tools.environment import (
     PLATFORM,
     ROLE,
 )
+from config.tools.secret import DEVELOPMENT_KEY
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Everything a running platform writes on a host (sockets, pid files, logs, the SQLite DB) lives here.
@@ -28,15 +29,46 @@ LOG_HANDLERS = ["console"]
 # "json": JSON lines on the console, for a container runtime's collector (the default in container mode); "text".
 LOG_FORMAT = os.environ.get("BKAPP_LOG_FORMAT") or ("json" if IS_CONTAINER_MODE else "text")
 
-SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default="bkmonitor-development-only-secret-key")
+# Unset: a public default, which the console replaces by a random key of the host's own (config.tools.secret).
+SECRET_KEY = first(os.environ, "BKAPP_SECRET_KEY", "SECRET_KEY", default=DEVELOPMENT_KEY)
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "alarm_backends.apps.AlarmBackendsConfig",
+    "alarm_backends.console.apps.ConsoleConfig",
     "django_celery_beat",
 ]
+# The operators' console (alarm_backends.console): Django's sign-in, sessions and CSRF protection.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "config.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:schedule"
+LOGOUT_REDIRECT_URL = "console:login"
 # SQLite in the run dir, or PostgreSQL with BKAPP_DB_ENGINE=postgresql (config.tools.database).
 DATABASES = {"default": database_settings(os.environ, RUN_DIR)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -52,6 +84,9 @@ CELERY_WORKERS = 0
 # port 0 leaves the program out.
 METRICS_EXPORTER_HOST = "127.0.0.1"
 METRICS_EXPORTER_PORT = 9108
+# The operators' console (alarm_backends.console), served by gunicorn under supervisord; port 0 leaves it out.
+CONSOLE_HOST = "127.0.0.1"
+CONSOLE_PORT = 10207
 # The original's self-monitoring daemon (its `healthz_daemon` program: `manage.py healthz -d -i 600`) runs under
 # supervisord with this interval in seconds; 0 leaves the program out.
 HEALTHZ_DAEMON_INTERVAL = 600

@@ -209,6 +209,8 @@ RULES = (
     Rule("BROKER_REDIS_TRANSPORT", '"reliable" or "kombu"', one_of("reliable", "kombu")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),
+    Rule("CONSOLE_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
+    Rule("CONSOLE_PORT", "a TCP port 1-65535, or 0 to leave the console out", integer(0, 65535)),
     Rule("SUPERVISOR_ENVIRON_SH", "an absolute path to a shell file, or empty", _absolute_path),
     Rule("PROM_AGG_GATEWAY_BINARY", "an absolute path, or empty", _absolute_path),
     Rule("PROM_AGG_GATEWAY_PORT", "a TCP/UDP port 1-65535", integer(1, 65535), ("BK_MONITOR_PROM_PORT",)),

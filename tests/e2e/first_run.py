@@ -3,6 +3,9 @@
 ``python -m tests.e2e.first_run executed --since EPOCH --timeout S``
     waits until a scheduled job has *run on a worker*: a ``success`` entry newer than EPOCH in the cron run log (the
     log DB's stream, written by the worker when the job returns) — not merely a message beat published.
+``python -m tests.e2e.first_run console --url URL --timeout S``
+    waits until the operators' console answers its sign-in page (200) and refuses the schedule to a visitor who has
+    not signed in (a redirect to the sign-in).
 ``python -m tests.e2e.first_run gone --marker TEXT``
     fails if any process whose command line contains TEXT (the first run's own directory) is still alive.
 
@@ -50,6 +53,36 @@ def executed(since: float, timeout: float) -> int:
     return 1
 
 
+def console(url: str, timeout: float) -> int:
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    deadline, last_error = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(url + "login/", timeout=5) as page:
+                signed_out = page.status == 200 and b"Sign in" in page.read()
+            try:
+                opener.open(url, timeout=5)
+                refused = False  # the schedule, without signing in
+            except urllib.error.HTTPError as exc:
+                refused = exc.code == 302 and exc.headers.get("Location", "").startswith("/login/")
+            if signed_out and refused:
+                print(f"first run: the console answers on {url} and asks to sign in")
+                return 0
+            last_error = f" (sign-in page {signed_out}, schedule refused {refused})"
+        except (OSError, urllib.error.URLError) as exc:  # gunicorn may still be starting
+            last_error = f" (last error: {exc})"
+        time.sleep(1)
+    print(f"the console did not answer as expected on {url} within {timeout:.0f}s{last_error}")
+    return 1
+
+
 def ancestors() -> set[int]:
     """This process and every process above it."""
     pids, pid = set(), os.getpid()
@@ -92,10 +125,15 @@ def main() -> int:
     wait = actions.add_parser("executed", help="wait until a scheduled job has run on a worker")
     wait.add_argument("--since", type=float, required=True, help="epoch seconds the platform was started at")
     wait.add_argument("--timeout", type=float, default=180.0)
+    web = actions.add_parser("console", help="the console answers and asks to sign in")
+    web.add_argument("--url", required=True, help="the console's root URL")
+    web.add_argument("--timeout", type=float, default=60.0)
     left = actions.add_parser("gone", help="no process of the run is left")
     left.add_argument("--marker", required=True, help="text every command line of the run contains")
     args = parser.parse_args()
-    return executed(args.since, args.timeout) if args.action == "executed" else gone(args.marker)
+    if args.action == "executed":
+        return executed(args.since, args.timeout)
+    return console(args.url, args.timeout) if args.action == "console" else gone(args.marker)
 
 
 if __name__ == "__main__":

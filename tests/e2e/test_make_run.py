@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from alarm_backends.management.supervisor.control import Supervisor, pid_alive
-from alarm_backends.management.supervisor.programs import BEAT, EXPORTER, HEALTHZ
+from alarm_backends.management.supervisor.programs import BEAT, CONSOLE, EXPORTER, HEALTHZ
 from alarm_backends.management.supervisor.workers import SMALL, workers
+from tests.e2e import first_run
 from tests.integration.conftest import wait_for
 from tests.metrics import scrape, total, value
 from tests.net import free_port
@@ -89,6 +90,7 @@ def active_queues(env: dict[str, str]) -> set[str]:
 def platform_env(tmp_path: Path, redis_dbs: None) -> Iterator[dict[str, str]]:
     env = {**os.environ, "BKM_RUN_DIR": str(tmp_path / "run"), "VENV": sys.prefix}
     env["BKAPP_SETTINGS_METRICS_EXPORTER_PORT"] = str(free_port())
+    env["BKAPP_SETTINGS_CONSOLE_PORT"] = str(free_port())
     env.pop("BK_LOG_DIR", None)  # logs under this run dir
     yield env
 
@@ -102,6 +104,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
     # The original's groups: beat and the workers in `scheduler`, the self-monitoring daemon in `selfmonitor`.
     expected = {f"scheduler:{name}" for name in [BEAT, *(w.name for w in workers(SMALL)), EXPORTER]}
     expected.add(f"selfmonitor:{HEALTHZ}")
+    expected.add(CONSOLE)  # the operators' console, a group of its own
     test_start = time.time()
     pids: set[int] = set()
     timings: dict[str, float] = {}
@@ -111,6 +114,8 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         timings["make run"] = time.time() - test_start
         assert started.returncode == 0, describe(started)
 
+        console = f"http://127.0.0.1:{platform_env['BKAPP_SETTINGS_CONSOLE_PORT']}/"
+        assert f"console: {console}" in started.stdout and "manage.py createsuperuser" in started.stdout
         processes = supervisor.processes()
         assert {p.name for p in processes} == expected
         assert all(p.state == "RUNNING" for p in processes), processes
@@ -123,6 +128,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         )
         assert ctl.returncode == 0, ctl.stdout + ctl.stderr
         assert ctl.stdout.count("RUNNING") == len(expected), ctl.stdout
+        assert first_run.console(console, 60) == 0  # answers, and asks to sign in
 
         supervisord_pid = supervisor.pid()
         pids = {supervisord_pid, *(p.pid for p in processes), *descendants(supervisord_pid)}

@@ -60,6 +60,10 @@ CASES: list[tuple[dict[str, str], str]] = [
      "BKAPP_SETTINGS_METRICS_EXPORTER_HOST='0.0.0.0': expected a loopback address (127.0.0.1, ::1 or localhost)"),
     ({"BKAPP_SETTINGS_METRICS_EXPORTER_PORT": "70000"},
      "BKAPP_SETTINGS_METRICS_EXPORTER_PORT='70000': expected a TCP port 1-65535, or 0 to leave the exporter out"),
+    ({"BKAPP_SETTINGS_CONSOLE_HOST": "0.0.0.0"},
+     "BKAPP_SETTINGS_CONSOLE_HOST='0.0.0.0': expected a loopback address (127.0.0.1, ::1 or localhost)"),
+    ({"BKAPP_SETTINGS_CONSOLE_PORT": "-1"},
+     "BKAPP_SETTINGS_CONSOLE_PORT='-1': expected a TCP port 1-65535, or 0 to leave the console out"),
     ({"BKAPP_SETTINGS_REDIS_DB_PLAN": '{"log": 7}'},
      """BKAPP_SETTINGS_REDIS_DB_PLAN='{"log": 7}': expected a JSON object of the DB numbers (≥ 0) of exactly log, """
      "cache, queue, service"),

@@ -56,6 +56,7 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfo
         "BK_MONITOR_REDIS_HOST": "127.0.0.1",
         "BK_MONITOR_REDIS_PORT": str(port),  # nothing answers there: the platform adds its redis program
         "BKAPP_SETTINGS_METRICS_EXPORTER_PORT": "0",  # no port shared with other runs
+        "BKAPP_SETTINGS_CONSOLE_PORT": "0",
     }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
@@ -78,6 +79,7 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfo
             "REDIS_HOST": "127.0.0.1",
             "REDIS_PORT": port,
             "METRICS_EXPORTER_PORT": 0,
+            "CONSOLE_PORT": 0,
         }
         with override_settings(**settings):
             yield Platform(run_dir=run_dir, supervisor=supervisor)

@@ -76,7 +76,7 @@ def test_check_writes_nothing_and_prints_what_it_would_write(
     assert "[program:celery_beat]" in out
     assert f"; would write {output} (small profile: celery_beat, " in out
     assert f"validated with empty stand-ins: {fresh_run_dir}, {fresh_run_dir}/logs" in out
-    assert out.rstrip().endswith("; supervisord accepts it: 9 programs (nothing written)")
+    assert out.rstrip().endswith("; supervisord accepts it: 10 programs (nothing written)")  # the console too
     # stdout is itself a config supervisord reads (the findings are comments), once the directories exist.
     fresh_run_dir.joinpath("logs").mkdir(parents=True)
     candidate = tmp_path / "candidate.conf"
@@ -84,7 +84,7 @@ def test_check_writes_nothing_and_prints_what_it_would_write(
     options = ServerOptions()
     options.configfile = str(candidate)
     options.process_config(do_usage=False)
-    assert len([p for g in options.process_group_configs for p in g.process_configs]) == 9
+    assert len([p for g in options.process_group_configs for p in g.process_configs]) == 10
 
 
 def test_check_with_clear_metrics_is_refused(fresh_run_dir: Path) -> None:

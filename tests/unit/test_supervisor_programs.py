@@ -14,7 +14,7 @@ from django.test import override_settings
 from supervisor.options import ServerOptions
 
 from alarm_backends.management.supervisor import saas, workers
-from alarm_backends.management.supervisor.programs import BEAT, GATEWAY, HEALTHZ, REDIS
+from alarm_backends.management.supervisor.programs import BEAT, CONSOLE, GATEWAY, HEALTHZ, REDIS
 from alarm_backends.management.supervisor.render import Host, LocalRedis, render
 from alarm_backends.management.supervisor.workers import SMALL
 from tests.unit.test_supervisor_render import REPO, TEMPLATE, host, parse, programs
@@ -37,6 +37,22 @@ def test_the_healthz_daemon_is_the_originals_program_unless_its_interval_is_0(ho
     assert HEALTHZ not in groups_of(options)["scheduler"]
     with override_settings(HEALTHZ_DAEMON_INTERVAL=120):
         assert Host.from_settings(settings, sys.executable).healthz_interval == 120
+
+
+def test_the_console_is_served_by_gunicorn_on_its_loopback_address_unless_its_port_is_0(
+    host: Host, tmp_path: Path
+) -> None:
+    assert CONSOLE not in programs(parse(render(TEMPLATE, replace(host, console_port=0), SMALL), tmp_path))
+    for address, bind in (("127.0.0.1", "127.0.0.1:10207"), ("::1", "[::1]:10207")):
+        options = parse(render(TEMPLATE, replace(host, console_port=10207, console_host=address), SMALL), tmp_path)
+        assert shlex.split(programs(options)[CONSOLE].command) == [
+            sys.executable, "-m", "gunicorn", "config.wsgi:application", "--bind", bind, "--workers", "2",
+            "--chdir", str(REPO), "--access-logfile", "-",
+        ]  # fmt: skip
+        # A group of its own: not the scheduler's, so `supervisorctl restart scheduler:*` leaves it be.
+        assert groups_of(options)[CONSOLE] == [CONSOLE]
+    configured = Host.from_settings(settings, sys.executable)
+    assert (configured.console_host, configured.console_port) == ("127.0.0.1", 10207)  # the defaults
 
 
 def test_the_originals_aggregation_gateway_program_when_its_binary_is_set(host: Host, tmp_path: Path) -> None:

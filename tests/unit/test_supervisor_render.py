@@ -325,7 +325,8 @@ def test_command_check_passes(tmp_path: Path, fake_redis_binary: str, capsys: py
     output = tmp_path / "out" / "supervisord.conf"
     call_command("render_supervisor", "--check", "--output", str(output), "--redis", "yes", "--profile", PRODUCTION)
     out = capsys.readouterr().out
-    assert "supervisord accepts it: 18 programs" in out  # redis, beat, the 14 workers, the exporter, healthz_daemon
+    # redis, beat, the 14 workers, the exporter, the console, healthz_daemon
+    assert "supervisord accepts it: 19 programs" in out
     assert f"command={fake_redis_binary} --bind 127.0.0.1" in out  # the config it would write
     assert "-c 8 " in out
     assert not output.parent.exists()  # --check writes nothing

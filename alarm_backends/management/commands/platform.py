@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 from supervisor.supervisorctl import LSBStatusExitStatuses
 
@@ -105,6 +107,8 @@ class Command(OperatorCommand):
         config = plan(settings, self.host, profile, redis_mode=redis_mode, queue_name=get_cluster().queue_name)
         rendered = render_to_file(config, self.host, self.host.config_path)
         validate_config(rendered.path)
+        if self.host.console_port:
+            self.migrate_console()
         # supervisord is not running: the samples left by its previous run's processes go.
         clear_metrics(Path(self.host.metrics_dir))
         if rendered.redis is not None:
@@ -134,8 +138,24 @@ class Command(OperatorCommand):
         self.stdout.write(
             f"logs:   {self.host.log_dir}/<program>.log (supervisord: {self.host.log_dir}/supervisord.log)"
         )
+        if self.host.console_port:
+            self.stdout.write(
+                f"console: http://{self.host.console_address}/  (first user: {self.host.python} "
+                f"{self.host.repo_dir}/manage.py createsuperuser)"
+            )
         self.stdout.write(f"status: make status  (or: supervisorctl -c {rendered.path} status)")
         self.stdout.write("stop:   make stop")
+
+    def migrate_console(self) -> None:
+        """The console's tables (users, sessions, the audit trail), created or brought up to date before it starts."""
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+        except DatabaseError as exc:
+            where = settings.DATABASES["default"]["NAME"]
+            raise CommandError(
+                f"the console's database ({where}) cannot be migrated: {exc}; "
+                "BKAPP_SETTINGS_CONSOLE_PORT=0 leaves the console out"
+            ) from None
 
     def not_running_message(self, pending: list[ProcessInfo], timeout: float) -> str:
         lines = [f"{len(pending)} program(s) not RUNNING (waited up to {timeout:.0f} s):"]

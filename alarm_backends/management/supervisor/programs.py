@@ -28,6 +28,7 @@ SERVICE_GROUP = "service"
 BEAT = "celery_beat"
 EXPORTER = "metrics_exporter"
 HEALTHZ = "healthz_daemon"
+CONSOLE = "console"
 GATEWAY = "prom_agg_gateway"
 REDIS = "redis"
 # The original's command line: the backend app installs the patched scheduler under this name.
@@ -53,6 +54,8 @@ class Host:
     log_to_stdout: bool = False  # container mode: the runtime collects stdout
     metrics_port: int = 0  # METRICS_EXPORTER_PORT: 0 leaves the exporter program out
     metrics_host: str = "127.0.0.1"  # METRICS_EXPORTER_HOST
+    console_port: int = 0  # CONSOLE_PORT: 0 leaves the console program out
+    console_host: str = "127.0.0.1"  # CONSOLE_HOST
     healthz_interval: int = 0  # HEALTHZ_DAEMON_INTERVAL: 0 leaves the self-monitoring daemon out
     conf_module: str = ""  # DJANGO_CONF_MODULE the renderer loaded (and validated)
     platform: str = "community"  # its platform, for the production profile's module
@@ -76,6 +79,8 @@ class Host:
             log_to_stdout=bool(conf.IS_CONTAINER_MODE),
             metrics_port=int(conf.METRICS_EXPORTER_PORT),
             metrics_host=str(conf.METRICS_EXPORTER_HOST),
+            console_port=int(conf.CONSOLE_PORT),
+            console_host=str(conf.CONSOLE_HOST),
             healthz_interval=int(conf.HEALTHZ_DAEMON_INTERVAL),
             conf_module=str(conf.DJANGO_CONF_MODULE),
             platform=str(conf.PLATFORM),
@@ -83,6 +88,11 @@ class Host:
             gateway_binary=str(conf.PROM_AGG_GATEWAY_BINARY),
             gateway_port=int(conf.PROM_AGG_GATEWAY_PORT),
         )
+
+    @property
+    def console_address(self) -> str:
+        host = f"[{self.console_host}]" if ":" in self.console_host else self.console_host
+        return f"{host}:{self.console_port}"
 
     def sizing(self, profile: str) -> Sizing:
         return Sizing(profile=profile, cpu_count=self.cpu_count, celery_workers=self.celery_workers)
@@ -132,6 +142,12 @@ def exporter_argv(host: Host) -> list[str]:
     return [host.python, str(Path(host.repo_dir) / "manage.py"), EXPORTER]
 
 
+def console_argv(host: Host) -> list[str]:
+    """The operators' console: Django's WSGI app under gunicorn, two worker processes, on the loopback address."""
+    return [host.python, "-m", "gunicorn", "config.wsgi:application", "--bind", host.console_address, "--workers", "2",
+            "--chdir", host.repo_dir, "--access-logfile", "-"]  # fmt: skip
+
+
 def healthz_argv(host: Host) -> list[str]:
     """The original's ``healthz_daemon`` command line (``manage.py healthz -d -i 600``)."""
     return [host.python, str(Path(host.repo_dir) / "manage.py"), "healthz", "-d", "-i", str(host.healthz_interval)]
@@ -148,6 +164,8 @@ def optional_programs(host: Host) -> list[Program]:
     found = []
     if host.metrics_port:
         found.append(Program(EXPORTER, tuple(exporter_argv(host))))
+    if host.console_port:
+        found.append(Program(CONSOLE, tuple(console_argv(host)), group=""))
     if host.healthz_interval:
         found.append(Program(HEALTHZ, tuple(healthz_argv(host)), SELFMONITOR_GROUP))
     if host.gateway_binary:

@@ -1,0 +1,1 @@
+"""The operators' console: the schedule, its entries' recent runs and their controls, behind Django's sign-in."""

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class ConsoleConfig(AppConfig):
+    name = "alarm_backends.console"
+    label = "console"
+    verbose_name = "operators' console"

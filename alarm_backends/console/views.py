@@ -1,0 +1,204 @@
+"""The console's pages: the schedule (search, filter, pages), one entry with its recent runs, and the controls.
+
+Every page needs a signed-in user; the controls need staff status or the ``console.operate_schedule`` permission,
+a POST with Django's CSRF token, and are written to the audit trail. They go through the same path as
+``manage.py beat_schedule pause|resume|run``: a write into the schedule store that the leading beat acts on, fenced
+by its lock, so a run asked for here has the guarantees of a scheduled slot. A part that is down (the schedule
+store, the run log) is named on the page, and the rest still shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from alarm_backends.console.models import ACTIONS, AuditEntry
+from alarm_backends.core.runlog import RunLogEntry, stream_key
+from alarm_backends.core.storage.redis import LOG, describe_role, get_client
+from alarm_backends.management import utils
+from alarm_backends.management.schedule import view
+from alarm_backends.management.schedule.reader import Schedule
+from patches.redbeat.controls import ControlOutcome, run_now_id
+
+PAGE_SIZE = 100
+RECENT_RUNS = 20
+# The newest run-log entries searched for one entry's recent runs: the stream holds every job's runs, up to 100k.
+RUN_LOG_WINDOW = 5000
+AUDIT_SHOWN = 20
+
+
+def can_operate(user: Any) -> bool:
+    permitted = user.is_staff or user.has_perm("console.operate_schedule")
+    return bool(user.is_authenticated and user.is_active and permitted)
+
+
+@dataclass
+class Loaded:
+    """The schedule as read for one page, and what could not be read."""
+
+    schedule: Schedule | None
+    rows: list[view.Row] = field(default_factory=list)
+    now: float = field(default_factory=time.time)
+    leader: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def app_timezone(self) -> str:
+        return str(self.schedule.app.conf.timezone or "UTC") if self.schedule else "UTC"
+
+
+def load() -> Loaded:
+    try:
+        schedule = Schedule(utils.backend_app())
+    except ValueError as exc:  # a bad redbeat_* setting: the message names it
+        return Loaded(None, problems=[f"the scheduler's settings are refused: {exc}"])
+    try:
+        snapshot = schedule.controls.read()
+    except redis.RedisError as exc:
+        rows = schedule.flag_problems(schedule.configured_rows(set()))
+        problem = f"the schedule store ({schedule.where}) cannot be read: {exc}; the configured entries are listed"
+        return Loaded(schedule, rows, leader="unknown (the store cannot be read)", problems=[problem])
+    stored = schedule.rows(snapshot)
+    rows = schedule.flag_problems(stored + schedule.configured_rows({row.name for row in stored}))
+    problems = [] if stored else [schedule.empty_message()]
+    return Loaded(schedule, rows, snapshot.now, schedule.leader(snapshot), problems)
+
+
+def _cells(row: view.Row, now: float, tz: dt.tzinfo) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "queue": row.queue,
+        "cron": row.cron or "-",
+        "description": row.description or "-",
+        "next_run": "(paused)" if row.paused_since is not None else view.when(row.next_run, now, tz, short=True),
+        "last_run": view.when(row.last_run, now, tz, short=True) if row.last_run is not None else "never",
+        "runs": row.total_runs,
+        "state": row.state,
+        "missed_run": view.missed_run_text(row.missed_run),
+        "problem": row.problem,
+    }
+
+
+@login_required
+def schedule_list(request: HttpRequest) -> HttpResponse:
+    loaded = load()
+    tz = timezone.get_default_timezone()
+    query = request.GET.get("q", "").strip()
+    queue, state = request.GET.get("queue", ""), request.GET.get("state", "")
+    needle = query.lower()
+    rows = [
+        row
+        for row in loaded.rows
+        if (not needle or needle in row.name.lower() or needle in row.task.lower())
+        and (not queue or row.queue == queue)
+        and (not state or row.state == state)
+    ]
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "loaded": loaded,
+        "rows": [_cells(row, loaded.now, tz) for row in page.object_list],
+        "page": page,
+        "query": query,
+        "queue": queue,
+        "state": state,
+        "queues": sorted({row.queue for row in loaded.rows}),
+        "states": sorted({row.state for row in loaded.rows}),
+        "total": len(loaded.rows),
+        "zone": view.zone_text(tz, loaded.now),
+        "audit": AuditEntry.objects.all()[:AUDIT_SHOWN],
+        "can_operate": can_operate(request.user),
+    }
+    return render(request, "console/schedule.html", context)
+
+
+def recent_runs(row: view.Row, tz: dt.tzinfo) -> tuple[list[dict[str, Any]], str]:
+    """The entry's newest runs in the run log (the newest RUN_LOG_WINDOW entries of all jobs searched), and what
+    went wrong reading it."""
+    try:
+        found = get_client(LOG).xrevrange(stream_key(), count=RUN_LOG_WINDOW) or []
+    except redis.RedisError as exc:
+        return [], f"the run log ({describe_role(LOG)}) cannot be read: {exc}"
+    runs = []
+    for _, fields in found:
+        fields = fields or {}
+        if fields.get("task") not in (row.name, row.task):
+            continue
+        try:
+            run = RunLogEntry.from_fields(fields)
+        except (KeyError, ValueError):  # an entry someone else wrote: skipped, the others still shown
+            continue
+        runs.append({
+            "started": view.stamp(run.ts - run.cost, tz),
+            "finished": view.stamp(run.ts, tz),
+            "duration": f"{run.cost:.3f}s" if run.cost < 60 else view.duration(run.cost),
+            "worker": fields.get("host", "?"),
+            "outcome": run.status + (f" ({run.exception})" if run.exception else ""),
+        })  # fmt: skip
+        if len(runs) == RECENT_RUNS:
+            break
+    return runs, ""
+
+
+@login_required
+def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
+    loaded = load()
+    row = next((row for row in loaded.rows if row.name == name), None)
+    if row is None:
+        raise Http404(f"no entry named {name!r} in the schedule")
+    tz = timezone.get_default_timezone()
+    runs, runs_problem = recent_runs(row, tz)
+    context = {
+        "loaded": loaded,
+        "row": row,
+        "details": view.details(row, loaded.now, tz, loaded.app_timezone),
+        "runs": runs,
+        "runs_problem": runs_problem,
+        "audit": AuditEntry.objects.filter(entry=name)[:AUDIT_SHOWN],
+        "can_operate": can_operate(request.user),
+        "stored": row.status != view.NOT_SYNCED and not loaded.problems,
+    }
+    return render(request, "console/entry.html", context)
+
+
+def _describe(action: str, name: str, outcome: ControlOutcome) -> str:
+    if not outcome.exists:
+        return f"{name} is not in the schedule store: nothing was changed"
+    if action == "pause":
+        return f"paused {name}: the leader skips its slots until it is resumed" if outcome.changed else "already paused"
+    if action == "resume":
+        return f"resumed {name}: it runs again from its next slot" if outcome.changed else "it was not paused"
+    task_id = run_now_id(name, outcome.stamp or 0)
+    if outcome.changed:
+        return f"requested a run of {name}: the leader publishes it on its next tick as {task_id}"
+    return f"a run of {name} is already pending: it runs once, as {task_id}"
+
+
+@require_POST
+def entry_action(request: HttpRequest, action: str, name: str) -> HttpResponse:
+    # Refused, not redirected to the sign-in: a control is never a page to come back to.
+    if not can_operate(request.user):
+        raise PermissionDenied("pausing, resuming and running entries needs the console.operate_schedule permission")
+    if action not in ACTIONS:
+        raise Http404(f"no action {action!r}")
+    try:
+        controls = Schedule(utils.backend_app()).controls
+        control = {"pause": controls.pause, "resume": controls.resume, "run": controls.request_run}[action]
+        text = _describe(action, name, control(name))
+        level = messages.SUCCESS
+    except (ValueError, redis.RedisError) as exc:
+        text, level = f"{action} of {name} failed: {exc}", messages.ERROR
+    AuditEntry.objects.create(username=request.user.get_username(), action=action, entry=name, outcome=text[:512])
+    messages.add_message(request, level, text)
+    return redirect("console:entry", name=name)

@@ -1,0 +1,162 @@
+"""The backend schedule as the patched RedBeat holds it in Redis, read the way the scheduler reads it: one
+:class:`Schedule` per app, its rows (``view.Row``) for ``beat_schedule`` and the console, and its controls."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from celery import Celery
+from django.core.management.base import CommandError
+
+from alarm_backends.checks import crontab_problems
+from alarm_backends.management.schedule import view
+from alarm_backends.service.scheduler.crontab import task_name
+from patches.redbeat.client import get_redis, redact_url
+from patches.redbeat.config import SchedulerConfig
+from patches.redbeat.controls import Controls, Snapshot, StoredEntry
+from patches.redbeat.entries import Definitions, decode_meta
+from patches.redbeat.policy import MissedRun, from_epoch
+from patches.redbeat.publisher import Templates
+from patches.redbeat.store import Store
+
+BEAT_COMMAND = "celery -A alarm_backends.service.scheduler.app beat"
+
+
+class Schedule:
+    """The app's schedule store, and its entries decoded the way the scheduler decodes them."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.conf = SchedulerConfig.from_app(app.conf)
+        self.store = Store(get_redis(app), self.conf.key_prefix)
+        self.controls = Controls(self.store)
+        self.where = f"{self.conf.key_prefix}* in {redact_url(str(app.conf.get('redbeat_redis_url') or ''))}"
+        self.templates = Templates(app)
+        self.policies: dict[str, MissedRun] = {}
+        for name, entry in (app.conf.beat_schedule or {}).items():
+            try:
+                self.policies[name] = MissedRun.parse(entry.get("missed_run"), self.conf.missed_run)
+            except ValueError:  # a hand-made entry the loader would skip; the default is shown
+                continue
+
+    def empty_message(self) -> str:
+        return (
+            f"the schedule store ({self.where}) holds no entries: no beat has synced the schedule into it yet "
+            f"(the configured entries are listed as {view.NOT_SYNCED!r}). Start one (`make run`, or "
+            f"`{BEAT_COMMAND}`) and look again."
+        )
+
+    def resolve(self, snapshot: Snapshot, given: str) -> StoredEntry:
+        """The entry ``given`` names: its exact name, its job's dotted path, or a unique last part of its name."""
+        if not snapshot.entries:
+            raise CommandError(self.empty_message())
+        by_name = {entry.name: entry for entry in snapshot.entries}
+        for candidate in (given, task_name(given)):
+            if candidate in by_name:
+                return by_name[candidate]
+        tails = [name for name in by_name if name.endswith(("." + given, "_" + given))]
+        if len(tails) == 1:
+            return by_name[tails[0]]
+        if tails:
+            matches = ", ".join(sorted(tails))
+            raise CommandError(f"{given!r} matches {len(tails)} entries ({matches}): give its full name")
+        close = difflib.get_close_matches(given, by_name, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+        raise CommandError(
+            f"no entry named {given!r} in the schedule ({self.where}); `beat_schedule list` shows them.{hint}"
+        )
+
+    def configured_rows(self, stored: set[str]) -> list[view.Row]:
+        """The app's entries no beat has written into the store yet (a store no beat has synced, or an entry added
+        to the config since the leader's last sync), as the config defines them."""
+        rows = []
+        for name, entry in sorted((self.app.conf.beat_schedule or {}).items()):
+            if name in stored:
+                continue
+            task = self.app.tasks.get(entry.get("task"))
+            expires = getattr(task, "expires", None)
+            rows.append(
+                view.Row(
+                    name=name,
+                    key=self.store.key(name),
+                    task=str(entry.get("task")),
+                    queue=str(getattr(task, "queue", None) or "?"),
+                    cron=view.cron_text(entry.get("schedule")),
+                    description=view.describe(entry.get("schedule")),
+                    expires=expires if isinstance(expires, int | float) else None,
+                    static=True,
+                    status=view.NOT_SYNCED,
+                )
+            )
+        return rows
+
+    @staticmethod
+    def flag_problems(rows: list[view.Row]) -> list[view.Row]:
+        """Every crontab entry that will not run, as an error row: a malformed one (the loader skips it) gets a row
+        of its own, one whose job does not import marks its registered entry's row."""
+        problems = crontab_problems()
+        by_name = {row.name: index for index, row in enumerate(rows)}
+        flagged = list(rows)
+        for problem in problems:
+            index = None if problem.malformed else by_name.get(task_name(problem.path), by_name.get(problem.path))
+            if index is None:
+                flagged.append(view.Row(name=problem.path or problem.where, key=problem.where, status=view.ERROR,
+                                        problem=problem.message))  # fmt: skip
+            else:
+                flagged[index] = dataclasses.replace(flagged[index], status=view.ERROR, problem=problem.message)
+        return flagged
+
+    def definitions(self, snapshot: Snapshot) -> Definitions:
+        """The scheduler's decoder, on the snapshot's (the Redis server's) clock."""
+        return Definitions(lambda: from_epoch(snapshot.now), self.policies, self.conf.missed_run)
+
+    def rows(self, snapshot: Snapshot) -> list[view.Row]:
+        definitions = self.definitions(snapshot)
+        return [self.row(entry, definitions) for entry in snapshot.entries]
+
+    def row(self, entry: StoredEntry, definitions: Definitions) -> view.Row:
+        base = view.Row(
+            name=entry.name,
+            key=self.store.key(entry.name),
+            next_run=entry.score,
+            paused_since=entry.paused_since,
+            run_requested=entry.requested / 1000 if entry.requested is not None else None,
+            static=entry.static,
+        )
+        try:
+            last_run_at, total = decode_meta(entry.meta)
+            last_run = last_run_at.timestamp() if last_run_at else None
+            base = dataclasses.replace(base, last_run=last_run, total_runs=total)
+        except ValueError:
+            base = dataclasses.replace(base, problem="unreadable meta (the next run rewrites it)")
+        if entry.definition is None:
+            return dataclasses.replace(base, problem="no definition (the leader removes it when it is due)")
+        try:
+            definition = definitions.get(entry.definition)
+        except Exception as exc:  # whatever a hand-written definition holds, the rest of the list is still shown
+            return dataclasses.replace(base, problem=f"unreadable definition: {exc}")
+        decoded = dataclasses.replace(
+            base,
+            task=definition.task,
+            cron=view.cron_text(definition.schedule),
+            description=view.describe(definition.schedule),
+            enabled=definition.enabled,
+            schedule=repr(definition.schedule),
+            args=definition.args,
+            kwargs=definition.kwargs,
+            options=definition.options,
+            missed_run=dataclasses.asdict(definition.missed_run),
+        )
+        try:
+            # What the leader publishes: the task's own queue and expires, unless the entry's options say otherwise.
+            template = definition.template(self.templates)
+        except Exception as exc:
+            return dataclasses.replace(decoded, problem=f"cannot be published: {exc}")
+        queue = template.declare[0].name if template.declare else template.routing_key
+        return dataclasses.replace(decoded, queue=queue or "?", expires=template.expires)
+
+    def leader(self, snapshot: Snapshot) -> str:
+        if snapshot.lock_ttl is None:
+            return f"no beat holds the lock {self.store.lock_key}: nothing is dispatched until one does"
+        return f"a beat leads (lock {self.store.lock_key}, {snapshot.lock_ttl:.0f}s left)"

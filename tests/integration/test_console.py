@@ -1,0 +1,150 @@
+"""The operators' console through Django's test client, on the real schedule store a real scheduler synced: sign-in
+required, search and filters, an entry's recent runs from the run log, and the controls — refused (403, nothing
+written) to anonymous and read-only users and to a POST without the CSRF token, done for an operator, acted on by
+the leader and written to the audit trail. A store that cannot be reached is named on the page."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django.test import Client
+
+from alarm_backends.console.models import AuditEntry
+from alarm_backends.core import runlog
+from alarm_backends.management import utils
+from patches.redbeat.schedulers import RedBeatScheduler
+from tests.integration.beat_schedule.helpers import ENTRIES, QUEUE, make_due, schedule_app
+from tests.integration.redbeat_helpers import ids, store
+from tests.net import free_port
+
+pytestmark = pytest.mark.redis
+
+PASSWORD = "a-test-password-1"
+
+
+@pytest.fixture
+def app(redis_dbs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
+    """The schedule the console reads, synced into the store by a scheduler (the leader), and users in a migrated
+    database: ``reader`` (no permission), ``operator`` (console.operate_schedule)."""
+    call_command("migrate", verbosity=0, interactive=False)
+    User.objects.all().delete()
+    AuditEntry.objects.all().delete()
+    User.objects.create_user("reader", password=PASSWORD)
+    operator = User.objects.create_user("operator", password=PASSWORD)
+    operator.user_permissions.add(Permission.objects.get(codename="operate_schedule"))
+    made = schedule_app()
+    monkeypatch.setattr(utils, "backend_app", lambda: made)
+    yield made
+    User.objects.all().delete()
+    AuditEntry.objects.all().delete()
+
+
+@pytest.fixture
+def leader(app: Celery) -> Iterator[RedBeatScheduler]:
+    beat = RedBeatScheduler(app=app)
+    beat.tick()  # takes the lock and syncs the schedule into the store
+    yield beat
+    beat.close()
+
+
+def signed_in(username: str) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    assert client.login(username=username, password=PASSWORD)
+    return client
+
+
+def csrf_token(page: Any) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def paused(name: str) -> bool:
+    return store().hget(f"redbeat:{name}", "paused") is not None
+
+
+def test_nothing_is_readable_without_signing_in(leader: RedBeatScheduler) -> None:
+    anonymous = Client()
+    for url in ("/", "/entry/minutely"):
+        response = anonymous.get(url)
+        assert response.status_code == 302 and response["Location"] == f"/login/?next={url}"
+    login = anonymous.get("/login/")
+    assert login.status_code == 200 and b"Sign in" in login.content
+    assert anonymous.post("/action/pause/minutely").status_code == 403
+    assert not paused("minutely") and AuditEntry.objects.count() == 0
+
+
+def test_the_schedule_page_lists_searches_and_filters(leader: RedBeatScheduler) -> None:
+    reader = signed_in("reader")
+    page = reader.get("/").content.decode()
+    assert all(f'data-entry="{name}"' in page for name in ENTRIES)
+    assert "a beat leads" in page and "(read-only)" in page
+    hourly = reader.get("/", {"q": "HOUR"}).content.decode()
+    assert 'data-entry="hourly"' in hourly and 'data-entry="minutely"' not in hourly
+    on_queue = reader.get("/", {"queue": QUEUE}).content.decode()
+    assert re.findall(r'data-entry="([^"]+)"', on_queue) == ["minutely"]
+
+
+def test_a_read_only_user_is_refused_the_controls(leader: RedBeatScheduler) -> None:
+    reader = signed_in("reader")
+    entry = reader.get("/entry/minutely")
+    assert entry.status_code == 200 and b"Pause</button>" not in entry.content
+    # Even with a valid CSRF token (the sign-out form's), a control is refused and nothing is written.
+    token = csrf_token(entry)
+    for action in ("pause", "run"):
+        assert reader.post(f"/action/{action}/minutely", {"csrfmiddlewaretoken": token}).status_code == 403
+    assert not paused("minutely") and not store().hgetall("redbeat::run-now")
+    assert AuditEntry.objects.count() == 0
+
+
+def test_an_operator_pauses_an_entry_and_the_leader_skips_it(leader: RedBeatScheduler) -> None:
+    operator = signed_in("operator")
+    entry = operator.get("/entry/minutely")
+    assert b"Pause</button>" in entry.content
+    assert operator.post("/action/pause/minutely").status_code == 403  # no CSRF token: refused
+    assert not paused("minutely")
+    response = operator.post("/action/pause/minutely", {"csrfmiddlewaretoken": csrf_token(entry)}, follow=True)
+    assert response.redirect_chain == [("/entry/minutely", 302)]
+    assert paused("minutely") and b"paused minutely" in response.content
+    assert b"Resume</button>" in response.content
+    listed = operator.get("/", {"state": "paused"}).content.decode()
+    assert re.findall(r'data-entry="([^"]+)"', listed) == ["minutely"]
+    before = len(ids(QUEUE))
+    make_due("minutely")
+    leader.tick()
+    assert len(ids(QUEUE)) == before  # skipped while paused
+    [audit] = AuditEntry.objects.all()
+    assert (audit.username, audit.action, audit.entry) == ("operator", "pause", "minutely")
+    assert "paused minutely" in audit.outcome and "operator" in operator.get("/").content.decode()
+
+
+def test_run_now_is_published_by_the_leader_and_its_run_shows_in_recent_runs(leader: RedBeatScheduler) -> None:
+    operator = signed_in("operator")
+    entry = operator.get("/entry/minutely")
+    response = operator.post("/action/run/minutely", {"csrfmiddlewaretoken": csrf_token(entry)}, follow=True)
+    assert b"requested a run of minutely" in response.content
+    [(requested, stamp)] = store().hgetall("redbeat::run-now").items()
+    assert requested == "minutely"
+    leader.tick()
+    assert ids(QUEUE).count(f"minutely@{stamp}") == 1 and not store().hgetall("redbeat::run-now")
+    # The worker's record of the run (as the platform's worker writes it, under the task's name).
+    runlog.record_run("t.minutely", QUEUE, "success", 0.25)
+    runlog.record_run("t.hourly", "celery", "failed", 1.5, "ValueError")
+    runs = operator.get("/entry/minutely").content.decode()
+    table = runs[runs.index('id="runs"') :]
+    assert "success" in table and "0.250s" in table and "ValueError" not in table
+
+
+def test_a_store_that_cannot_be_reached_is_named_and_the_rest_still_shows(app: Celery) -> None:
+    app.conf.redbeat_redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    page = signed_in("reader").get("/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "cannot be read" in text and "redis://127.0.0.1:" in text
+    assert all(f'data-entry="{name}"' in text for name in ENTRIES)  # the configured entries, still listed
