@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from alarm_backends.console import fleet
 from alarm_backends.console.models import ACTIONS, AuditEntry
 from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import LOG, describe_role, get_client
@@ -170,6 +171,18 @@ def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
         "stored": row.status != view.NOT_SYNCED and not loaded.problems,
     }
     return render(request, "console/entry.html", context)
+
+
+@login_required
+def workers(request: HttpRequest) -> HttpResponse:
+    """This host's supervisord programs, and each crontab queue's depth and consumers on the broker."""
+    found = fleet.read(utils.backend_app())
+    context = {
+        "loaded": Loaded(None, problems=found.problems),  # the banner of what could not be read
+        "fleet": found,
+        "can_operate": can_operate(request.user),
+    }
+    return render(request, "console/workers.html", context)
 
 
 def _describe(action: str, name: str, outcome: ControlOutcome) -> str:

@@ -46,14 +46,20 @@ def _is_not_found(exc: Exception) -> bool:
 
 def depth(connection: Connection, name: str) -> int:
     """Messages ready in queue ``name``; 0 when the broker does not know the queue."""
+    return occupancy(connection, name)[0]
+
+
+def occupancy(connection: Connection, name: str) -> tuple[int, int]:
+    """Messages ready in queue ``name`` and its consumers, as the broker counts them (kombu's Redis transport counts
+    no consumers: 0); (0, 0) when the broker does not know the queue."""
     # A failed passive declare closes the AMQP channel, so each queue gets its own.
     channel = connection.channel()
     try:
-        _, message_count, _ = channel.queue_declare(queue=name, passive=True)
-        return int(message_count)
+        _, message_count, consumer_count = channel.queue_declare(queue=name, passive=True)
+        return int(message_count), int(consumer_count)
     except connection.channel_errors as exc:
         if _is_not_found(exc):
-            return 0
+            return 0, 0
         raise
     finally:
         channel.close()

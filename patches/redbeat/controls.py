@@ -47,6 +47,8 @@ class Snapshot:
     now: float  # the Redis server's clock, the one the leader compares due times with
     lock_ttl: float | None  # seconds left on the leader's lock; None when no beat holds it
     entries: list[StoredEntry]
+    # The lock's value: this scheduler's beats write ``<host>:<pid>:<nonce>`` (stock's, a uuid); None when free.
+    lock_holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,11 @@ class Controls:
         with store.client.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.pttl(store.lock_key)
+            pipe.get(store.lock_key)
             pipe.zrange(store.schedule_key, 0, -1, withscores=True)
             pipe.smembers(store.statics_key)
             pipe.hgetall(store.run_now_key)
-            (seconds, micros), pttl, scored, statics, requests = pipe.execute()
+            (seconds, micros), pttl, holder, scored, statics, requests = pipe.execute()
         scores: dict[str, float | None] = {key: float(score) for key, score in scored}
         # A static entry missing from the ZSET (a sync cut short) is still shown: the leader will not run it.
         for name in statics:
@@ -99,7 +102,8 @@ class Controls:
                 )
             )
         lock_ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
-        return Snapshot(now=seconds + micros / 1e6, lock_ttl=lock_ttl, entries=entries)
+        holder = holder if lock_ttl is not None else None
+        return Snapshot(now=seconds + micros / 1e6, lock_ttl=lock_ttl, entries=entries, lock_holder=holder)
 
     def pause(self, name: str) -> ControlOutcome:
         return self._outcome(self._pause(keys=[self.store.key(name)], args=["1"]))

@@ -94,11 +94,17 @@ class Templates:
         self.app = app
         self._bases: dict[tuple[str, str], Template] = {}
 
-    def get(self, task: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> Template:
+    def base(self, task: str, options: Mapping[str, Any]) -> Template:
+        """What every entry of ``task`` and ``options`` shares: the routing, the expires, Celery's headers (the body
+        is the empty call's). Enough to say where and for how long an entry's runs go."""
         signature = (task, repr(sorted((options or {}).items())))
         base = self._bases.get(signature)
         if base is None:
             base = self._bases[signature] = build_template(self.app, task, (), {}, options)
+        return base
+
+    def get(self, task: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> Template:
+        base = self.base(task, options)
         content_type, content_encoding, payload = dumps((list(args), dict(kwargs), _EMBED), serializer=base.serializer)
         return replace(
             base,

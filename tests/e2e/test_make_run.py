@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client, override_settings
 
 from alarm_backends.management.supervisor.control import Supervisor, pid_alive
 from alarm_backends.management.supervisor.programs import BEAT, CONSOLE, EXPORTER, HEALTHZ
@@ -66,6 +70,18 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError as exc:
         return f"({path}: {exc.strerror})"
+
+
+def console_programs(socket: Path) -> dict[str, str]:
+    """Program → state, as the console's workers page shows them for the supervisord on ``socket``."""
+    call_command("migrate", verbosity=0, interactive=False)
+    user, _ = User.objects.get_or_create(username="e2e-reader")
+    client = Client()
+    client.force_login(user)
+    with override_settings(SUPERVISOR_SERVER=f"unix://{socket}"):
+        page = client.get("/workers/").content.decode()
+    rows = re.findall(r'data-program="([^"]+)"><td>[^<]*</td>\s*<td class="[^"]*">([A-Z]+)</td>', page)
+    return dict(rows)
 
 
 def active_queues(env: dict[str, str]) -> set[str]:
@@ -129,6 +145,9 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         assert ctl.returncode == 0, ctl.stdout + ctl.stderr
         assert ctl.stdout.count("RUNNING") == len(expected), ctl.stdout
         assert first_run.console(console, 60) == 0  # answers, and asks to sign in
+        # The console's workers page lists every program as supervisord runs them (read over its socket).
+        assert set(console_programs(run_dir / "supervisor.sock")) == expected
+        assert set(console_programs(run_dir / "supervisor.sock").values()) == {"RUNNING"}
 
         supervisord_pid = supervisor.pid()
         pids = {supervisord_pid, *(p.pid for p in processes), *descendants(supervisord_pid)}

@@ -5,20 +5,26 @@ the leader and written to the audit trail. A store that cannot be reached is nam
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, override_settings
+from kombu import Consumer, Exchange, Producer, Queue
 
 from alarm_backends.console.models import AuditEntry
 from alarm_backends.core import runlog
+from alarm_backends.jobs.queue_depth import queue_names
 from alarm_backends.management import utils
 from patches.redbeat.schedulers import RedBeatScheduler
+from tests.conftest import RABBITMQ_HOST, RABBITMQ_PORT
 from tests.integration.beat_schedule.helpers import ENTRIES, QUEUE, make_due, schedule_app
 from tests.integration.redbeat_helpers import ids, store
 from tests.net import free_port
@@ -84,7 +90,9 @@ def test_the_schedule_page_lists_searches_and_filters(leader: RedBeatScheduler) 
     reader = signed_in("reader")
     page = reader.get("/").content.decode()
     assert all(f'data-entry="{name}"' in page for name in ENTRIES)
-    assert "a beat leads" in page and "(read-only)" in page
+    # The leader: this process's scheduler, named by the lock's value.
+    assert f"a beat leads (host {socket.gethostname()}, pid {os.getpid()}; lock redbeat::lock" in page
+    assert "(read-only)" in page
     hourly = reader.get("/", {"q": "HOUR"}).content.decode()
     assert 'data-entry="hourly"' in hourly and 'data-entry="minutely"' not in hourly
     on_queue = reader.get("/", {"queue": QUEUE}).content.decode()
@@ -148,3 +156,56 @@ def test_a_store_that_cannot_be_reached_is_named_and_the_rest_still_shows(app: C
     text = page.content.decode()
     assert "cannot be read" in text and "redis://127.0.0.1:" in text
     assert all(f'data-entry="{name}"' in text for name in ENTRIES)  # the configured entries, still listed
+
+
+def crontab_queue(connection: Any, name: str) -> Queue:
+    queue = Queue(name, Exchange(name), routing_key=name, channel=connection.default_channel)
+    queue.declare()
+    queue.purge()  # whatever an earlier run left
+    return queue
+
+
+@pytest.mark.rabbitmq
+def test_the_workers_page_counts_each_queue_and_names_a_supervisord_that_does_not_answer(
+    app: Celery, rabbitmq_service: None, tmp_path: Path
+) -> None:
+    app.conf.broker_url = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}//"
+    name = queue_names()[0]
+    with app.connection_for_write() as connection:
+        queue = crontab_queue(connection, name)
+        try:
+            producer = Producer(connection.default_channel, exchange=queue.exchange, routing_key=name)
+            for n in range(3):
+                producer.publish({"n": n})
+            taken: list[Any] = []
+            absent = override_settings(SUPERVISOR_SERVER=f"unix://{tmp_path}/absent.sock")
+            with connection.channel() as channel, absent:
+                channel.basic_qos(0, 1, False)  # the consumer holds one message, unacknowledged
+                with Consumer(channel, [queue], callbacks=[lambda body, message: taken.append(message)]):
+                    connection.drain_events(timeout=10)
+                    assert len(taken) == 1
+                    page = signed_in("reader").get("/workers/").content.decode()
+        finally:
+            queue.delete()
+    # Two waiting and one consumer, as RabbitMQ counts them.
+    row = page[page.index(f'data-queue="{name}"') :].split("</tr>")[0]
+    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "1"]
+    assert f"supervisord ({tmp_path}/absent.sock) does not answer" in page
+    assert all(f'data-queue="{other}"' in page for other in queue_names())
+
+
+def test_the_workers_page_on_the_redis_broker_names_a_broker_that_cannot_be_read(app: Celery, tmp_path: Path) -> None:
+    name = queue_names()[0]
+    with app.connection_for_write() as connection:
+        queue = crontab_queue(connection, name)
+        Producer(connection.default_channel, exchange=queue.exchange, routing_key=name).publish({"n": 1})
+        page = signed_in("reader").get("/workers/").content.decode()
+        queue.delete()
+    row = page[page.index(f'data-queue="{name}"') :].split("</tr>")[0]
+    assert "<td>1</td>" in row and "not counted by this broker" in row
+    port = free_port()
+    app.conf.broker_url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+    down = signed_in("reader").get("/workers/")
+    text = down.content.decode()
+    assert down.status_code == 200 and f"the broker (redis://:***@127.0.0.1:{port}/0) cannot be read" in text
+    assert "s3cret-pw" not in text

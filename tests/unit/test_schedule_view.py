@@ -9,6 +9,7 @@ import pytest
 from celery.schedules import crontab, schedule
 
 from alarm_backends.management.schedule import view
+from alarm_backends.management.schedule.reader import holder_text
 from alarm_backends.service.scheduler.crontab import make_crontab
 
 TZ = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -198,3 +199,17 @@ def test_compact_fields_for_a_description_write_uneven_steps_out(
     values: set[int], low: int, high: int, field: str
 ) -> None:
     assert view.compact(values, low, high, even=True) == field
+
+
+@pytest.mark.parametrize(
+    ("holder", "shown"),
+    [
+        ("web-1:4242:0123456789ab", "host web-1, pid 4242"),  # this scheduler's <host>:<pid>:<nonce>
+        ("fd00::5:77:abcdef", "host fd00::5, pid 77"),  # a host name with colons keeps them
+        ("6f1c2a9e8d7b4c3a9e8d7b4c3a9e8d7b", "lock token 6f1c2a9e8d7b4c3a9e8d7b4c3a9e8d7b"),  # stock's bare token
+        ("a:b:c", "lock token a:b:c"),  # not a pid
+        (None, "holder unknown"),
+    ],
+)
+def test_the_lock_holder_is_named_from_the_locks_value(holder: str | None, shown: str) -> None:
+    assert holder_text(holder) == shown
