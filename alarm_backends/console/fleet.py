@@ -4,6 +4,7 @@ the broker when the page is asked for. Each part says what went wrong when it ca
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from celery import Celery
@@ -11,6 +12,7 @@ from django.conf import settings
 
 from alarm_backends.jobs.queue_depth import occupancy, queue_names
 from alarm_backends.management.supervisor.control import RPC_ERRORS, ProcessInfo, Supervisor, SupervisorError
+from alarm_backends.management.supervisor.programs import Host
 from patches.redbeat.client import redact_url
 
 
@@ -28,14 +30,9 @@ class Fleet:
     problems: list[str] = field(default_factory=list)
 
 
-def socket_path() -> str:
-    url = str(settings.SUPERVISOR_SERVER)
-    return url[len("unix://") :] if url.startswith("unix://") else url
-
-
 def read(app: Celery) -> Fleet:
     fleet = Fleet()
-    path = socket_path()
+    path = Host.from_settings(settings, sys.executable).socket_path
     try:
         fleet.programs = Supervisor(path).processes()
     except (SupervisorError, *RPC_ERRORS) as exc:

@@ -71,25 +71,14 @@ def load() -> Loaded:
         rows = schedule.flag_problems(schedule.configured_rows(set()))
         problem = f"the schedule store ({schedule.where}) cannot be read: {exc}; the configured entries are listed"
         return Loaded(schedule, rows, leader="unknown (the store cannot be read)", problems=[problem])
-    stored = schedule.rows(snapshot)
-    rows = schedule.flag_problems(stored + schedule.configured_rows({row.name for row in stored}))
+    stored, rows = schedule.listed(snapshot)
     problems = [] if stored else [schedule.empty_message()]
     return Loaded(schedule, rows, snapshot.now, schedule.leader(snapshot), problems)
 
 
-def _cells(row: view.Row, now: float, tz: dt.tzinfo) -> dict[str, Any]:
-    return {
-        "name": row.name,
-        "queue": row.queue,
-        "cron": row.cron or "-",
-        "description": row.description or "-",
-        "next_run": "(paused)" if row.paused_since is not None else view.when(row.next_run, now, tz, short=True),
-        "last_run": view.when(row.last_run, now, tz, short=True) if row.last_run is not None else "never",
-        "runs": row.total_runs,
-        "state": row.state,
-        "missed_run": view.missed_run_text(row.missed_run),
-        "problem": row.problem,
-    }
+def _listed(row: view.Row, now: float, tz: dt.tzinfo) -> dict[str, str]:
+    """``beat_schedule list``'s fields of a row, with its missed-run policy and what is wrong with it."""
+    return {**view.cells(row, now, tz), "missed_run": view.missed_run_text(row.missed_run), "problem": row.problem}
 
 
 @login_required
@@ -109,7 +98,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "loaded": loaded,
-        "rows": [_cells(row, loaded.now, tz) for row in page.object_list],
+        "rows": [_listed(row, loaded.now, tz) for row in page.object_list],
         "page": page,
         "query": query,
         "queue": queue,

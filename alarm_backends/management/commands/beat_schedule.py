@@ -77,8 +77,7 @@ class Command(OperatorCommand):
             raise CommandError(f"cannot use the schedule store ({schedule.where}): {exc}") from None
 
     def _list(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
-        stored = schedule.rows(snapshot)
-        rows = schedule.flag_problems(stored + schedule.configured_rows({row.name for row in stored}))
+        stored, rows = schedule.listed(snapshot)
         if options.get("json"):
             self.stdout.write(json.dumps([view.as_json(row, snapshot.now, self.tz) for row in rows], indent=2))
             if not stored:

@@ -128,6 +128,12 @@ class Schedule:
         """The scheduler's decoder, on the snapshot's (the Redis server's) clock."""
         return Definitions(lambda: from_epoch(snapshot.now), self.policies, self.conf.missed_run)
 
+    def listed(self, snapshot: Snapshot) -> tuple[list[view.Row], list[view.Row]]:
+        """The stored rows, and every row a listing shows: those, the configured entries not synced yet, and the
+        crontab entries that will not run (``flag_problems``)."""
+        stored = self.rows(snapshot)
+        return stored, self.flag_problems(stored + self.configured_rows({row.name for row in stored}))
+
     def rows(self, snapshot: Snapshot) -> list[view.Row]:
         definitions = self.definitions(snapshot)
         return [self.row(entry, definitions) for entry in snapshot.entries]

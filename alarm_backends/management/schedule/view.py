@@ -192,25 +192,27 @@ def iso(at: float | None, tz: dt.tzinfo) -> str | None:
 COLUMNS = ("NAME", "QUEUE", "CRON", "DESCRIPTION", "NEXT RUN", "LAST RUN", "RUNS", "EXPIRES", "STATE")
 
 
+def cells(row: Row, now: float, tz: dt.tzinfo) -> dict[str, str]:
+    """One row's listed fields as text (``beat_schedule list``'s columns, the console's schedule page)."""
+    return {
+        "name": row.name,
+        "queue": row.queue,
+        "cron": row.cron or "-",
+        "description": row.description or "-",
+        "next_run": "(paused)" if row.paused_since is not None else when(row.next_run, now, tz, short=True),
+        "last_run": when(row.last_run, now, tz, short=True) if row.last_run is not None else "never",
+        "runs": str(row.total_runs),
+        "expires": f"{row.expires:.0f}s" if row.expires is not None else "-",
+        "state": row.state,
+    }
+
+
 def table(rows: Sequence[Row], now: float, tz: dt.tzinfo, cron_zone: str = "UTC") -> list[str]:
     """The aligned table of ``beat_schedule list``, header first; the CRON column says the zone crons run in."""
     header = tuple(f"CRON ({cron_zone})" if column == "CRON" else column for column in COLUMNS)
-    cells = [header] + [
-        (
-            row.name,
-            row.queue,
-            row.cron or "-",
-            row.description or "-",
-            "(paused)" if row.paused_since is not None else when(row.next_run, now, tz, short=True),
-            when(row.last_run, now, tz, short=True) if row.last_run is not None else "never",
-            str(row.total_runs),
-            f"{row.expires:.0f}s" if row.expires is not None else "-",
-            row.state,
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells]
+    lines = [header] + [tuple(cells(row, now, tz).values()) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines]
 
 
 def details(row: Row, now: float, tz: dt.tzinfo, timezone: str) -> list[tuple[str, str]]:
