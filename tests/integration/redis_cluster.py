@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import socket
@@ -18,16 +19,26 @@ from tests.integration.conftest import wait_for
 NODE_TIMEOUT_MS = 1000  # a dead master is failed over after about this, plus the replicas' election
 
 
-def free_port() -> int:
-    """A free loopback port whose cluster bus port (port + 10000, which must exist) is free too."""
+# Below the kernel's ephemeral range (net.ipv4.ip_local_port_range starts at 32768), so that an outgoing connection of
+# another test cannot take a node's port, or its bus port, between the probe and the server's bind.
+PORTS = range(10000, 22000)
+BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
+
+
+def free_port(taken: set[int]) -> int:
+    """A free loopback port whose cluster bus port is free too, neither of them in ``taken`` (the ports and bus ports
+    of the cluster's other nodes, which are not bound yet when the next node's port is chosen)."""
     for _ in range(100):
-        port = random.randint(20000, 45000)
+        port = random.choice(PORTS)
+        if {port, port + BUS_OFFSET} & taken:
+            continue
         try:
             with socket.socket() as probe, socket.socket() as bus:
                 probe.bind(("127.0.0.1", port))
-                bus.bind(("127.0.0.1", port + 10000))
+                bus.bind(("127.0.0.1", port + BUS_OFFSET))
         except OSError:
             continue
+        taken.update((port, port + BUS_OFFSET))
         return port
     raise AssertionError("no free pair of loopback ports for a cluster node")
 
@@ -35,26 +46,43 @@ def free_port() -> int:
 class LocalCluster:
     def __init__(self, masters: int = 3, replicas: int = 1) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bkm-redis-cluster-"))
-        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
+        self.taken: set[int] = set()
+        self.ports = [free_port(self.taken) for _ in range(masters * (1 + replicas))]
         self.replicas = replicas
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(self) -> LocalCluster:
         for port in self.ports:
-            workdir = self.dir / str(port)
-            workdir.mkdir()
-            cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
-                   "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                   "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
-            log = (workdir / "redis.log").open("wb")
-            self.procs[port] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for port in self.ports:
-            wait_for(self.client(port).ping, 10, f"redis-server on {port}", (redis.RedisError,))
+            self.spawn(port)
+        for index, port in enumerate(list(self.ports)):
+            for _attempt in range(3):
+                wait_for(functools.partial(self.up, port), 10, f"redis-server on {port}", (redis.RedisError,))
+                if self.procs[port].poll() is None:
+                    break
+                # It exited: something bound its port or bus port after the probe. Another pair, not a failed test.
+                self.procs.pop(port)
+                port = self.ports[index] = free_port(self.taken)
+                self.spawn(port)
+            else:
+                raise AssertionError(f"redis-server would not start on three free ports; see {self.dir}")
         create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
                   "--cluster-replicas", str(self.replicas), "--cluster-yes"]  # fmt: skip
         subprocess.run(create, check=True, capture_output=True, timeout=60)
         wait_for(self.healthy, 30, "the cluster to be ok on every node with its replicas in sync")
         return self
+
+    def spawn(self, port: int) -> None:
+        workdir = self.dir / str(port)
+        workdir.mkdir()
+        cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--cluster-enabled", "yes",
+               "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+               "--save", "", "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+        with (workdir / "redis.log").open("wb") as log:
+            self.procs[port] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def up(self, port: int) -> bool:
+        """The node answers PING, or its process has exited (the caller then tries another port)."""
+        return self.procs[port].poll() is not None or bool(self.client(port).ping())
 
     def client(self, port: int) -> Any:
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
