@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from alarm_backends.console import fleet
+from alarm_backends.console import leadership as leadership_data
 from alarm_backends.console.models import ACTIONS, AuditEntry
 from alarm_backends.core.runlog import RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import LOG, describe_role, get_client
@@ -98,6 +99,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "loaded": loaded,
+        "problems": loaded.problems,
         "rows": [_listed(row, loaded.now, tz) for row in page.object_list],
         "page": page,
         "query": query,
@@ -151,6 +153,7 @@ def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
     runs, runs_problem = recent_runs(row, tz)
     context = {
         "loaded": loaded,
+        "problems": loaded.problems,
         "row": row,
         "details": view.details(row, loaded.now, tz, loaded.app_timezone),
         "runs": runs,
@@ -167,11 +170,28 @@ def workers(request: HttpRequest) -> HttpResponse:
     """This host's supervisord programs, and each crontab queue's depth and consumers on the broker."""
     found = fleet.read(utils.backend_app())
     context = {
-        "loaded": Loaded(None, problems=found.problems),  # the banner of what could not be read
+        "problems": found.problems,  # the banner of what could not be read
         "fleet": found,
         "can_operate": can_operate(request.user),
     }
     return render(request, "console/workers.html", context)
+
+
+@login_required
+def leadership(request: HttpRequest) -> HttpResponse:
+    """Who holds the lease and who stands by, the failovers, and the Consul ring with the owner of ``?biz=N``."""
+    tz = timezone.get_default_timezone()
+    lease = None
+    try:
+        lease, problem = leadership_data.read_lease(Schedule(utils.backend_app()), tz)
+    except ValueError as exc:  # a bad redbeat_* setting: the message names it
+        problem = f"the scheduler's settings are refused: {exc}"
+    biz, refused = leadership_data.parse_biz(request.GET.get("biz", ""))
+    ring = leadership_data.read_ring(biz)
+    problems = [text for text in (problem, refused, ring.problem) if text]
+    context = {"problems": problems, "lease": lease, "ring": ring, "biz": request.GET.get("biz", "").strip(),
+               "can_operate": can_operate(request.user)}  # fmt: skip
+    return render(request, "console/leadership.html", context)
 
 
 def _describe(action: str, name: str, outcome: ControlOutcome) -> str:

@@ -52,6 +52,17 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who leads and who stands by, as the store records it (``acquire.lua``, ``release.lua``)."""
+
+    now: float  # the Redis server's clock
+    holder: str | None  # the lock's value; None when free
+    ttl: float | None  # seconds left on the lock
+    record: dict[str, str]  # the leader record: token, since, previous, terms, released, failovers, last_failover
+    beats: list[tuple[str, float]]  # every beat seen trying for the lock or renewing it: (token, server time seen)
+
+
+@dataclass(frozen=True)
 class ControlOutcome:
     """What a pause, resume or run request did. ``exists`` False: there is no such entry (nothing was written)."""
 
@@ -104,6 +115,25 @@ class Controls:
         lock_ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
         holder = holder if lock_ttl is not None else None
         return Snapshot(now=seconds + micros / 1e6, lock_ttl=lock_ttl, entries=entries, lock_holder=holder)
+
+    def lease(self) -> Lease:
+        """The lock, the leader record and the beats seen, in one round trip."""
+        store = self.store
+        with store.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.pttl(store.lock_key)
+            pipe.get(store.lock_key)
+            pipe.hgetall(store.leader_key)
+            pipe.zrange(store.beats_key, 0, -1, withscores=True)
+            (seconds, micros), pttl, holder, record, beats = pipe.execute()
+        ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
+        return Lease(
+            now=seconds + micros / 1e6,
+            holder=holder if ttl is not None else None,
+            ttl=ttl,
+            record=dict(record or {}),
+            beats=[(str(token), float(seen)) for token, seen in beats],
+        )
 
     def pause(self, name: str) -> ControlOutcome:
         return self._outcome(self._pause(keys=[self.store.key(name)], args=["1"]))

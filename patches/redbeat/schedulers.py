@@ -216,7 +216,8 @@ class RedBeatScheduler(Scheduler):
         try:
             released = self.store.release(self.token)
         except redis.RedisError as exc:
-            logger.warning("beat: could not release the lock (it expires by itself): %s", exc)
+            if expected:
+                logger.warning("beat: could not release the lock (it expires by itself): %s", exc)
             return
         if released or expected:
             logger.info("beat: %s the lock %s", "released" if released else "no longer held", self.store.lock_key)
@@ -354,9 +355,9 @@ class RedBeatScheduler(Scheduler):
     # --- Celery's Scheduler interface -------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self.leading:
-            self._release_lock()
-            self.leading = False
+        # A standby releases too: nothing to give up, but it leaves the beats seen at once.
+        self._release_lock(expected=self.leading)
+        self.leading = False
         self.observer.closed()
         self._close_publisher(graceful=True)
         if self.gate is not None:

@@ -7,9 +7,10 @@ Layout (unchanged, so a deployment's existing schedule carries over and stock to
 * ``<prefix>:statics``: SET of the names that came from the static ``beat_schedule``;
 * ``<prefix>:lock``: the leader's token (``<host>:<pid>:<random>``), with a TTL.
 
-One addition for operators: ``<prefix>:leader``, a hash of who took the lock last and when (``token``, ``since``,
-``previous``, ``terms``, ``released``), written by ``acquire.lua`` when the lock changes hands and by ``release.lua``
-on a clean stop.
+Two additions for operators: ``<prefix>:leader``, a hash of who took the lock last and when (``token``, ``since``,
+``previous``, ``terms``, ``released``, ``failovers``, ``last_failover``), written by ``acquire.lua`` when the lock
+changes hands and by ``release.lua`` on a clean stop; and ``<prefix>:beats``, a ZSET of the beats trying for the lock
+or holding it (token → server time last seen), so the console can list the standbys.
 
 Two additions for ``manage.py beat_schedule`` (see ``controls.py``), which stock tools ignore: a ``paused`` field in
 an entry's hash (its slots are skipped while it is there), and ``<prefix>:run-now``, a hash of entry name → request
@@ -38,6 +39,9 @@ from redis.commands.core import Script
 
 logger = logging.getLogger("celery.beat")
 LUA_DIR = Path(__file__).parent / "lua"
+# How long a beat that stopped trying for the lock (killed, cut off) stays in ``<prefix>:beats``: long enough for an
+# operator to see that a standby went missing, short enough that the set stays small.
+BEATS_SEEN_FOR = 600
 # Seeding 100k entries in one script would block Redis for a noticeable time: write them in slices. The sync reads
 # and writes a slice at a time, so a slice is also the memory a sync needs at once (about 1 KiB per entry in flight,
 # which the process keeps afterwards): 1,000 keeps that near 1 MiB for two round trips per 1,000 entries.
@@ -200,6 +204,7 @@ class Store:
         self.statics_key = prefix + ":statics"
         self.lock_key = prefix + ":lock"
         self.leader_key = prefix + ":leader"
+        self.beats_key = prefix + ":beats"
         self.run_now_key = prefix + ":run-now"
         self._acquire = load_script(client, "acquire")
         self._fetch_due = load_script(client, "fetch_due")
@@ -217,14 +222,20 @@ class Store:
 
     def acquire(self, token: str, ttl: float) -> Acquired:
         return Acquired.from_reply(
-            int(self._acquire(keys=[self.lock_key, self.leader_key], args=[token, int(ttl * 1000)]))
+            int(
+                self._acquire(
+                    keys=[self.lock_key, self.leader_key, self.beats_key],
+                    args=[token, int(ttl * 1000), BEATS_SEEN_FOR],
+                )
+            )
         )
 
     def renew(self, token: str, ttl: float) -> bool:
-        return bool(self._renew(keys=[self.lock_key], args=[token, int(ttl * 1000)]))
+        return bool(self._renew(keys=[self.lock_key, self.beats_key], args=[token, int(ttl * 1000)]))
 
     def release(self, token: str) -> bool:
-        return bool(self._release(keys=[self.lock_key, self.leader_key], args=[token]))
+        """Give the lock up if ``token`` holds it (True then), and leave the beats seen in any case."""
+        return bool(self._release(keys=[self.lock_key, self.leader_key, self.beats_key], args=[token]))
 
     # --- a tick -----------------------------------------------------------------------------------------------
 

@@ -116,9 +116,11 @@ def test_the_schedule_runs_on_a_redis_cluster_through_a_failover_of_its_master(c
         # count is every run published, before and after.
         assert counts[name] == len(slots), (name, counts[name], slots)
         # Every second, but across the failover: the slots due meanwhile went out once, as one run (an interval
-        # schedule runs once for all it missed) as soon as it was over. Missing: the slots strictly between two runs.
-        missing = [slot for a, b in itertools.pairwise(slots) for slot in range(a + 1, b)]
-        assert all(killed - 1 < slot < resumed + 1 for slot in missing), (missing, killed, resumed)
+        # schedule runs once for all it missed) as soon as it was over. Elsewhere a gap is at most one id: an
+        # interval schedule counts from its last run, so a tick a few ms late moves the due times' phase, and when
+        # that crosses a whole second one id (the due epoch second) is never due — no run lost, no stall.
+        stalls = [(a, b) for a, b in itertools.pairwise(slots) if b - a > 2 and not killed - 2 < a < resumed + 1]
+        assert not stalls, (stalls, killed, resumed)
         assert slots[-1] - slots[0] >= 6, slots
 
 

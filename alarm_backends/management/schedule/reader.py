@@ -180,7 +180,10 @@ class Schedule:
         return view.Row(**fields, queue=queue or "?", expires=template.expires)
 
     def leader(self, snapshot: Snapshot) -> str:
-        if snapshot.lock_ttl is None:
+        return self.leader_line(snapshot.lock_ttl, snapshot.lock_holder)
+
+    def leader_line(self, ttl: float | None, holder: str | None) -> str:
+        """Who leads, from the lock's TTL left and its value."""
+        if ttl is None:
             return f"no beat holds the lock {self.store.lock_key}: nothing is dispatched until one does"
-        holder = holder_text(snapshot.lock_holder)
-        return f"a beat leads ({holder}; lock {self.store.lock_key}, {snapshot.lock_ttl:.0f}s left)"
+        return f"a beat leads ({holder_text(holder)}; lock {self.store.lock_key}, {ttl:.0f}s left)"
