@@ -24,20 +24,15 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from alarm_backends.console import fleet
+from alarm_backends.console import fleet, runs
 from alarm_backends.console import leadership as leadership_data
 from alarm_backends.console.models import ACTIONS, AuditEntry
-from alarm_backends.core.runlog import RunLogEntry, stream_key
-from alarm_backends.core.storage.redis import LOG, describe_role, get_client
 from alarm_backends.management import utils
 from alarm_backends.management.schedule import view
 from alarm_backends.management.schedule.reader import Schedule
 from patches.redbeat.controls import ControlOutcome, run_now_id
 
 PAGE_SIZE = 100
-RECENT_RUNS = 20
-# The newest run-log entries searched for one entry's recent runs: the stream holds every job's runs, up to 100k.
-RUN_LOG_WINDOW = 5000
 AUDIT_SHOWN = 20
 
 
@@ -97,10 +92,15 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         and (not state or row.state == state)
     ]
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    window, runs_problem = runs.read_window()
+    late = runs.last_lateness(window, {row.name for row in page.object_list})
+    listed = [_listed(row, loaded.now, tz) for row in page.object_list]
+    for cells in listed:
+        cells["late"] = f"{late[cells['name']]:+.1f}s" if cells["name"] in late else "-"
     context = {
         "loaded": loaded,
-        "problems": loaded.problems,
-        "rows": [_listed(row, loaded.now, tz) for row in page.object_list],
+        "problems": [*loaded.problems, *filter(None, [runs_problem])],
+        "rows": listed,
         "page": page,
         "query": query,
         "queue": queue,
@@ -115,34 +115,6 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     return render(request, "console/schedule.html", context)
 
 
-def recent_runs(row: view.Row, tz: dt.tzinfo) -> tuple[list[dict[str, Any]], str]:
-    """The entry's newest runs in the run log (the newest RUN_LOG_WINDOW entries of all jobs searched), and what
-    went wrong reading it."""
-    try:
-        found = get_client(LOG).xrevrange(stream_key(), count=RUN_LOG_WINDOW) or []
-    except redis.RedisError as exc:
-        return [], f"the run log ({describe_role(LOG)}) cannot be read: {exc}"
-    runs = []
-    for _, fields in found:
-        fields = fields or {}
-        if fields.get("task") not in (row.name, row.task):
-            continue
-        try:
-            run = RunLogEntry.from_fields(fields)
-        except (KeyError, ValueError):  # an entry someone else wrote: skipped, the others still shown
-            continue
-        runs.append({
-            "started": view.stamp(run.ts - run.cost, tz),
-            "finished": view.stamp(run.ts, tz),
-            "duration": f"{run.cost:.3f}s" if run.cost < 60 else view.duration(run.cost),
-            "worker": fields.get("host", "?"),
-            "outcome": run.status + (f" ({run.exception})" if run.exception else ""),
-        })  # fmt: skip
-        if len(runs) == RECENT_RUNS:
-            break
-    return runs, ""
-
-
 @login_required
 def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
     loaded = load()
@@ -150,13 +122,17 @@ def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
     if row is None:
         raise Http404(f"no entry named {name!r} in the schedule")
     tz = timezone.get_default_timezone()
-    runs, runs_problem = recent_runs(row, tz)
+    window, runs_problem = runs.read_window()
+    details = view.details(row, loaded.now, tz, loaded.app_timezone)
+    if row.next_run is not None:  # crons run in the app's timezone; the page's times are local: UTC as well
+        details.insert([label for label, _ in details].index("next run") + 1,
+                       ("next run (UTC)", view.when(row.next_run, loaded.now, dt.UTC)))  # fmt: skip
     context = {
         "loaded": loaded,
         "problems": loaded.problems,
         "row": row,
-        "details": view.details(row, loaded.now, tz, loaded.app_timezone),
-        "runs": runs,
+        "details": details,
+        "runs": runs.table(runs.slots(window, row.name, row.task), tz),
         "runs_problem": runs_problem,
         "audit": AuditEntry.objects.filter(entry=name)[:AUDIT_SHOWN],
         "can_operate": can_operate(request.user),

@@ -29,14 +29,37 @@ def stream_key() -> str:
     return key("cron", "runs")
 
 
+# A delivery a worker did not run (dedupe.claim): logged beside the runs so an entry's page can count them per slot,
+# and left out of the report's run totals (cron_report), since nothing ran.
+DUPLICATE, EXPIRED = "duplicate", "expired"
+NOT_RUN = frozenset({DUPLICATE, EXPIRED})
+
+
 @dataclass(frozen=True)
 class RunLogEntry:
     task: str
     queue: str
-    status: str  # success | failed
+    status: str  # success | failed, or a delivery not run: duplicate | expired
     cost: float
     exception: str
     ts: float
+    # A scheduled run's task id (``<entry>@<due epoch seconds>``) and when beat published it (epoch seconds on the
+    # Redis clock: its deadline header less the task's expires); empty / None for ad-hoc runs and older entries.
+    slot: str = ""
+    published: float | None = None
+
+    @property
+    def entry(self) -> str:
+        """The schedule entry the slot belongs to ('' without a slot): several entries may share one task."""
+        return self.slot.rpartition("@")[0]
+
+    @property
+    def due(self) -> float | None:
+        """The slot's due time, from its id (a run-now request's id counts milliseconds: see controls.run_now_id)."""
+        stamp = self.slot.rpartition("@")[2]
+        if not stamp.isdigit():
+            return None
+        return int(stamp) / 1000 if len(stamp) > 11 else float(stamp)
 
     @classmethod
     def from_fields(cls, fields: Mapping[Any, Any] | None) -> RunLogEntry:
@@ -49,6 +72,8 @@ class RunLogEntry:
             cost=float(fields.get("cost", 0)),
             exception=fields.get("exception", ""),
             ts=float(fields.get("ts", 0)),
+            slot=fields.get("slot", ""),
+            published=float(fields["published"]) if fields.get("published") else None,
         )
 
 
@@ -70,7 +95,7 @@ def collect(token: contextvars.Token[list[dict[FieldT, EncodableT]] | None]) -> 
     return kept
 
 
-def record_run(task: str, queue: str, status: str, cost: float, exception: str = "") -> None:
+def record_run(task: str, queue: str, status: str, cost: float, exception: str = "", slot: str = "") -> None:
     fields: dict[FieldT, EncodableT] = {
         "task": task,
         "queue": queue,
@@ -80,6 +105,8 @@ def record_run(task: str, queue: str, status: str, cost: float, exception: str =
         "host": socket.gethostname(),
         "ts": f"{time.time():.6f}",
     }
+    if slot:
+        fields["slot"] = slot
     deferred = _deferred.get()
     if deferred is not None:
         deferred.append(fields)

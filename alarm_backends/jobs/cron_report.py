@@ -15,7 +15,7 @@ from typing import cast
 
 import redis
 
-from alarm_backends.core.runlog import RunLogEntry, stream_key
+from alarm_backends.core.runlog import NOT_RUN, RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import CACHE, LOG, get_client, key
 
 logger = logging.getLogger("cron")
@@ -70,6 +70,8 @@ def aggregate(entries: Iterable[tuple[str, dict[str, str]]]) -> dict[str, TaskTo
             run = RunLogEntry.from_fields(fields)
         except (KeyError, ValueError) as exc:
             logger.warning("cron report: run log entry %s skipped, malformed: %r", entry_id, exc)
+            continue
+        if run.status in NOT_RUN:  # a delivery a worker dropped: nothing ran
             continue
         totals.setdefault(run.task, TaskTotals()).add(run)
     return totals

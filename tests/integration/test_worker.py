@@ -138,8 +138,11 @@ def test_a_slot_published_twice_runs_once(redis_dbs: None, start_worker: Callabl
 
     worker = start_worker()
     slot_id = f"{RECORD}@1795000000"
+    sent = time.time()
     for _ in range(2):
-        app.send_task(RECORD, queue="celery_cron", expires=300, task_id=slot_id)
+        # As the patched beat sends a cron task: its deadline on the Redis clock, the publish plus the task's expires.
+        deadline = round(get_client(SERVICE).time()[0] + 300.0, 3)
+        app.send_task(RECORD, queue="celery_cron", task_id=slot_id, headers={"bkm_deadline": deadline})
     app.send_task(RECORD, queue="celery_cron", expires=300)  # an ad-hoc run (uuid id) is never deduplicated
     wait_for(lambda: "duplicate delivery dropped" in worker.log(), 30, "the second delivery to be dropped")
     wait_for(lambda: get_client(SERVICE).llen(EFFECT_KEY) >= 2, 30, "the two distinct runs")
@@ -148,3 +151,11 @@ def test_a_slot_published_twice_runs_once(redis_dbs: None, start_worker: Callabl
     wait_for(lambda: get_client(SERVICE).get(slot) == "done", 10, "the slot's release")  # after the job's effect
     samples = metric_samples(tmp_path / "metrics")
     assert samples[("bkmonitor_beat_duplicate_dropped_total", (("task_name", RECORD),))] == 1
+    # The run log: the slot's run with its slot id and when it was published, the dropped delivery beside it, and
+    # the ad-hoc run without a slot.
+    entries = [RunLogEntry.from_fields(fields) for _, fields in get_client(LOG).xrange(stream_key()) or []]
+    by_status = sorted((entry.status, entry.slot) for entry in entries)
+    assert by_status == [("duplicate", slot_id), ("success", ""), ("success", slot_id)]
+    [run] = [entry for entry in entries if entry.slot and entry.status == "success"]
+    assert run.published is not None and sent - 1 < run.published < time.time() + 1
+    assert (run.entry, run.due) == (RECORD, 1795000000.0)

@@ -49,7 +49,9 @@ def claim_key(task_id: str) -> str:
     return key("beat", "slot", task_id)
 
 
-def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, deadline: float | None = None) -> bool:
+def claim(
+    task_name: str, task_id: str, ttl: int | None, redelivered: bool, deadline: float | None = None, queue: str = ""
+) -> bool:
     """Whether this delivery should run: not past its ``deadline`` (epoch seconds on the Redis clock, the
     ``bkm_deadline`` header: decided by the server, so a worker whose own clock is off neither drops a timely run nor
     runs a late one) and not a second delivery of its slot. A service DB that cannot be reached lets the run go
@@ -74,9 +76,11 @@ def claim(task_name: str, task_id: str, ttl: int | None, redelivered: bool, dead
         EXPIRED_DROPPED.labels(task_name=task_name).inc()
         late = float(detail[0]) - float(deadline or 0)
         logger.warning("[Cron Task](%s) %s expired %.1fs ago (on the Redis clock): not run", task_name, task_id, late)
+        runlog.record_run(task_name, queue, runlog.EXPIRED, 0.0, slot=task_id)
         return False
     DUPLICATES_DROPPED.labels(task_name=task_name).inc()
     logger.warning("[Cron Task](%s) %s already ran or is running: duplicate delivery dropped", task_name, task_id)
+    runlog.record_run(task_name, queue, runlog.DUPLICATE, 0.0, slot=task_id)
     return False
 
 

@@ -49,13 +49,22 @@ class PeriodicTask(Task):
         ttl = int(self.expires) if isinstance(self.expires, int | float) else None
         delivery = self.request.delivery_info or {}
         deadline = getattr(self.request, DEADLINE_HEADER, None)
-        if not dedupe.claim(self.name, task_id, ttl, bool(delivery.get("redelivered")), deadline):
+        queue = str(delivery.get("routing_key") or "")
+        if not dedupe.claim(self.name, task_id, ttl, bool(delivery.get("redelivered")), deadline, queue):
             return None
         deferred = runlog.defer()  # the run's run-log entry goes with the slot's release: one round trip
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            dedupe.finish(task_id, ttl, runlog.collect(deferred))
+            runs = runlog.collect(deferred)
+            # Which slot ran, and when beat published it: the deadline header is the publish on the Redis clock
+            # plus the task's expires (patches/redbeat/publisher.py).
+            published = f"{float(deadline) - ttl:.3f}" if deadline is not None and ttl is not None else ""
+            for fields in runs:
+                fields["slot"] = task_id
+                if published:
+                    fields["published"] = published
+            dedupe.finish(task_id, ttl, runs)
 
     @classmethod
     def on_bound(cls, app: Celery) -> None:

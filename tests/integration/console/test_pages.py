@@ -18,6 +18,7 @@ from kombu import Consumer, Exchange, Producer, Queue
 
 from alarm_backends.console.models import AuditEntry
 from alarm_backends.core import runlog
+from alarm_backends.core.storage.redis import LOG, get_client
 from alarm_backends.jobs.queue_depth import queue_names
 from patches.redbeat.schedulers import RedBeatScheduler
 from tests.conftest import RABBITMQ_HOST, RABBITMQ_PORT
@@ -99,12 +100,24 @@ def test_run_now_is_published_by_the_leader_and_its_run_shows_in_recent_runs(lea
     assert requested == "minutely"
     leader.tick()
     assert ids(QUEUE).count(f"minutely@{stamp}") == 1 and not store().hgetall("redbeat::run-now")
-    # The worker's record of the run (as the platform's worker writes it, under the task's name).
-    runlog.record_run("t.minutely", QUEUE, "success", 0.25)
-    runlog.record_run("t.hourly", "celery", "failed", 1.5, "ValueError")
+    # The workers' records of the run (as the platform's worker writes them, under the task's name): the run, and a
+    # second delivery of it that a worker dropped.
+    slot = f"minutely@{stamp}"
+    runlog.record_run("t.minutely", QUEUE, "success", 0.25, slot=slot)
+    runlog.record_run("t.minutely", QUEUE, runlog.DUPLICATE, 0.0, slot=slot)
+    runlog.record_run("t.hourly", "celery", "failed", 1.5, "ValueError", slot="hourly@1795000000")
     runs = operator.get("/entry/minutely").content.decode()
     table = runs[runs.index('id="runs"') :]
-    assert "success" in table and "0.250s" in table and "ValueError" not in table
+    row = table[table.index(f'data-slot="{slot}"') :].split("</tr>")[0]
+    cells = re.findall(r"<td>([^<]*)</td>", row)
+    assert cells[0] == slot and cells[-2:] == ["success", "1"] and cells[6] == "0.250s"
+    # Late: from the request (the slot's due time, in milliseconds) to the run's start (finished less duration).
+    first: Any = get_client(LOG).xrange(runlog.stream_key(), count=1)  # decoded replies
+    late = float(first[0][1]["ts"]) - 0.25 - int(stamp) / 1000
+    assert cells[5] == f"{late:+.3f}s"
+    assert "ValueError" not in table and "hourly@" not in table
+    listed = operator.get("/", {"q": "minutely"}).content.decode()
+    assert f"<td>{late:+.1f}s</td>" in listed.split('data-entry="minutely"')[1].split("</tr>")[0]
 
 
 def test_a_store_that_cannot_be_reached_is_named_and_the_rest_still_shows(app: Celery) -> None:
