@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run stop status test test-fast chaos lint bench install install-dev clean
+.PHONY: run stop status test test-fast chaos lint bench install install-dev system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,6 +24,20 @@ $(DEV_STAMP): $(STAMP) tests/upstream/fetch.py tests/upstream/original.py
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
+## Debian's packages the tests drive besides Python's: Prometheus (promtool, and a server for the dashboard's and the
+## rules' queries). Installed with apt-get when missing and run as root; otherwise the tests that need them say so.
+SYSTEM_PACKAGES := prometheus
+SYSTEM_BINARIES := promtool prometheus
+system-deps:
+	@missing=$$(for bin in $(SYSTEM_BINARIES); do command -v $$bin >/dev/null || printf "%s " $$bin; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "system-deps: missing $$missing; install Debian's $(SYSTEM_PACKAGES) (apt-get, as root)"; exit 0; fi; \
+	echo "system-deps: installing $(SYSTEM_PACKAGES) (for $$missing)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; }
+
 ## Start beat and the cron workers under supervisord (background); prints where the logs are.
 run: $(STAMP)
 	$(PY) manage.py platform start
@@ -36,11 +50,11 @@ status: $(STAMP)
 	$(PY) manage.py platform status
 
 ## The whole test suite: unit, integration (real Redis/RabbitMQ) and the slow end-to-end run.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Everything but the slow end-to-end test.
-test-fast: $(DEV_STAMP)
+test-fast: $(DEV_STAMP) system-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## The chaos scenarios (tests/chaos): kill/freeze beats, restart Redis, kill workers; prints a table of runs at the end.

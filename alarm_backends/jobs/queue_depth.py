@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from kombu import Connection
 
 from alarm_backends.core.cluster import get_cluster
+from alarm_backends.core.prometheus.metrics import CRON_QUEUE_DEPTH
 from alarm_backends.core.storage.redis import CACHE, key
 from alarm_backends.jobs.records import replace_hash
 from alarm_backends.service.scheduler.app import app
@@ -71,7 +72,8 @@ def depths(connection: Connection, names: Iterable[str]) -> dict[str, int]:
 
 
 def main() -> QueueDepths:
-    """Count every crontab queue on the backend app's broker and replace ``key("queue", "depth")`` in the cache DB.
+    """Count every crontab queue on the backend app's broker, replace ``key("queue", "depth")`` in the cache DB and
+    set the ``bkmonitor_cron_queue_depth`` gauge.
 
     The hash has one field per queue name (message count) and ``_ts``; it is rewritten whole, so a queue that
     left the crontab lists does not keep a stale count.
@@ -79,6 +81,8 @@ def main() -> QueueDepths:
     with app.connection_for_write() as connection:
         counted = depths(connection, queue_names())
     now = time.time()
+    for name, count in counted.items():
+        CRON_QUEUE_DEPTH.labels(queue=name).set(count)
     mapping = {**{name: str(count) for name, count in counted.items()}, "_ts": str(now)}
     replace_hash(CACHE, key("queue", "depth"), mapping)
     return QueueDepths(depths=counted, ts=now)

@@ -1,9 +1,11 @@
 """`make run` starts beat, the workers and the metrics exporter under supervisord, every queue has a consumer, a
-`* * * * *` job runs on a worker and shows in the scraped metrics, a worker killed with SIGKILL is restarted, and
-`make stop` leaves no process and no socket behind."""
+`* * * * *` job runs on a worker and shows in the scraped metrics, a worker killed with SIGKILL is restarted, a
+real Prometheus scraping the exporter has series for every query of the dashboard and the alert rules
+(tests/e2e/observability.py), and `make stop` leaves no process and no socket behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,10 +24,11 @@ from django.test import Client, override_settings
 from alarm_backends.management.supervisor.control import Supervisor, pid_alive
 from alarm_backends.management.supervisor.programs import BEAT, CONSOLE, EXPORTER, HEALTHZ
 from alarm_backends.management.supervisor.workers import SMALL, workers
-from tests.e2e import first_run
+from tests.e2e import first_run, observability
 from tests.integration.conftest import wait_for
 from tests.metrics import scrape, total, value
 from tests.net import free_port
+from tests.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +116,7 @@ def platform_env(tmp_path: Path, redis_dbs: None) -> Iterator[dict[str, str]]:
 
 def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: dict[str, str]) -> None:
     from alarm_backends.core.storage.redis import SERVICE, get_client, key
+    from alarm_backends.service.scheduler.app import app
 
     run_dir = Path(platform_env["BKM_RUN_DIR"])
     log_dir = run_dir / "logs"
@@ -125,6 +129,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
     pids: set[int] = set()
     timings: dict[str, float] = {}
     stopped: subprocess.CompletedProcess[str] | None = None
+    stack = contextlib.ExitStack()
     try:
         started = run_make("run", platform_env)
         timings["make run"] = time.time() - test_start
@@ -182,6 +187,13 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         assert total(samples, "bkmonitor_celery_task_execute_time_count") > 0
         timings["metrics scraped"] = time.time() - test_start
 
+        # A real Prometheus scrapes the exporter, with the alert rules loaded; the drops only a fault makes, made.
+        (run_dir / "prometheus").mkdir()
+        prometheus = stack.enter_context(PrometheusServer(run_dir / "prometheus", [f"127.0.0.1:{port}"]))
+        prometheus.wait_scraped()
+        seconds, micros = client.time()
+        observability.make_drops(app, seconds + micros / 1e6)
+
         consumed = active_queues(platform_env)
         timings["queues inspected"] = time.time() - test_start
         assert consumed == {q for w in workers(SMALL) for q in w.queues}
@@ -198,7 +210,16 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         assert now.state == "RUNNING" and now.pid != cron.pid, now
         timings["worker restarted"] = time.time() - test_start
         pids |= {now.pid, *descendants(supervisord_pid)}
+
+        # The restart, as Prometheus sees it (the flapping alert's and the restarts panel's query); then every
+        # series the dashboard and the rules use.
+        worker = "scheduler:celery_worker_cron"
+        wait_for(lambda: observability.restarted(prometheus, worker), 30, "Prometheus to see the worker's restart")
+        series = observability.check(prometheus)
+        timings["prometheus checked"] = time.time() - test_start
+        print(f"prometheus: {len(series)} metrics with series: {series}")
     finally:
+        stack.close()
         stop_start = time.time()
         stopped = run_make("stop", platform_env)
         timings["make stop"] = time.time() - stop_start

@@ -10,15 +10,19 @@ and core/prometheus): dashboards, alerts and log searches written for the origin
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
+from croniter import croniter
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from alarm_backends.core.prometheus.metrics import CELERY_TASK_EXECUTE_TIME, CRON_TASK_EXECUTE_TIME
+from alarm_backends.service.scheduler.crontab import make_crontab
 from alarm_backends.service.scheduler.runner import run_job
 
 pytestmark = pytest.mark.redis  # the run log
@@ -86,3 +90,34 @@ def test_the_originals_task_duration_decorator(caplog: pytest.LogCaptureFixture)
         "^[Cron Task](sync_cluster", "$[Cron Task](sync_cluster",
         "^[Cron Task](broken", "![Cron Task](broken", "$[Cron Task](broken",
     ]  # fmt: skip
+
+
+def test_a_run_sets_when_it_ran_and_when_it_is_due_next_by_croniter() -> None:
+    """The gauges of the not-running alert: the run's end, and the next fire time after it, as croniter computes it
+    (in the backend app's zone, UTC) — not as the platform does."""
+    from celery import current_app
+
+    from alarm_backends.service.scheduler.app import app
+
+    path = "tests.integration.jobs.boom"  # a failed run is a run too
+    labels = {"task_name": path, "queue": "celery_cron"}
+    previous = current_app._get_current_object()
+    app.set_current()  # the crontab's zone is its app's, as in a worker
+    try:
+        before = time.time()
+        with override_settings(CRON_TASK_RAISE_ERRORS=False):
+            run_job(path, "celery_cron", "t.boom", schedule=make_crontab("*/7 3-23 * * *"))
+        after = time.time()
+    finally:
+        previous.set_current()
+    last = REGISTRY.get_sample_value("bkmonitor_cron_task_last_run_timestamp_seconds", labels)
+    due = REGISTRY.get_sample_value("bkmonitor_cron_task_next_due_timestamp_seconds", labels)
+    assert last is not None and before <= last <= after
+    expected = croniter("*/7 3-23 * * *", dt.datetime.fromtimestamp(last, dt.UTC)).get_next(float)
+    assert due == pytest.approx(expected, abs=1e-6)
+    # Without its schedule (the original's task_duration decorator), only when it ran.
+    with override_settings(CRON_TASK_RAISE_ERRORS=False):
+        run_job(path, "celery_other", "t.boom")
+    other = {"task_name": path, "queue": "celery_other"}
+    assert REGISTRY.get_sample_value("bkmonitor_cron_task_next_due_timestamp_seconds", other) is None
+    assert REGISTRY.get_sample_value("bkmonitor_cron_task_last_run_timestamp_seconds", other) is not None

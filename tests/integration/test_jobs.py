@@ -15,6 +15,7 @@ import redis
 from celery.exceptions import DuplicateTaskNameWarning
 from django.test import override_settings
 from kombu import Connection, Exchange, Producer, Queue
+from prometheus_client import REGISTRY
 
 from alarm_backends.core.cluster import get_cluster, reset_cluster
 from alarm_backends.core.runlog import record_run, stream_key
@@ -140,6 +141,9 @@ def test_queue_depth_counts_messages_on_the_redis_broker(redis_dbs: None) -> Non
     assert key("queue", "depth") == f"bkmonitorv3.{CLUSTER}.queue.depth"
     assert record == {**{name: str(count) for name, count in expected.items()}, "_ts": record["_ts"]}
     assert abs(float(record["_ts"]) - time.time()) < 60
+    # The gauge the dashboard's queue-depth panel and the backlog alert read.
+    gauge = {name: REGISTRY.get_sample_value("bkmonitor_cron_queue_depth", {"queue": name}) for name in expected}
+    assert gauge == expected
 
 
 def test_queue_names_are_scoped_by_cluster() -> None:

@@ -22,6 +22,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from alarm_backends.service.scheduler.crontab import make_crontab
+from alarm_backends.service.scheduler.runner import due_after
 from patches.redbeat.policy import bind_clock, from_epoch, next_due
 
 YEARS = 28
@@ -163,3 +164,16 @@ def test_the_next_20_fire_times_are_celerys_and_croniters(cron: str, start: dt.d
     assume(oracle)  # the first fire time is past HORIZON
     assert scheduler_times(cron, start, len(oracle)) == oracle
     assert celery_first(cron, start) == oracle[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(cron=CRONS, start=STARTS)
+@example(cron="*/5 * * * *", start=START)
+@example(cron="0 0 * * *", start=START.replace(hour=23, minute=59, second=59))
+def test_a_runs_next_due_gauge_is_croniters_next_fire_time(cron: str, start: dt.datetime) -> None:
+    """``bkmonitor_cron_task_next_due_timestamp_seconds``: the first fire time after the run's end, fractions of a
+    second included (a run ending at xx:04:59.5 of a `*/5` job is due next at xx:05)."""
+    oracle = croniter_times(cron, start, 1)
+    assume(oracle)  # a cron that fires (the loader refuses the others) before HORIZON
+    assert oracle is not None
+    assert due_after(make_crontab(cron), start.timestamp()) == oracle[0].timestamp()

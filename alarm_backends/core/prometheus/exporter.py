@@ -25,6 +25,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from alarm_backends.core.processes import pid_alive
 from config.tools.validation import loopback
@@ -87,10 +88,13 @@ class HostCollector:
         return self._samples.collect()
 
 
-def serve(path: Path, host: str, port: int) -> tuple[WSGIServer, Thread]:
-    """Serve ``path``'s samples on ``http://host:port/metrics`` from a background thread."""
+def serve(path: Path, host: str, port: int, extra: Iterable[Collector] = ()) -> tuple[WSGIServer, Thread]:
+    """Serve ``path``'s samples, and those of the ``extra`` collectors, on ``http://host:port/metrics`` from a
+    background thread."""
     registry = CollectorRegistry()
     registry.register(HostCollector(path))
+    for collector in extra:
+        registry.register(collector)
     try:
         return start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -1,14 +1,16 @@
 """``manage.py metrics_exporter [--host H] [--port P]``: serve this host's metrics for Prometheus.
 
 Beat, the workers and their prefork children write samples to ``PROMETHEUS_MULTIPROC_DIR`` (supervisord sets it for
-every program); this command serves their sum on ``http://<host>:<port>/metrics`` until SIGTERM or SIGINT. It runs as
-the ``metrics_exporter`` program of the supervisord config (see ``alarm_backends.core.prometheus.exporter``).
+every program); this command serves their sum on ``http://<host>:<port>/metrics`` until SIGTERM or SIGINT, with the
+state of supervisord's programs (``management.supervisor.metrics``). It runs as the ``metrics_exporter`` program of
+the supervisord config (see ``alarm_backends.core.prometheus.exporter``).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -17,6 +19,8 @@ from django.core.management.base import CommandError, CommandParser
 
 from alarm_backends.core.prometheus.exporter import ExporterError, check_address, metrics_dir, serve
 from alarm_backends.management.base.operator import OperatorCommand
+from alarm_backends.management.supervisor.metrics import SupervisorCollector
+from alarm_backends.management.supervisor.programs import Host
 
 
 class Command(OperatorCommand):
@@ -33,7 +37,9 @@ class Command(OperatorCommand):
         try:
             path = metrics_dir(os.environ)
             check_address(host, port)
-            server, thread = serve(path, host, port)
+            # supervisord's programs too: the exporter runs under it, on its socket (see management.supervisor.metrics)
+            socket_path = Host.from_settings(settings, sys.executable).socket_path
+            server, thread = serve(path, host, port, [SupervisorCollector(socket_path)])
         except ExporterError as exc:
             raise CommandError(str(exc)) from None
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -193,6 +193,8 @@ class ProcessInfo:
     # When a STOPPED or EXITED program stopped (epoch seconds): supervisord's description is then that time in its
     # own process's local time, without a zone; None when the description is something else.
     stopped_at: float | None = None
+    # When supervisord last started it (epoch seconds; None if never): each restart moves it.
+    started_at: float | None = None
 
     @classmethod
     def from_rpc(cls, info: Mapping[str, Any]) -> ProcessInfo:
@@ -207,6 +209,7 @@ class ProcessInfo:
             logfile=str(info["stdout_logfile"]),
             spawnerr=str(info["spawnerr"]),
             stopped_at=float(info["stop"]) if stopped else None,
+            started_at=float(info["start"]) if info.get("start") else None,
         )
 
 

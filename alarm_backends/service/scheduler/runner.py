@@ -8,6 +8,7 @@ its timing wrapper, so it appeared in no metric).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib
 import logging
@@ -20,8 +21,14 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from alarm_backends.core.prometheus.agg_gateway import push_run
-from alarm_backends.core.prometheus.metrics import CRON_TASK_EXECUTE_COUNT, CRON_TASK_EXECUTE_TIME
+from alarm_backends.core.prometheus.metrics import (
+    CRON_TASK_EXECUTE_COUNT,
+    CRON_TASK_EXECUTE_TIME,
+    CRON_TASK_LAST_RUN,
+    CRON_TASK_NEXT_DUE,
+)
 from alarm_backends.core.runlog import record_run
+from patches.redbeat.policy import NEVER, bind_clock, from_epoch, next_due
 
 logger = logging.getLogger("cron")
 T = TypeVar("T")
@@ -54,10 +61,21 @@ class _Outcome:
     error: Exception | None = None
 
 
+def due_after(schedule: Any, now: float) -> float | None:
+    """When ``schedule`` (a Celery schedule whose clock reads ``now``) fires next after ``now``, epoch seconds; None
+    if never. The scheduler's own computation (``patches.redbeat.policy.next_due``)."""
+    # On a copy whose clock reads ``now``: Celery measures what remains from its own now() (the worker's clock, read
+    # a moment later), and the task's schedule is shared, so it keeps its own clock.
+    fixed = bind_clock(copy.copy(schedule), lambda: from_epoch(now))
+    due = next_due(fixed, from_epoch(now), now)
+    return None if due == NEVER else due
+
+
 @contextlib.contextmanager
-def _observed(label: str, queue: str, task: str | None = None) -> Iterator[_Outcome]:
+def _observed(label: str, queue: str, task: str | None = None, schedule: Any = None) -> Iterator[_Outcome]:
     """The original's ``task_duration`` around the body: ``^``/``!``/``$`` lines, both metrics, and (``task``) the
-    run log. An exception of the body is logged, counted and kept in the outcome, not raised."""
+    run log. An exception of the body is logged, counted and kept in the outcome, not raised. When the run ended
+    is a gauge too, and with its ``schedule`` when it is due next, for the alert on a job that stopped running."""
     outcome = _Outcome()
     logger.info("^[Cron Task](%s)", label)
     start = time.perf_counter()
@@ -76,6 +94,10 @@ def _observed(label: str, queue: str, task: str | None = None) -> Iterator[_Outc
         status = "failed" if error is not None else "success"
         CRON_TASK_EXECUTE_TIME.labels(task_name=label, queue=queue).observe(cost)
         CRON_TASK_EXECUTE_COUNT.labels(task_name=label, status=status, exception=exception, queue=queue).inc()
+        CRON_TASK_LAST_RUN.labels(task_name=label, queue=queue).set(time.time())
+        due = due_after(schedule, time.time()) if schedule is not None else None
+        if due is not None:
+            CRON_TASK_NEXT_DUE.labels(task_name=label, queue=queue).set(due)
         push_run(settings, label, queue, status, exception, cost)  # the aggregation gateway, when configured
         if task is not None:
             record_run(task, queue, status, cost, exception if error is not None else "")
@@ -101,7 +123,9 @@ def task_duration(
     return wrapper
 
 
-def run_job(path: str, queue: str, task_name: str | None = None, *, function_label: bool = False) -> Any:
+def run_job(
+    path: str, queue: str, task_name: str | None = None, *, function_label: bool = False, schedule: Any = None
+) -> Any:
     """Run the job at ``path`` once, as the task ``task_name`` (default: the path) consuming ``queue``.
 
     Logs and metrics name the job as the original's ``task_duration`` did, so dashboards, alerts and log searches
@@ -118,7 +142,7 @@ def run_job(path: str, queue: str, task_name: str | None = None, *, function_lab
         unresolved = exc
     label = (getattr(func, "__name__", None) or path.rpartition(".")[2]) if function_label else path
     result = None
-    with _observed(label, queue, task_name or path) as outcome:
+    with _observed(label, queue, task_name or path, schedule) as outcome:
         if func is None:
             assert unresolved is not None
             raise unresolved

@@ -33,9 +33,10 @@ def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int
     the task. Its logs and metrics name the job's path (or, ``function_label``, its function) and the entry's own
     queue."""
     module, _, func_name = name.rpartition(".")
+    schedule = make_crontab(entry.cron)
 
     def task() -> Any:
-        return run_job(entry.path, entry.queue, task_name=name, function_label=function_label)
+        return run_job(entry.path, entry.queue, task_name=name, function_label=function_label, schedule=schedule)
 
     task.__name__ = task.__qualname__ = func_name
     task.__module__ = module
@@ -43,7 +44,7 @@ def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int
     return periodic_task(
         app,
         name=name,
-        run_every=make_crontab(entry.cron),
+        run_every=schedule,
         ignore_result=True,
         queue=queue,
         expires=expires,
