@@ -25,9 +25,10 @@ install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
 ## Debian's packages the tests drive besides Python's: Prometheus (promtool, and a server for the dashboard's and the
-## rules' queries). Installed with apt-get when missing and run as root; otherwise the tests that need them say so.
-SYSTEM_PACKAGES := prometheus
-SYSTEM_BINARIES := promtool prometheus
+## rules' queries) and Chromium with its driver (the console's browser tests). Installed with apt-get when missing
+## and run as root; otherwise the tests that need them say so.
+SYSTEM_PACKAGES := prometheus chromium chromium-driver
+SYSTEM_BINARIES := promtool prometheus chromium chromedriver
 system-deps:
 	@missing=$$(for bin in $(SYSTEM_BINARIES); do command -v $$bin >/dev/null || printf "%s " $$bin; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

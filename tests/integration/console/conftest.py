@@ -22,20 +22,25 @@ PASSWORD = "a-test-password-1"
 
 
 @pytest.fixture
-def app(redis_dbs: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
-    """The schedule the console reads, synced into the store by a scheduler (the leader), and users in a migrated
-    database: ``reader`` (no permission), ``operator`` (console.operate_schedule)."""
+def users(redis_dbs: None) -> Iterator[None]:
+    """A migrated database with two users: ``reader`` (no permission) and ``operator`` (console.operate_schedule)."""
     call_command("migrate", verbosity=0, interactive=False)
     User.objects.all().delete()
     AuditEntry.objects.all().delete()
     User.objects.create_user("reader", password=PASSWORD)
     operator = User.objects.create_user("operator", password=PASSWORD)
     operator.user_permissions.add(Permission.objects.get(codename="operate_schedule"))
-    made = schedule_app()
-    monkeypatch.setattr(utils, "backend_app", lambda: made)
-    yield made
+    yield
     User.objects.all().delete()
     AuditEntry.objects.all().delete()
+
+
+@pytest.fixture
+def app(users: None, monkeypatch: pytest.MonkeyPatch) -> Celery:
+    """The schedule the console reads (``leader`` syncs it into the store), as the console's backend app."""
+    made = schedule_app()
+    monkeypatch.setattr(utils, "backend_app", lambda: made)
+    return made
 
 
 @pytest.fixture
