@@ -197,14 +197,23 @@ class ScriptCall:
 
     @property
     def writes(self) -> list[str]:
-        """The commands that changed something. acquire.lua's ``SET … NX`` on a lock another beat holds changes
-        nothing and is followed by a ``GET``; a successful one returns at once, so it is the script's last command."""
+        """The commands that changed the schedule. acquire.lua's ``SET … NX`` on a lock another beat holds changes
+        nothing and is followed by a ``GET``; a successful one returns at once, so it is the script's last command.
+        Left out: the stamp every beat, leading or not, puts in the beats seen (``<prefix>:beats``, presence for the
+        console, not schedule state: a standby must be able to say it is there)."""
         return [
             command
             for i, command in enumerate(self.commands)
             if verb(command) in WRITES
             and not (verb(command) == "SET" and '"NX"' in command.upper() and i + 1 < len(self.commands))
+            and not presence(command)
         ]
+
+
+def presence(line: str) -> bool:
+    """A write to the beats seen (``<prefix>:beats``): ``"ZADD" "redbeat::beats" …``."""
+    parts = line.split('"')
+    return verb(line) in {"ZADD", "ZREM", "ZREMRANGEBYSCORE"} and len(parts) > 3 and parts[3].endswith(":beats")
 
 
 def verb(line: str) -> str:

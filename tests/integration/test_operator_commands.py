@@ -73,6 +73,7 @@ def test_the_exporter_serves_despite_it(tmp_path: Path) -> None:
     try:
         wait_for(lambda: "serving the metrics" in log.read_text() or proc.poll() is not None, 30, "the exporter")
         assert proc.poll() is None, log.read_text()
-        assert scrape(port) == {}  # nothing written yet: an empty, valid page
+        # Nothing written yet, and no supervisord behind it: a valid page with only supervisord's up gauge, 0.
+        assert scrape(port) == {("bkmonitor_supervisor_up", ()): 0.0}
     finally:
         stop_group(proc, grace=10)
