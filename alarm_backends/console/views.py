@@ -56,17 +56,25 @@ class Loaded:
         return str(self.schedule.app.conf.timezone or "UTC") if self.schedule else "UTC"
 
 
-def load() -> Loaded:
+def load(name: str | None = None) -> Loaded:
+    """The schedule, or (``name``) only that entry when it is stored: a page about one entry reads its hash alone,
+    however large the schedule (an entry not stored is looked for among the configured ones, as the list does)."""
     try:
         schedule = Schedule(utils.backend_app())
     except ValueError as exc:  # a bad redbeat_* setting: the message names it
         return Loaded(None, problems=[f"the scheduler's settings are refused: {exc}"])
     try:
-        snapshot = schedule.controls.read()
+        snapshot = schedule.controls.read() if name is None else schedule.controls.read_one(name)
     except redis.RedisError as exc:
         rows = schedule.flag_problems(schedule.configured_rows(set()))
         problem = f"the schedule store ({schedule.where}) cannot be read: {exc}; the configured entries are listed"
         return Loaded(schedule, rows, leader="unknown (the store cannot be read)", problems=[problem])
+    if name is not None:
+        if not snapshot.entries:
+            return load()
+        row = schedule.row(snapshot.entries[0], schedule.definitions(snapshot))
+        rows = [flagged for flagged in schedule.flag_problems([row]) if flagged.name == name]
+        return Loaded(schedule, rows, snapshot.now, schedule.leader(snapshot))
     stored, rows = schedule.listed(snapshot)
     problems = [] if stored else [schedule.empty_message()]
     return Loaded(schedule, rows, snapshot.now, schedule.leader(snapshot), problems)
@@ -117,7 +125,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
-    loaded = load()
+    loaded = load(name)
     row = next((row for row in loaded.rows if row.name == name), None)
     if row is None:
         raise Http404(f"no entry named {name!r} in the schedule")

@@ -98,23 +98,29 @@ class Controls:
                 pipe.hmget(key, "definition", "meta", "paused")
             hashes = pipe.execute()
         entries = []
-        for key, (definition, meta, paused) in zip(keys, hashes, strict=True):
+        for key, fields in zip(keys, hashes, strict=True):
             name = key[len(store.prefix) :] if key.startswith(store.prefix) else key
-            requested = requests.get(name)
-            entries.append(
-                StoredEntry(
-                    name=name,
-                    score=scores[key],
-                    definition=definition,
-                    meta=meta,
-                    paused_since=float(paused) if paused else None,
-                    requested=int(requested) if requested else None,
-                    static=name in statics,
-                )
-            )
-        lock_ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
-        holder = holder if lock_ttl is not None else None
-        return Snapshot(now=seconds + micros / 1e6, lock_ttl=lock_ttl, entries=entries, lock_holder=holder)
+            entries.append(_stored(name, scores[key], fields, requests.get(name), name in statics))
+        return _snapshot(seconds, micros, pttl, holder, entries)
+
+    def read_one(self, name: str) -> Snapshot:
+        """The schedule as :meth:`read` gives it, but with only the entry ``name`` (none if it is not stored): one
+        round trip, for a page about one entry of a schedule of any size."""
+        store = self.store
+        key = store.key(name)
+        with store.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.pttl(store.lock_key)
+            pipe.get(store.lock_key)
+            pipe.zscore(store.schedule_key, key)
+            pipe.sismember(store.statics_key, name)
+            pipe.hget(store.run_now_key, name)
+            pipe.hmget(key, "definition", "meta", "paused")
+            (seconds, micros), pttl, holder, score, static, requested, (definition, meta, paused) = pipe.execute()
+        fields = [definition, meta, paused]
+        stored = score is not None or static or definition is not None or meta is not None
+        entries = [_stored(name, float(score) if score is not None else None, fields, requested, bool(static))]
+        return _snapshot(seconds, micros, pttl, holder, entries if stored else [])
 
     def lease(self) -> Lease:
         """The lock, the leader record and the beats seen, in one round trip."""
@@ -167,3 +173,30 @@ class Controls:
         return ControlOutcome(
             exists=bool(exists), changed=bool(changed), stamp=int(stamp) if stamp is not None else None
         )
+
+
+def _stored(
+    name: str, score: float | None, fields: list[str | None], requested: str | None, static: bool
+) -> StoredEntry:
+    """An entry from its score, its hash's ``definition``, ``meta`` and ``paused`` fields and its run-now request."""
+    definition, meta, paused = fields
+    return StoredEntry(
+        name=name,
+        score=score,
+        definition=definition,
+        meta=meta,
+        paused_since=float(paused) if paused else None,
+        requested=int(requested) if requested else None,
+        static=static,
+    )
+
+
+def _snapshot(seconds: int, micros: int, pttl: int | None, holder: str | None, entries: list[StoredEntry]) -> Snapshot:
+    """The snapshot of a read: TIME's reply, the lock's PTTL and value, and the entries."""
+    lock_ttl = pttl / 1000 if pttl is not None and pttl >= 0 else None
+    return Snapshot(
+        now=seconds + micros / 1e6,
+        lock_ttl=lock_ttl,
+        entries=entries,
+        lock_holder=holder if lock_ttl is not None else None,
+    )
