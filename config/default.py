@@ -148,6 +148,14 @@ HASH_RING_SEPARATE_LABELS: bool | str = "auto"
 # Redis server's clock and the worker's claim checks it there) or "worker" (Celery's `expires` header, which each
 # worker compares with its own clock: the original's; a worker host minutes off dropped or ran late runs).
 CRON_EXPIRES_CLOCK = "redis"
+# The zone a crontab entry's cron is evaluated in when the entry names none (its options' "timezone", an IANA name):
+# "" evaluates it in the backend app's zone (UTC), as the original did. A named zone follows its daylight-saving
+# changes: a wall time skipped fires at the gap's end, one repeated fires once (patches/redbeat/zoned.py).
+CRON_DEFAULT_TIMEZONE = ""
+# Seconds each slot of an entry without its own "jitter" may be published after it (a fixed offset per entry and
+# slot, the same from every beat; the slot id does not change), capped at half the entry's shortest gap: spreads a
+# burst of entries on one cron over that window. 0, the original's: every slot is published at once.
+CRON_DEFAULT_JITTER = 0
 # The Redis broker's transport (CELERY_BROKER_BACKEND = "redis"): "reliable" (patches/kombu_redis: a message moves
 # atomically from its queue into its consumer's record, and what a dead consumer held is back in its queue within
 # seconds) or "kombu" (kombu's own, the original's: a consumer dying as it takes a message loses it, and what a

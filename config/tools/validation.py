@@ -194,6 +194,10 @@ def _time_zone(value: Any, _: Mapping[str, Any]) -> str | None:
     return _parses(zoneinfo.ZoneInfo, value, (TypeError, ValueError, zoneinfo.ZoneInfoNotFoundError))
 
 
+def _zone_or_empty(value: Any, conf: Mapping[str, Any]) -> str | None:
+    return None if value == "" else _time_zone(value, conf)
+
+
 def _supervisor_server(value: Any, _: Mapping[str, Any]) -> str | None:
     return None if isinstance(value, str) and value.startswith("unix://") and len(value) > 7 else ""
 
@@ -206,6 +210,8 @@ RULES = (
     Rule("CLUSTER_SCOPED_NAMES", "true or false", _bool),
     Rule("HASH_RING_SEPARATE_LABELS", 'true, false or "auto"', _ring_mode),
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
+    Rule("CRON_DEFAULT_TIMEZONE", 'an IANA time zone name (e.g. "Asia/Shanghai"), or ""', _zone_or_empty),
+    Rule("CRON_DEFAULT_JITTER", "a number of seconds ≥ 0", number(0)),
     Rule("BROKER_REDIS_TRANSPORT", '"reliable" or "kombu"', one_of("reliable", "kombu")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),

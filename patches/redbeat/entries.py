@@ -56,6 +56,7 @@ class Definition:
     options: Mapping[str, Any]
     enabled: bool
     missed_run: MissedRun
+    jitter: float = 0.0  # seconds each slot's publish may be delayed by (policy.jitter_offset); crontabs only
     _template: Template | None = field(default=None, repr=False, compare=False)
 
     def template(self, templates: Templates) -> Template:
@@ -222,6 +223,7 @@ class Definitions:
         self.now = now
         self.policies = policies
         self.default = default
+        self.jitters: dict[str, float] = {}  # the entries with a jitter (see Definition.jitter)
         self.app = app
         self._cache: dict[str, Definition] = {}
         self.static = StaticEntries(self.build)
@@ -234,7 +236,8 @@ class Definitions:
         return Definition(name=name, task=cast(str, entry.get("task")), schedule=bind_clock(schedule, self.now),
                           args=entry.get("args"), kwargs=entry.get("kwargs") or EMPTY,
                           options=entry.get("options") or EMPTY, enabled=True,
-                          missed_run=self.policies.get(name, self.default))  # fmt: skip
+                          missed_run=self.policies.get(name, self.default),
+                          jitter=self.jitters.get(name, 0.0))  # fmt: skip
 
     def get(self, raw: str, key: str | None = None) -> Definition:
         """The decoded definition ``raw`` of the entry stored under ``key``. A static entry's is built from its
@@ -261,6 +264,7 @@ class Definitions:
                 options=data.get("options") or EMPTY,
                 enabled=bool(data.get("enabled", True)),
                 missed_run=self.policies.get(name, self.default),
+                jitter=self.jitters.get(name, 0.0),
             )
             self._cache[raw] = decoded
         return decoded

@@ -79,6 +79,11 @@ class PlannedRun:
     id: str  # the task id: ``<entry>@<slot epoch s>`` or ``<entry>@<request epoch ms>``
     due: float  # epoch seconds: the slot, or when the run was requested
     requested: bool = False
+    offset: float = 0.0  # the slot's jitter: published this long after it on purpose, not late
+
+    @property
+    def publish_at(self) -> float:
+        return self.due + self.offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +150,7 @@ class Observer:
         an upper bound off by at most one chunk's publish time (~10 ms per 1000)."""
         for one in sent:
             if not one.run.requested:
-                self.metrics.dispatch_lateness.observe(max(one.at - one.run.due, 0.0))
+                self.metrics.dispatch_lateness.observe(max(one.at - one.run.publish_at, 0.0))
         slots = sum(1 for one in sent if not one.run.requested)
         if slots:
             self.metrics.dispatched.labels(kind="slot").inc(slots)
@@ -160,7 +165,12 @@ class Observer:
             if run.requested:
                 logger.info("Scheduler: Sent due task %s: run now, requested %s", what, _at(run.due))
             else:
-                logger.info("Scheduler: Sent due task %s: due %s, late %.3fs", what, _at(run.due), max(at - run.due, 0))
+                late = max(at - run.publish_at, 0)
+                if run.offset:
+                    logger.info("Scheduler: Sent due task %s: due %s, jitter %.3fs, late %.3fs", what, _at(run.due),
+                                run.offset, late)  # fmt: skip
+                else:
+                    logger.info("Scheduler: Sent due task %s: due %s, late %.3fs", what, _at(run.due), late)
 
     def uncommitted(self, sent: list[SentRun], why: str) -> None:
         """Runs published whose commit did not happen: the next leader publishes them again, under the same ids."""

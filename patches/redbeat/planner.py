@@ -15,7 +15,17 @@ from celery.schedules import crontab, schedule
 from patches.redbeat.controls import run_now_id
 from patches.redbeat.entries import Definition, Definitions, MetaWriter, decode_meta, run_count
 from patches.redbeat.observe import PlannedRun
-from patches.redbeat.policy import NEVER, from_epoch, next_due, plan, snap, task_id
+from patches.redbeat.policy import (
+    NEVER,
+    from_epoch,
+    jitter_offset,
+    jittered_score,
+    next_due,
+    plan,
+    slot_of,
+    snap,
+    task_id,
+)
 from patches.redbeat.publisher import Templates
 from patches.redbeat.store import Due, DueEntry, Update
 
@@ -92,19 +102,26 @@ class TickPlanner:
         if shape is not None and shape not in self.following:
             self.following[shape] = next_due(sched, from_epoch(now), now)
         upcoming = self.following.get(shape) if shape else None
+        name, jitter = definition.name, definition.jitter
         if item.paused:  # skipped, not queued up: it resumes at its next slot
             logger.info("beat: %s is paused: its slot is skipped", definition.name)
-            return [], upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
+            following = upcoming if upcoming is not None else next_due(sched, from_epoch(now), now)
+            return [], jittered_score(name, following, jitter)
         assert item.score is not None  # a due entry comes from the ZSET
-        slot = self.slot(sched, item)
+        slot = slot_of(sched, item.score, jitter, now) if jitter else None
+        if slot is None or slot > item.score:  # no jitter, or a score that is no slot's (a first run "now")
+            slot = self.slot(sched, item)
         if slot > now:  # a score written before its slot (by stock redbeat): wait for the slot itself
-            return [], slot
-        decided = plan(sched, slot, now, definition.missed_run, upcoming)
+            return [], jittered_score(name, slot, jitter)
+        offset = jitter_offset(name, slot, jitter)
+        decided = plan(sched, slot, now, definition.missed_run, upcoming, offset)
         if decided.skipped:
             logger.warning("beat: %s missed %d run(s) (policy %s)", definition.name, decided.skipped,
                            definition.missed_run.policy)  # fmt: skip
-        name = definition.name
-        return [PlannedRun(name, task_id(name, due), due) for due in decided.slots], decided.next_due
+        runs = [
+            PlannedRun(name, task_id(name, due), due, offset=jitter_offset(name, due, jitter)) for due in decided.slots
+        ]
+        return runs, jittered_score(name, decided.next_due, jitter)
 
     def slot(self, sched: Any, item: DueEntry) -> float:
         """:func:`snap` of the item's score; entries of one schedule due at one score (a burst) share it."""

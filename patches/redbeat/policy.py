@@ -17,6 +17,7 @@ slot and the tick that serves it — is on time under every policy.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -138,15 +139,18 @@ def seed_score(schedule: Any, last_run_at: dt.datetime | None, now: float, first
     return next_due(schedule, last_run_at, now)
 
 
-def plan(schedule: Any, score: float, now: float, missed: MissedRun, following: float | None = None) -> Plan:
+def plan(
+    schedule: Any, score: float, now: float, missed: MissedRun, following: float | None = None, offset: float = 0.0
+) -> Plan:
     """Decide what a due entry (``score <= now``) publishes, and its next score, under its missed-run policy.
 
     ``following`` (the schedule's first fire time after now) may be passed in when the caller already knows it:
-    entries sharing a schedule share it within a tick.
+    entries sharing a schedule share it within a tick. ``offset``: the slot's jitter (see :func:`jitter_offset`),
+    which is not lateness: the run is late from its slot plus that.
     """
     if following is None:
         following = next_due(schedule, from_epoch(now), now)
-    late = now - score
+    late = now - score - offset
     if late <= max(missed.grace, ON_TIME) or missed.policy == ONCE:
         return Plan(slots=(score,), next_due=following, skipped=0)
     if missed.policy == SKIP:
@@ -160,3 +164,42 @@ def plan(schedule: Any, score: float, now: float, missed: MissedRun, following: 
         slots.append(step)
     kept = tuple(slots[-missed.max_catchup :])
     return Plan(slots=kept, next_due=following, skipped=len(slots) - len(kept))
+
+
+# --- jitter ---------------------------------------------------------------------------------------------------------
+# An entry with ``jitter`` seconds is published up to that long after each slot: its score is the slot plus an offset
+# drawn from the slot's id, so every beat computes the same one and the id does not change. The jitter is shorter
+# than the schedule's shortest gap (the configuration refuses more), so exactly one slot lies within ``jitter``
+# before any score, and the slot is found again from the score alone.
+
+
+def jitter_offset(name: str, slot: float, jitter: float) -> float:
+    """The delay of ``name``'s ``slot`` in [0, jitter), in milliseconds: the first 52 bits of the SHA-1 of its id."""
+    if jitter <= 0:
+        return 0.0
+    fraction = int(hashlib.sha1(task_id(name, slot).encode("utf-8")).hexdigest()[:13], 16) / 16**13
+    return round(fraction * jitter, 3)
+
+
+def jittered_score(name: str, slot: float, jitter: float) -> float:
+    """The score that publishes ``slot`` of an entry with ``jitter``: the slot plus its offset (NEVER stays)."""
+    return slot if slot == NEVER or jitter <= 0 else slot + jitter_offset(name, slot, jitter)
+
+
+def slot_of(schedule: Any, score: float, jitter: float, now: float) -> float:
+    """The slot a jittered score publishes: the schedule's one fire time in (score - jitter, score]. A score with no
+    offset (written before the entry had its jitter) is its own slot. To the millisecond: Celery's estimate is a
+    timedelta from its now, a microsecond off the slot at times, and the id takes the slot's whole second."""
+    return round(next_due(schedule, from_epoch(score - jitter), now), 3)
+
+
+def entry_jitter(name: str, raw: Any, schedule: Any) -> float:
+    """An entry's ``jitter`` option: seconds ≥ 0, for a crontab schedule (an interval's slots follow its last run,
+    not a calendar, so a score cannot lead back to its slot); a ValueError naming the entry otherwise."""
+    if raw is None or raw == 0:
+        return 0.0
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+        raise ValueError(f"entry {name}: jitter {raw!r}: expected a number of seconds ≥ 0")
+    if not isinstance(schedule, crontab):
+        raise ValueError(f"entry {name}: jitter applies to crontab schedules, not {schedule!r}")
+    return float(raw)

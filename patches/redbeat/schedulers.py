@@ -45,7 +45,7 @@ from patches.redbeat.entries import (
 )
 from patches.redbeat.observe import Observer
 from patches.redbeat.planner import TickPlanner, next_wake
-from patches.redbeat.policy import MissedRun, from_epoch, seed_score
+from patches.redbeat.policy import MissedRun, entry_jitter, from_epoch, jittered_score, seed_score
 from patches.redbeat.publisher import BatchPublisher, Templates, open_producer
 from patches.redbeat.stall import bounded
 from patches.redbeat.store import SEED_SLICE, Due, LostLockError, Seed, Store
@@ -109,11 +109,16 @@ class RedBeatScheduler(Scheduler):
             given, raw = raw, {"args": None, **raw}
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
+            jitter = entry_jitter(name, raw.pop("jitter", None), raw.get("schedule"))
             # Only the entries whose policy is not the default are listed (one dict slot per entry otherwise).
             if policy == self.conf.missed_run:
                 self.definitions.policies.pop(name, None)
             else:
                 self.definitions.policies[name] = policy
+            if jitter:
+                self.definitions.jitters[name] = jitter
+            else:
+                self.definitions.jitters.pop(name, None)
             self._maybe_entry(name, raw)  # Celery's validation of the entry (a bad schedule raises here)
             self.definitions.static.add(name, given)
         if dict_ and self.leading:
@@ -155,6 +160,8 @@ class RedBeatScheduler(Scheduler):
             logger.error("beat: entry %s has an unreadable meta (%s): treated as never run", name, exc)
             last_run_at = None
         score = seed_score(definition.schedule, last_run_at, now, self.conf.first_run_now)
+        if score != now:  # a slot (a first run "now" fires now)
+            score = jittered_score(name, score, definition.jitter)
         return Seed(name, definition.encode(), NEW_META, score)
 
     # --- leadership -------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ CASES: list[tuple[dict[str, str], str]] = [
      "BKAPP_SETTINGS_CELERY_WORKERS='-2': expected a whole number of processes ≥ 0 (0: int(cpu ** 0.6 * 1.85))"),
     ({"BKAPP_SETTINGS_CELERY_SERIALIZER": "yaml"},
      """BKAPP_SETTINGS_CELERY_SERIALIZER='yaml': expected "json" or "pickle\""""),
+    ({"BKAPP_SETTINGS_CRON_DEFAULT_TIMEZONE": "Mars/Base"},
+     """BKAPP_SETTINGS_CRON_DEFAULT_TIMEZONE='Mars/Base': expected an IANA time zone name (e.g. "Asia/Shanghai"), """
+     '''or ""'''),
     ({"BKAPP_SETTINGS_CRON_TASK_RAISE_ERRORS": "1"},
      "BKAPP_SETTINGS_CRON_TASK_RAISE_ERRORS: expected a JSON bool for this setting, got '1'"),
     ({"BKAPP_SETTINGS_METRICS_EXPORTER_HOST": "0.0.0.0"},

@@ -19,6 +19,7 @@ from alarm_backends.service.scheduler.crontab import (
     select,
     task_name,
 )
+from patches.redbeat.zoned import ZonedCrontab
 
 # The original's table (its tasks/cron.py expires rule), which deployments already run with.
 EXPIRES_VECTORS = {
@@ -125,7 +126,8 @@ def test_parse_entries_accepts_tuples_and_json_lists() -> None:
         (("a.job", "* * * * *", "local"), r"DEFAULT_CRONTAB\[1\].*run_type 'local'"),
         (("not a path", "* * * * *", "global"), r"DEFAULT_CRONTAB\[1\].*not a dotted"),
         (("a.job", "* * * * *"), r"DEFAULT_CRONTAB\[1\].*expected \(dotted path, cron, run_type\[, options\]\)"),
-        (("a.job", "* * * * *", "global", {"queue": "x"}), r"DEFAULT_CRONTAB\[1\].*only 'missed_run'"),
+        (("a.job", "* * * * *", "global", {"queue": "x"}), r"DEFAULT_CRONTAB\[1\].*a dict of missed_run, timezone"),
+        (("a.job", "* * * * *", "global", {"timezone": "CST"}), r"DEFAULT_CRONTAB\[1\].*time zone 'CST' is not"),
         (("a.job", "* * * * *", "global", {"missed_run": {"policy": "never"}}), r"DEFAULT_CRONTAB\[1\].*policy in"),
         ("a.job * * * * * global", r"DEFAULT_CRONTAB\[1\]"),
     ],
@@ -138,6 +140,14 @@ def test_a_bad_entry_gives_one_error_naming_it(entry: object, message: str) -> N
 def test_an_entry_may_carry_its_missed_run_policy() -> None:
     (entry,) = _parse([("a.job", "* * * * *", "global", {"missed_run": {"policy": "skip", "grace": 30}})])
     assert entry.missed_run == {"policy": "skip", "grace": 30}
+
+
+def test_an_entry_may_name_its_time_zone() -> None:
+    (entry,) = _parse([("a.job", "30 2 * * *", "global", {"timezone": "America/New_York"})])
+    assert entry.timezone == "America/New_York"
+    zoned = make_crontab(entry.cron, entry.timezone)
+    assert isinstance(zoned, ZonedCrontab) and zoned.zone_name == "America/New_York"
+    assert not isinstance(make_crontab(entry.cron), ZonedCrontab)
 
 
 def test_duplicate_paths_are_rejected_across_lists() -> None:

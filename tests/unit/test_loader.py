@@ -92,6 +92,22 @@ def test_override_exclude_and_expires() -> None:
     assert PREFIX + "tests_integration_jobs_boom" not in regs
 
 
+def test_an_entrys_time_zone_and_the_default_one() -> None:
+    crontab_json = json.dumps(
+        [
+            ["tests.integration.jobs.record_effect", "30 2 * * *", "global", {"timezone": "America/New_York"}],
+            ["tests.integration.jobs.boom", "0 9 1-5 * *", "global"],  # weekdays (Celery's field order)
+        ]
+    )
+    record, boom = PREFIX + "tests_integration_jobs_record_effect", PREFIX + "tests_integration_jobs_boom"
+    regs = registrations(BKAPP_SETTINGS_DEFAULT_CRONTAB=crontab_json)
+    assert regs[record]["cron"] == "<crontab: 30 2 * * * (m/h/dM/MY/d) in America/New_York>"
+    assert regs[boom]["cron"] == "<crontab: 0 9 * * 1-5 (m/h/dM/MY/d)>"  # the app's zone, as the original
+    regs = registrations(BKAPP_SETTINGS_DEFAULT_CRONTAB=crontab_json, BKAPP_SETTINGS_CRON_DEFAULT_TIMEZONE="Asia/Tokyo")
+    assert regs[record]["cron"].endswith("in America/New_York>")  # its own zone wins
+    assert regs[boom]["cron"] == "<crontab: 0 9 * * 1-5 (m/h/dM/MY/d) in Asia/Tokyo>"
+
+
 def test_global_entries_only_in_the_default_cluster() -> None:
     regs = registrations(BK_MONITOR_ALARM_BACKEND_CLUSTER_NAME="Blue")
     names = set(regs)

@@ -18,7 +18,7 @@ from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.controls import Controls, Snapshot, StoredEntry
 from patches.redbeat.entries import Definitions, decode_meta
-from patches.redbeat.policy import MissedRun, from_epoch
+from patches.redbeat.policy import MissedRun, entry_jitter, from_epoch
 from patches.redbeat.publisher import Templates
 from patches.redbeat.store import Store
 
@@ -51,8 +51,14 @@ class Schedule:
         self.where = f"{self.conf.key_prefix}* in {redact_url(str(app.conf.get('redbeat_redis_url') or ''))}"
         self.templates = Templates(app)
         self.policies: dict[str, MissedRun] = {}
+        # What the configuration gives an entry beside its stored definition (which is a plain crontab, as stock's):
+        # its zone and its jitter, as the leader applies them.
+        self.zones: dict[str, str] = {}
+        self.jitters: dict[str, float] = {}
         for name, entry in (app.conf.beat_schedule or {}).items():
+            self.zones[name] = view.schedule_zone(entry.get("schedule"))
             try:
+                self.jitters[name] = entry_jitter(name, entry.get("jitter"), entry.get("schedule"))
                 self.policies[name] = MissedRun.parse(entry.get("missed_run"), self.conf.missed_run)
             except ValueError:  # a hand-made entry the loader would skip; the default is shown
                 continue
@@ -100,6 +106,7 @@ class Schedule:
                     task=str(entry.get("task")),
                     queue=str(getattr(task, "queue", None) or "?"),
                     cron=view.cron_text(entry.get("schedule")),
+                    zone=view.schedule_zone(entry.get("schedule")),
                     description=view.describe(entry.get("schedule")),
                     expires=expires if isinstance(expires, int | float) else None,
                     static=True,
@@ -162,6 +169,7 @@ class Schedule:
         fields.update(
             task=definition.task,
             cron=view.cron_text(definition.schedule),
+            zone=self.zones.get(entry.name) or view.schedule_zone(definition.schedule),
             description=view.describe(definition.schedule),
             enabled=definition.enabled,
             schedule=repr(definition.schedule),
@@ -169,6 +177,7 @@ class Schedule:
             kwargs=definition.kwargs,
             options=definition.options,
             missed_run=dict(_policy_fields(definition.missed_run)),
+            jitter=self.jitters.get(entry.name, definition.jitter),
         )
         try:
             # Where the leader publishes it and for how long: the task's own queue and expires, unless the entry's

@@ -34,6 +34,7 @@ class Row:
     task: str = "?"
     queue: str = "?"
     cron: str = ""  # as the crontab lists write it; "" for a schedule that is not a crontab
+    zone: str = ""  # the IANA zone the cron is evaluated in, when the entry names one ("": the app's)
     description: str = ""
     next_run: float | None = None  # the entry's score: its next slot (skipped while paused); None: not scheduled
     last_run: float | None = None
@@ -48,6 +49,7 @@ class Row:
     kwargs: Any = field(default_factory=dict)
     options: Any = field(default_factory=dict)
     missed_run: dict[str, Any] = field(default_factory=dict)
+    jitter: float = 0.0  # seconds each slot's publish may be delayed by
     problem: str = ""  # why the entry cannot be read or published, if it cannot
     status: str = ""  # NOT_SYNCED or ERROR: a state the row was given rather than read from the store
 
@@ -69,6 +71,11 @@ class Row:
 
 
 # --- crons ---------------------------------------------------------------------------------------------------------
+
+
+def schedule_zone(sched: Any) -> str:
+    """The zone a crontab names for itself (``patches.redbeat.zoned.ZonedCrontab``), or ""."""
+    return str(getattr(sched, "zone_name", "") or "")
 
 
 def cron_text(sched: Any) -> str:
@@ -197,7 +204,7 @@ def cells(row: Row, now: float, tz: dt.tzinfo) -> dict[str, str]:
     return {
         "name": row.name,
         "queue": row.queue,
-        "cron": row.cron or "-",
+        "cron": (f"{row.cron} ({row.zone})" if row.zone else row.cron) or "-",
         "description": row.description or "-",
         "next_run": "(paused)" if row.paused_since is not None else when(row.next_run, now, tz, short=True),
         "last_run": when(row.last_run, now, tz, short=True) if row.last_run is not None else "never",
@@ -218,6 +225,7 @@ def table(rows: Sequence[Row], now: float, tz: dt.tzinfo, cron_zone: str = "UTC"
 def details(row: Row, now: float, tz: dt.tzinfo, timezone: str) -> list[tuple[str, str]]:
     """Every field of one entry (``beat_schedule show``), as (label, value) pairs."""
     policy = row.missed_run
+    timezone = row.zone or timezone  # the entry's own zone, if it names one
     paused = f"since {when(row.paused_since, now, tz)}" if row.paused_since is not None else "no"
     return [
         ("name", row.name),
@@ -240,7 +248,9 @@ def details(row: Row, now: float, tz: dt.tzinfo, timezone: str) -> list[tuple[st
         ("kwargs", repr(row.kwargs)),
         ("options", repr(row.options)),
         ("missed_run", missed_run_text(policy)),
-    ]
+        ("jitter", f"up to {row.jitter:g}s after each slot (a fixed offset per slot; its id unchanged)"
+                   if row.jitter else "none"),
+    ]  # fmt: skip
 
 
 def missed_run_text(policy: dict[str, Any]) -> str:

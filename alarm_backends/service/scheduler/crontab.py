@@ -19,8 +19,11 @@ from typing import Any
 from celery.schedules import crontab
 
 from patches.redbeat.policy import MissedRun
+from patches.redbeat.zoned import ZonedCrontab, zone_of
 
 RUN_TYPES = ("global", "cluster")
+# What an entry's fourth element may hold (see patches.redbeat.policy and patches.redbeat.zoned).
+ENTRY_OPTIONS = ("missed_run", "timezone", "jitter")
 CRON_MODULE = "alarm_backends.service.scheduler.tasks.cron"
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 MIN_EXPIRES, MAX_EXPIRES = 300, 3600
@@ -59,6 +62,8 @@ class CronEntry:
     source: str  # the setting the entry came from, for error messages
     index: int = 0  # its position in that setting's list
     missed_run: dict[str, Any] | None = None  # the entry's own missed-run policy (see patches.redbeat.policy)
+    timezone: str | None = None  # the IANA zone its cron is evaluated in; None: CRON_DEFAULT_TIMEZONE
+    jitter: float | None = None  # seconds a slot's publish may be delayed by; None: CRON_DEFAULT_JITTER
 
     @property
     def task_name(self) -> str:
@@ -70,12 +75,13 @@ def task_name(path: str) -> str:
     return f"{CRON_MODULE}.{path.replace('.', '_')}"
 
 
-def make_crontab(cron: str) -> crontab:
-    """Five fields in Celery's order (m h dow dom moy); raises ValueError on anything else."""
+def make_crontab(cron: str, zone: str | None = None) -> crontab:
+    """Five fields in Celery's order (m h dow dom moy), evaluated in the app's zone or (``zone``) in that IANA
+    zone's wall clock (:class:`ZonedCrontab`); raises ValueError on anything else."""
     fields = cron.split()
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields (minute hour day_of_week day_of_month month_of_year), got {len(fields)}")
-    schedule = crontab(*fields)
+    schedule = ZonedCrontab(*fields, zone=zone) if zone else crontab(*fields)
     if min_gap_minutes(schedule) is None:
         raise ValueError("it never fires")
     return schedule
@@ -122,6 +128,24 @@ def _min_gap(
     return min(gaps) if gaps else _SPAN_DAYS * 1440
 
 
+def check_jitter(jitter: Any, cron: str) -> None:
+    """A jitter is seconds ≥ 0 and shorter than the cron's shortest gap: a slot's publish never passes the next
+    slot (the scheduler finds a slot again from its delayed score, patches.redbeat.policy.slot_of)."""
+    if isinstance(jitter, bool) or not isinstance(jitter, int | float) or jitter < 0:
+        raise ValueError(f"jitter {jitter!r}: expected a number of seconds ≥ 0")
+    gap = min_gap_minutes(make_crontab(cron))
+    if gap is not None and jitter >= gap * 60:
+        raise ValueError(f"jitter {jitter!r}: must be shorter than the cron's shortest gap ({gap * 60}s)")
+
+
+def effective_jitter(entry_jitter: float | None, default: float, cron: str) -> float:
+    """The entry's own jitter, or the default capped at half the cron's shortest gap."""
+    if entry_jitter is not None:
+        return entry_jitter
+    gap = min_gap_minutes(make_crontab(cron)) or 1
+    return min(float(default), gap * 60 / 2)
+
+
 @functools.lru_cache(maxsize=4096)
 def expires_for(cron: str) -> int:
     """Seconds a published run stays valid: the gap to the next run less one second, clamped to 300-3600.
@@ -142,14 +166,18 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
         raise CronConfigError(f"{where} = {raw!r}: expected (dotted path, cron, run_type[, options])")
     path, cron, run_type = raw[:3]
     options = raw[3] if len(raw) == 4 else {}
-    if not isinstance(options, Mapping) or set(options) - {"missed_run"}:
-        raise CronConfigError(f"{where} = {raw!r}: options must be a dict with only 'missed_run'")
-    missed_run = options.get("missed_run")
-    if missed_run is not None:
-        try:
+    if not isinstance(options, Mapping) or set(options) - set(ENTRY_OPTIONS):
+        raise CronConfigError(f"{where} = {raw!r}: options must be a dict of {', '.join(ENTRY_OPTIONS)}")
+    missed_run, zone, jitter = options.get("missed_run"), options.get("timezone"), options.get("jitter")
+    try:
+        if missed_run is not None:
             MissedRun.parse(missed_run)
-        except ValueError as exc:
-            raise CronConfigError(f"{where} = {raw!r}: {exc}") from None
+        if zone is not None:
+            zone_of(zone)
+        if jitter is not None and isinstance(cron, str):
+            check_jitter(jitter, cron)
+    except ValueError as exc:
+        raise CronConfigError(f"{where} = {raw!r}: {exc}") from None
     if not isinstance(path, str) or not DOTTED_PATH.match(path):
         raise CronConfigError(f"{where} = {raw!r}: {path!r} is not a dotted module or function path")
     if run_type not in RUN_TYPES:
@@ -168,6 +196,8 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
         source=source,
         index=index,
         missed_run=missed_run and dict(missed_run),
+        timezone=zone,
+        jitter=None if jitter is None else float(jitter),
     )
 
 

@@ -28,6 +28,8 @@ class PeriodicTask(Task):
     run_every: Any
     # The entry's missed-run policy for the patched scheduler (None: the scheduler's default).
     missed_run: dict[str, Any] | None = None
+    # Seconds each slot's publish may be delayed by, the same for every beat (patches.redbeat.policy.jitter_offset).
+    jitter: float = 0.0
 
     @property
     def expires_on_redis_clock(self) -> bool:
@@ -78,6 +80,8 @@ class PeriodicTask(Task):
         }
         if cls.missed_run is not None:
             entry["missed_run"] = cls.missed_run
+        if cls.jitter:
+            entry["jitter"] = cls.jitter
         app.conf.beat_schedule[cls.name] = entry
 
 

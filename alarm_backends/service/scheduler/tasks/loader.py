@@ -17,6 +17,7 @@ from alarm_backends.core.cluster import get_cluster
 from alarm_backends.service.scheduler.crontab import (
     CronConfigError,
     CronEntry,
+    effective_jitter,
     expires_for,
     make_crontab,
     parse_entries,
@@ -33,7 +34,8 @@ def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int
     the task. Its logs and metrics name the job's path (or, ``function_label``, its function) and the entry's own
     queue."""
     module, _, func_name = name.rpartition(".")
-    schedule = make_crontab(entry.cron)
+    # The entry's zone, or the default one ("": the app's).
+    schedule = make_crontab(entry.cron, entry.timezone or settings.CRON_DEFAULT_TIMEZONE or None)
 
     def task() -> Any:
         return run_job(entry.path, entry.queue, task_name=name, function_label=function_label, schedule=schedule)
@@ -49,6 +51,7 @@ def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int
         queue=queue,
         expires=expires,
         missed_run=entry.missed_run,
+        jitter=effective_jitter(entry.jitter, settings.CRON_DEFAULT_JITTER, entry.cron),
         # An unimportable job is already logged once, clearly, by run_job: Celery logs an expected error at INFO
         # without its traceback (the task still fails).
         throws=(CronJobImportError,),
