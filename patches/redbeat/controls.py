@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from patches.redbeat.store import Store, load_script
 
@@ -81,9 +82,7 @@ class Controls:
         """The whole schedule in two round trips: the keys, then every entry's hash."""
         store = self.store
         with store.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.pttl(store.lock_key)
-            pipe.get(store.lock_key)
+            self._clock_and_lock(pipe)
             pipe.zrange(store.schedule_key, 0, -1, withscores=True)
             pipe.smembers(store.statics_key)
             pipe.hgetall(store.run_now_key)
@@ -109,9 +108,7 @@ class Controls:
         store = self.store
         key = store.key(name)
         with store.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.pttl(store.lock_key)
-            pipe.get(store.lock_key)
+            self._clock_and_lock(pipe)
             pipe.zscore(store.schedule_key, key)
             pipe.sismember(store.statics_key, name)
             pipe.hget(store.run_now_key, name)
@@ -126,9 +123,7 @@ class Controls:
         """The lock, the leader record and the beats seen, in one round trip."""
         store = self.store
         with store.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.pttl(store.lock_key)
-            pipe.get(store.lock_key)
+            self._clock_and_lock(pipe)
             pipe.hgetall(store.leader_key)
             pipe.zrange(store.beats_key, 0, -1, withscores=True)
             (seconds, micros), pttl, holder, record, beats = pipe.execute()
@@ -140,6 +135,12 @@ class Controls:
             record=dict(record or {}),
             beats=[(str(token), float(seen)) for token, seen in beats],
         )
+
+    def _clock_and_lock(self, pipe: Any) -> None:
+        """The first three replies of every read: the server's TIME, and the lock's PTTL and value."""
+        pipe.time()
+        pipe.pttl(self.store.lock_key)
+        pipe.get(self.store.lock_key)
 
     def pause(self, name: str) -> ControlOutcome:
         return self._outcome(self._pause(keys=[self.store.key(name)], args=["1"]))

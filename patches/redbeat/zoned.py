@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
 from celery.schedules import crontab, schedstate
+from celery.utils.time import remaining
 
 UTC = dt.UTC
 # The matcher's app: Celery reads a crontab's zone from its app.
@@ -64,13 +65,14 @@ class ZonedCrontab(crontab):
     # --- the wall clock ---------------------------------------------------------------------------------------
 
     def _next_wall(self, wall: dt.datetime) -> dt.datetime | None:
-        """The first wall time after ``wall`` that the cron matches (Celery's matching, on a UTC clock)."""
-        at = _epoch(wall)
-        self._matcher.nowfun = lambda: dt.datetime.fromtimestamp(at, UTC)
-        remaining = self._matcher.remaining_estimate(dt.datetime.fromtimestamp(at, UTC))
-        if remaining is None:
+        """The first wall time after ``wall`` that the cron matches (Celery's matching, on a UTC clock). From
+        Celery's delta alone, not its clock: the matcher is shared by every copy of the schedule and every thread."""
+        start = dt.datetime.fromtimestamp(_epoch(wall), UTC)
+        last, delta, _ = self._matcher.remaining_delta(start)
+        ahead = remaining(last, delta, last)
+        if ahead is None:
             return None
-        return _wall(at + remaining.total_seconds())
+        return _wall(last.timestamp() + ahead.total_seconds())
 
     def instant(self, wall: dt.datetime) -> float:
         """When ``wall`` fires: its only instant, its first one in a fold, the gap's end in a gap."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import functools
-from collections.abc import Iterator
 
 import pytest
-from celery import current_app
 from celery.schedules import crontab
 from croniter import CroniterBadDateError, croniter
 from hypothesis import assume, example, given, settings
@@ -29,15 +27,7 @@ YEARS = 28
 START = dt.datetime(2026, 12, 6, 1, 2, 3, tzinfo=dt.UTC)
 
 
-@pytest.fixture(autouse=True)
-def backend_app() -> Iterator[None]:
-    """Schedules evaluate in their app's time zone: the backend app's (UTC), the current app in beat and workers."""
-    from alarm_backends.service.scheduler.app import app
-
-    previous = current_app._get_current_object()
-    app.set_current()
-    yield
-    previous.set_current()
+pytestmark = pytest.mark.usefixtures("backend_app_current")
 
 
 def standard(cron: str) -> str:

@@ -8,10 +8,8 @@ import datetime as dt
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from celery import current_app
 from celery.schedules import schedule
 from croniter import croniter
 from hypothesis import given, settings
@@ -35,15 +33,7 @@ from patches.redbeat.policy import (
 SLOT = 1_796_000_040.0  # a whole minute
 
 
-@pytest.fixture(autouse=True)
-def backend_app() -> Iterator[None]:
-    """Schedules evaluate in their app's zone: the backend app's (UTC)."""
-    from alarm_backends.service.scheduler.app import app
-
-    previous = current_app._get_current_object()
-    app.set_current()
-    yield
-    previous.set_current()
+pytestmark = pytest.mark.usefixtures("backend_app_current")
 
 
 def test_the_offset_is_within_the_jitter_and_spreads_a_burst() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -130,3 +131,14 @@ def test_it_pickles_compares_and_names_its_zone() -> None:
 def test_a_zone_that_is_not_an_iana_name_is_refused_by_name(name: object) -> None:
     with pytest.raises(ValueError, match=repr(name).replace("(", r"\(")):
         zone_of(name)  # type: ignore[arg-type]
+
+
+def test_threads_sharing_one_schedule_get_each_their_own_answer() -> None:
+    """The schedule object is shared (by a task and its beat entry, by a worker's threads): one thread's question
+    must not change another's answer."""
+    schedule = ZonedCrontab("*/7", "*", zone="Europe/Berlin")
+    starts = [1_790_000_000 + 97 * n for n in range(400)]
+    expected = [schedule.next_after(start) for start in starts]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(schedule.next_after, starts)) == expected
