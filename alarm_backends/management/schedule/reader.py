@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import weakref
 from typing import Any
 
 from celery import Celery
@@ -32,6 +33,20 @@ def holder_text(holder: str | None) -> str:
     if host and pid.isdigit() and nonce:
         return f"host {host}, pid {pid}"
     return f"lock token {holder}" if holder else "holder unknown"
+
+
+# A stored definition's fields as a listing shows them, by app and by the definition's JSON: decoding and describing
+# 10,000 definitions was most of a listing's time, and a definition hardly ever changes (the scheduler caches its
+# decoded definitions by their JSON the same way). Bounded: a schedule redefined over and over starts afresh.
+_DEFINITION_FIELDS: weakref.WeakKeyDictionary[Celery, dict[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
+_FIELDS_KEPT = 100_000
+
+
+@functools.lru_cache(maxsize=65_536)
+def _meta(raw: str | None) -> tuple[float | None, int]:
+    """A stored meta's last run (epoch seconds) and run count; ValueError when unreadable."""
+    last_run_at, total = decode_meta(raw)
+    return (last_run_at.timestamp() if last_run_at else None), total
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,37 +171,49 @@ class Schedule:
             "static": entry.static,
         }
         try:
-            last_run_at, fields["total_runs"] = decode_meta(entry.meta)
-            fields["last_run"] = last_run_at.timestamp() if last_run_at else None
+            fields["last_run"], fields["total_runs"] = _meta(entry.meta)
         except ValueError:
             fields["problem"] = "unreadable meta (the next run rewrites it)"
         if entry.definition is None:
             return view.Row(**{**fields, "problem": "no definition (the leader removes it when it is due)"})
+        cache = _DEFINITION_FIELDS.setdefault(self.app, {})
+        decoded = cache.get(entry.definition)
+        if decoded is None:
+            decoded = self.decoded(entry.definition, definitions)
+            if len(cache) >= _FIELDS_KEPT:
+                cache.clear()
+            cache[entry.definition] = decoded
+        fields.update(decoded)
+        policy = self.policies.get(entry.name, self.conf.missed_run)
+        zone = self.zones.get(entry.name) or fields.get("zone", "")
+        fields.update(missed_run=dict(_policy_fields(policy)), zone=zone, jitter=self.jitters.get(entry.name, 0.0))
+        return view.Row(**fields)
+
+    def decoded(self, raw: str, definitions: Definitions) -> dict[str, Any]:
+        """The fields a stored definition gives a row (the same for every entry with that JSON), or its problem."""
         try:
-            definition = definitions.get(entry.definition)
+            definition = definitions.get(raw)
         except Exception as exc:  # whatever a hand-written definition holds, the rest of the list is still shown
-            return view.Row(**{**fields, "problem": f"unreadable definition: {exc}"})
-        fields.update(
-            task=definition.task,
-            cron=view.cron_text(definition.schedule),
-            zone=self.zones.get(entry.name) or view.schedule_zone(definition.schedule),
-            description=view.describe(definition.schedule),
-            enabled=definition.enabled,
-            schedule=repr(definition.schedule),
-            args=definition.args,
-            kwargs=definition.kwargs,
-            options=definition.options,
-            missed_run=dict(_policy_fields(definition.missed_run)),
-            jitter=self.jitters.get(entry.name, definition.jitter),
-        )
+            return {"problem": f"unreadable definition: {exc}"}
+        fields: dict[str, Any] = {
+            "task": definition.task,
+            "cron": view.cron_text(definition.schedule),
+            "zone": view.schedule_zone(definition.schedule),
+            "description": view.describe(definition.schedule),
+            "enabled": definition.enabled,
+            "schedule": repr(definition.schedule),
+            "args": definition.args,
+            "kwargs": definition.kwargs,
+            "options": definition.options,
+        }
         try:
             # Where the leader publishes it and for how long: the task's own queue and expires, unless the entry's
             # options say otherwise (shared by every entry of the task and options: the body is not needed).
             template = self.templates.base(definition.task, definition.options)
         except Exception as exc:
-            return view.Row(**{**fields, "problem": f"cannot be published: {exc}"})
+            return {**fields, "problem": f"cannot be published: {exc}"}
         queue = template.declare[0].name if template.declare else template.routing_key
-        return view.Row(**fields, queue=queue or "?", expires=template.expires)
+        return {**fields, "queue": queue or "?", "expires": template.expires}
 
     def leader(self, snapshot: Snapshot) -> str:
         return self.leader_line(snapshot.lock_ttl, snapshot.lock_holder)
