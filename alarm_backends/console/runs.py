@@ -35,10 +35,7 @@ class SlotRuns:
 
     def lateness(self) -> float | None:
         """From the slot's due time to the start of its run: beat's dispatch, the queue and the worker together."""
-        run = self.run
-        if run is None or run.due is None:
-            return None
-        return run.ts - run.cost - run.due
+        return self.run.lateness if self.run is not None else None
 
 
 def read_window() -> tuple[list[tuple[str, dict[str, Any]]], str]:
@@ -93,7 +90,7 @@ def table(found: list[SlotRuns], tz: dt.tzinfo) -> list[dict[str, str]]:
             "slot": row.slot or "-",
             "due": view.stamp(due, tz) if due is not None else "-",
             "published": view.stamp(run.published, tz) if run is not None and run.published else "-",
-            "started": view.stamp(run.ts - run.cost, tz) if run is not None else "-",
+            "started": view.stamp(run.started, tz) if run is not None else "-",
             "finished": view.stamp(run.ts, tz) if run is not None else "-",
             "late": f"{late:+.3f}s" if late is not None else "-",
             "duration": _duration(run.cost) if run is not None else "-",
@@ -116,8 +113,8 @@ def last_lateness(window: Iterable[tuple[str, dict[str, Any]]], names: set[str])
             entry = RunLogEntry.from_fields(fields)
         except (KeyError, ValueError):
             continue
-        if entry.due is not None:
-            late[name] = entry.ts - entry.cost - entry.due
+        if entry.lateness is not None:
+            late[name] = entry.lateness
     return late
 
 

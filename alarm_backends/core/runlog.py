@@ -49,6 +49,16 @@ class RunLogEntry:
     published: float | None = None
 
     @property
+    def started(self) -> float:
+        return self.ts - self.cost
+
+    @property
+    def lateness(self) -> float | None:
+        """From the slot's due time to the run's start (beat, broker and worker together); None without a slot."""
+        due = self.due
+        return None if due is None else self.started - due
+
+    @property
     def entry(self) -> str:
         """The schedule entry the slot belongs to ('' without a slot): several entries may share one task."""
         return self.slot.rpartition("@")[0]
