@@ -15,7 +15,7 @@ from typing import Any
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import JavascriptException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -24,6 +24,7 @@ from tests.gate import skip_or_fail
 from tests.net import LOOPBACK
 
 WAIT = 15.0  # seconds a page or an element may take to show up
+BODY_TEXT = "return document.body ? document.body.innerText : ''"  # the page's text as WebDriver's own would read it
 # Chromium as root, without a screen, in a network that refuses everything but loopback: no sandbox (root), no GPU,
 # and none of the background services that would call out at start.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
@@ -72,9 +73,13 @@ def live_console() -> Iterator[str]:
 
 
 def wait_text(driver: webdriver.Chrome, text: str, timeout: float = WAIT) -> None:
-    """Until the page's text holds ``text`` (a page still loading is asked again)."""
-    waiting = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
-    waiting.until(lambda d: text in d.find_element(By.TAG_NAME, "body").text, f"{text!r} on {driver.current_url}")
+    """Until the page's text holds ``text`` (a page still loading is asked again).
+
+    The text is read by one script in one document: finding ``body`` and then asking its text are two commands, and
+    a navigation between them (the sign-in form's redirect) fails the second with Chrome's "node does not belong to
+    the document", an error no ignore-list can name (WebDriverException, the base of every failure)."""
+    waiting = WebDriverWait(driver, timeout, ignored_exceptions=(JavascriptException,))
+    waiting.until(lambda d: text in d.execute_script(BODY_TEXT), f"{text!r} on {driver.current_url}")
 
 
 def post_status(driver: webdriver.Chrome, path: str) -> int:
