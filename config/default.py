@@ -156,6 +156,14 @@ CRON_DEFAULT_TIMEZONE = ""
 # slot, the same from every beat; the slot id does not change), capped at half the entry's shortest gap: spreads a
 # burst of entries on one cron over that window. 0, the original's: every slot is published at once.
 CRON_DEFAULT_JITTER = 0
+# What a scheduled run does when the entry's previous run is still running, for entries without their own "overlap":
+# "allow" (the original's: they overlap), "skip" (not run, counted and logged), "buffer_one" (run as soon as the
+# running one ends, at most one waiting) or "replace" (the running one terminated). See
+# alarm_backends/service/scheduler/overlap.
+CRON_DEFAULT_OVERLAP = "allow"
+# Seconds a running job's hold on its entry (under an overlap policy other than "allow") lasts unless renewed; it is
+# renewed every third of this while the job runs, so a worker killed mid-run frees the entry within this long.
+CRON_RUN_LEASE = 60
 # The Redis broker's transport (CELERY_BROKER_BACKEND = "redis"): "reliable" (patches/kombu_redis: a message moves
 # atomically from its queue into its consumer's record, and what a dead consumer held is back in its queue within
 # seconds) or "kombu" (kombu's own, the original's: a consumer dying as it takes a message loses it, and what a

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from alarm_backends.core.runlog import DUPLICATE, EXPIRED, NOT_RUN, RunLogEntry, stream_key
+from alarm_backends.core.runlog import BUFFERED, DUPLICATE, EXPIRED, NOT_RUN, REPLACED, SKIPPED, RunLogEntry, stream_key
 from alarm_backends.core.storage.redis import LOG, describe_role, get_client
 from alarm_backends.management.schedule import view
 
@@ -122,8 +122,18 @@ def _duration(cost: float) -> str:
     return f"{cost:.3f}s" if cost < 60 else view.duration(cost)
 
 
+# A slot without a run of its own, by what was logged of it (the first that applies).
+_NOT_RUN_OUTCOMES = (
+    (REPLACED, "replaced: terminated for a newer run (overlap)"),
+    (SKIPPED, "not run: skipped, the previous run still running (overlap)"),
+    (BUFFERED, "waiting: buffered until the previous run ends (overlap)"),
+    (EXPIRED, "not run: expired"),
+)
+
+
 def _outcome(row: SlotRuns) -> str:
     if row.run is None:
-        expired = row.dropped.get(EXPIRED, 0)
-        return "not run: expired" if expired else "not run: only duplicate deliveries logged"
-    return row.run.status + (f" ({row.run.exception})" if row.run.exception else "")
+        said = (text for status, text in _NOT_RUN_OUTCOMES if row.dropped.get(status))
+        return next(said, "not run: only duplicate deliveries logged")
+    waited = ", after waiting (buffered)" if row.dropped.get(BUFFERED) else ""
+    return row.run.status + (f" ({row.run.exception})" if row.run.exception else "") + waited

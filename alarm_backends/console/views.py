@@ -131,6 +131,8 @@ def entry_detail(request: HttpRequest, name: str) -> HttpResponse:
         raise Http404(f"no entry named {name!r} in the schedule")
     tz = timezone.get_default_timezone()
     window, runs_problem = runs.read_window()
+    if loaded.schedule is not None:
+        row = loaded.schedule.with_overlap_state(row)
     details = view.details(row, loaded.now, tz, loaded.app_timezone)
     if row.next_run is not None:  # crons run in the app's timezone; the page's times are local: UTC as well
         details.insert([label for label, _ in details].index("next run") + 1,

@@ -32,14 +32,17 @@ def stream_key() -> str:
 # A delivery a worker did not run (dedupe.claim): logged beside the runs so an entry's page can count them per slot,
 # and left out of the report's run totals (cron_report), since nothing ran.
 DUPLICATE, EXPIRED = "duplicate", "expired"
-NOT_RUN = frozenset({DUPLICATE, EXPIRED})
+# What an entry's overlap policy made of a run that found the previous one still running (scheduler.overlap): not
+# run, run later, or the running one terminated (written under that one's slot, whose own entry its end never wrote).
+SKIPPED, BUFFERED, REPLACED = "skipped", "buffered", "replaced"
+NOT_RUN = frozenset({DUPLICATE, EXPIRED, SKIPPED, BUFFERED, REPLACED})
 
 
 @dataclass(frozen=True)
 class RunLogEntry:
     task: str
     queue: str
-    status: str  # success | failed, or a delivery not run: duplicate | expired
+    status: str  # success | failed, or a delivery not run: duplicate | expired | skipped | buffered | replaced
     cost: float
     exception: str
     ts: float

@@ -39,8 +39,9 @@ ACTION_TASK_CRONTAB = [
 
 # Queue celery_long_task_cron.
 LONG_TASK_CRONTAB = [
-    # trim the run log in the log DB to its retention
-    ("alarm_backends.jobs.log_trim", "0 * * * *", "global"),
+    # trim the run log in the log DB to its retention; a trim still running when the next is due has that one's work
+    # to do already, so the next is skipped rather than run beside it
+    ("alarm_backends.jobs.log_trim", "0 * * * *", "global", {"overlap": "skip"}),
 ]
 
 # Queue celery_api_cron (fixed expires 300; the task keeps the job's own name).

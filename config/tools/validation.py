@@ -212,6 +212,12 @@ RULES = (
     Rule("CRON_EXPIRES_CLOCK", '"redis" or "worker"', one_of("redis", "worker")),
     Rule("CRON_DEFAULT_TIMEZONE", 'an IANA time zone name (e.g. "Asia/Shanghai"), or ""', _zone_or_empty),
     Rule("CRON_DEFAULT_JITTER", "a number of seconds ≥ 0", number(0)),
+    Rule(
+        "CRON_DEFAULT_OVERLAP",
+        '"allow", "skip", "buffer_one" or "replace"',
+        one_of("allow", "skip", "buffer_one", "replace"),
+    ),
+    Rule("CRON_RUN_LEASE", "a number of seconds from 1 to 3600", number(1, 3600)),
     Rule("BROKER_REDIS_TRANSPORT", '"reliable" or "kombu"', one_of("reliable", "kombu")),
     Rule("METRICS_EXPORTER_HOST", "a loopback address (127.0.0.1, ::1 or localhost)", loopback),
     Rule("METRICS_EXPORTER_PORT", "a TCP port 1-65535, or 0 to leave the exporter out", integer(0, 65535)),

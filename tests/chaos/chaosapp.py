@@ -8,6 +8,7 @@
 ``CHAOS_ENTRIES``       how many entries (``e00`` …), each due every ``CHAOS_INTERVAL`` seconds on the epoch grid
 ``CHAOS_LOCK_TIMEOUT``  ``redbeat_lock_timeout``
 ``CHAOS_JOB_SECONDS``   how long each run sleeps between recording its start and its finish
+``CHAOS_OVERLAP``       every entry's overlap policy (``allow``, ``skip``, …), with ``BKAPP_SETTINGS_CRON_RUN_LEASE``
 ``CHAOS_LEADER_GATE``   ``1``: gate the beat by the platform's Consul ring-leader check (``redbeat_leader_gate``), with
                         Consul, host address and ring settings from the environment, as on a host
 ``CHAOS_BEAT_FAULT_FILE``, ``CHAOS_WORKER_FAULT_FILE``
@@ -146,6 +147,7 @@ class ChaosTask(PeriodicTask):
     ``beat_schedule``: the task does not add an entry of its own."""
 
     run_every = None
+    overlap = os.environ.get("CHAOS_OVERLAP", "allow")  # every entry's (the platform's overlap/, as a cron task's)
 
     @classmethod
     def on_bound(cls, app: Celery) -> None:

@@ -124,10 +124,13 @@ class Scenario:
         job_seconds: float = 0.0,
         persistent_broker: bool = False,
         persistent_store: bool = False,
+        overlap: str = "allow",
+        run_lease: float = 60.0,
     ) -> None:
         self.name, self.tmp = name, tmp
         self.entries, self.interval, self.lock_timeout = entries, interval, lock_timeout
         self.job_seconds = job_seconds
+        self.overlap, self.run_lease = overlap, run_lease
         self.started_at = time.time()
         self.procs: list[CeleryProcess] = []
         self.servers: list[RedisServer] = []
@@ -151,6 +154,8 @@ class Scenario:
             "CHAOS_INTERVAL": str(self.interval),
             "CHAOS_LOCK_TIMEOUT": str(self.lock_timeout),
             "CHAOS_JOB_SECONDS": str(self.job_seconds),
+            "CHAOS_OVERLAP": self.overlap,
+            "BKAPP_SETTINGS_CRON_RUN_LEASE": str(self.run_lease),
             # The platform's storage (the workers' dedupe claims in the service DB) on the events server.
             "BK_MONITOR_REDIS_HOST": self.events.host,
             "BK_MONITOR_REDIS_PORT": str(self.events.port),

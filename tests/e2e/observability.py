@@ -27,6 +27,25 @@ def make_drops(app: Any, redis_now: float) -> None:
     app.send_task(HEARTBEAT_TASK, queue="celery_cron", serializer="pickle")
 
 
+# The log trim job (the crontab's `alarm_backends.jobs.log_trim`, on celery_long_task_cron), shipped with "skip".
+LOG_TRIM_TASK = "alarm_backends.service.scheduler.tasks.cron.alarm_backends_jobs_log_trim"
+
+
+def make_overlap(app: Any, redis_now: float) -> None:
+    """A slot of the log trim job while its lease says an earlier run of it is still running: skipped and counted.
+    The lease is written as a running job holds it (overlap/acquire.lua), for a minute."""
+    from alarm_backends.core.storage.redis import SERVICE, get_client
+    from alarm_backends.service.scheduler.overlap.lease import lease_key
+
+    held = f"{LOG_TRIM_TASK}@{int(redis_now) - 3600}"
+    client = get_client(SERVICE)
+    client.hset(lease_key(LOG_TRIM_TASK), mapping={"slot": held, "marker": "running:e2e", "fence": 1, "worker": "e2e:0",
+                                                   "since": redis_now})  # fmt: skip
+    client.pexpire(lease_key(LOG_TRIM_TASK), 60_000)
+    slot = f"{LOG_TRIM_TASK}@{int(redis_now)}"
+    app.send_task(LOG_TRIM_TASK, queue="celery_long_task_cron", task_id=slot, headers={"bkm_deadline": redis_now + 300})
+
+
 def restarted(prometheus: PrometheusServer, program: str) -> bool:
     expr = f'changes(bkmonitor_supervisor_program_start_time_seconds{{program="{program}"}}[10m]) >= 1'
     return bool(prometheus.query(expr))

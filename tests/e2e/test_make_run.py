@@ -193,6 +193,7 @@ def test_make_run_runs_the_crontab_and_make_stop_stops_everything(platform_env: 
         prometheus.wait_scraped()
         seconds, micros = client.time()
         observability.make_drops(app, seconds + micros / 1e6)
+        observability.make_overlap(app, seconds + micros / 1e6)
 
         consumed = active_queues(platform_env)
         timings["queues inspected"] = time.time() - test_start

@@ -66,7 +66,7 @@ class Worker:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     workers: list[Worker] = []
 
-    def start(queue: str = "celery_cron", **env: str) -> Worker:
+    def start(queue: str = "celery_cron", concurrency: int = 1, **env: str) -> Worker:
         metrics_dir = tmp_path / "metrics"
         metrics_dir.mkdir(exist_ok=True)
         log_path = tmp_path / f"worker-{len(workers)}.log"
@@ -84,7 +84,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
             "-Q",
             queue,
             "-c",
-            "1",
+            str(concurrency),
             "-l",
             "info",
             "-n",

@@ -23,3 +23,25 @@ class JobFailedError(RuntimeError):
 
 def boom() -> None:
     raise JobFailedError("this job always fails")
+
+
+SLOW_KEY = "test.jobs.slow"
+
+
+def slow() -> None:
+    """Runs ``SLOW_JOB_SECONDS`` (default 5), writing ``start <task id> <time>`` and ``end <task id> <time>``."""
+    from celery import current_task
+
+    client = get_client(SERVICE)
+    client.rpush(SLOW_KEY, f"start {current_task.request.id} {time.time()}")
+    time.sleep(float(os.environ.get("SLOW_JOB_SECONDS", "5")))  # the job's own work, not a synchronisation
+    client.rpush(SLOW_KEY, f"end {current_task.request.id} {time.time()}")
+
+
+# One entry per overlap policy (an entry is a dotted path; each names the same job).
+slow_allow = slow_skip = slow_buffer = slow_replace = slow
+
+
+def stopped() -> None:
+    """Stopped as a pool process told to terminate is (billiard's SIGTERM handler exits with SystemExit)."""
+    raise SystemExit(-15)

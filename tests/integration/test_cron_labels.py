@@ -61,6 +61,21 @@ def test_an_api_job_is_named_by_its_function_and_a_failure_still_costs(caplog: p
     assert caplog.messages[1] == "![Cron Task](boom) error: this job always fails"
 
 
+def test_a_stopped_run_is_counted_as_stopped_not_as_a_success(caplog: pytest.LogCaptureFixture) -> None:
+    """A run a SIGTERM stopped (a replace, a terminate) goes on up as it came, logged and counted as failed with its
+    class; it used to be counted a success (the body's BaseException passed the outcome by)."""
+    path = "tests.integration.jobs.stopped"
+    before = runs(path, "celery_cron", "failed", "SystemExit"), runs(path, "celery_cron", "success", "None")
+    with caplog.at_level(logging.INFO, logger="cron"), pytest.raises(SystemExit):
+        run_job(path, "celery_cron", "alarm_backends.service.scheduler.tasks.cron.tests_integration_jobs_stopped")
+    assert (runs(path, "celery_cron", "failed", "SystemExit"), runs(path, "celery_cron", "success", "None")) == (
+        before[0] + 1,
+        before[1],
+    )
+    assert caplog.messages[1] == f"![Cron Task]({path}) stopped: SystemExit"
+    assert caplog.messages[-1].startswith(f"$[Cron Task]({path}) cost: ")
+
+
 def test_the_buckets_are_the_originals() -> None:
     # core/prometheus/metrics.py of the original.
     assert CRON_TASK_EXECUTE_TIME._upper_bounds == [1, 5, 10, 30, 60, 120, 180, 240, 300, 450, 600, 900, 1800, 3000,

@@ -129,6 +129,10 @@ def test_parse_entries_accepts_tuples_and_json_lists() -> None:
         (("a.job", "* * * * *", "global", {"queue": "x"}), r"DEFAULT_CRONTAB\[1\].*a dict of missed_run, timezone"),
         (("a.job", "* * * * *", "global", {"timezone": "CST"}), r"DEFAULT_CRONTAB\[1\].*time zone 'CST' is not"),
         (("a.job", "* * * * *", "global", {"missed_run": {"policy": "never"}}), r"DEFAULT_CRONTAB\[1\].*policy in"),
+        (
+            ("a.job", "* * * * *", "global", {"overlap": "forbid"}),
+            r"DEFAULT_CRONTAB\[1\].*overlap 'forbid': expected one of allow, skip, buffer_one, replace",
+        ),
         ("a.job * * * * * global", r"DEFAULT_CRONTAB\[1\]"),
     ],
 )
@@ -148,6 +152,14 @@ def test_an_entry_may_name_its_time_zone() -> None:
     zoned = make_crontab(entry.cron, entry.timezone)
     assert isinstance(zoned, ZonedCrontab) and zoned.zone_name == "America/New_York"
     assert not isinstance(make_crontab(entry.cron), ZonedCrontab)
+
+
+@pytest.mark.parametrize("policy", ["allow", "skip", "buffer_one", "replace"])
+def test_an_entry_may_carry_its_overlap_policy(policy: str) -> None:
+    (entry,) = _parse([("a.job", "* * * * *", "global", {"overlap": policy})])
+    assert entry.overlap == policy
+    (plain,) = _parse([("a.job", "* * * * *", "global")])
+    assert plain.overlap is None  # CRON_DEFAULT_OVERLAP then
 
 
 def test_duplicate_paths_are_rejected_across_lists() -> None:

@@ -59,14 +59,14 @@ def test_shipped_lists_register_on_their_queues() -> None:
     }
     for queue, entries in lists.items():
         assert entries, f"{queue} has no shipped entries"
-        for path, _, _ in entries:
+        for path, *_ in entries:
             reg = regs[PREFIX + path.replace(".", "_")]
             assert reg["queue"] == queue and reg["cron"].startswith("<crontab: ")
             # queue and expires travel with the task, not the entry (as in the original)
             assert reg["options"] == {} and reg["ignore_result"] is True
             assert 300 <= reg["expires"] <= 3600
     for setting, queue in (("API_CRONTAB", "celery_api_cron"), ("REPORT_CRONTAB", "celery_report_cron")):
-        for path, _, _ in getattr(settings, setting):
+        for path, *_ in getattr(settings, setting):
             assert (regs[path]["queue"], regs[path]["expires"]) == (queue, 300)
 
 

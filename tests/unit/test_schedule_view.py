@@ -160,6 +160,20 @@ def test_show_fields() -> None:
     assert view.lines([("a", "1"), ("long label", "2")]) == ["a:          1", "long label: 2"]
 
 
+def test_the_overlap_line_says_the_policy_what_runs_what_waits_and_the_totals() -> None:
+    assert dict(view.details(row(), NOW, TZ, "UTC"))["overlap"] == "allow"
+    found = {"running": "e@1746496800", "worker": "host-1:4242", "since": NOW - 90, "fence": 7,
+             "waiting": "e@1746496860", "skipped": 2, "buffered": 1, "replaced": 0}  # fmt: skip
+    assert view.overlap_text(row(overlap="buffer_one", overlaps=found), NOW, TZ) == (
+        "buffer_one; running: e@1746496800 on host-1:4242 since 2025-05-06 09:58:48+08:00 (1m 30s ago) (fence 7); "
+        "waiting: e@1746496860; so far 2 skipped, 1 buffered, 0 replaced"
+    )
+    unread = {"problem": "its state cannot be read (service DB unavailable: refused)"}
+    assert view.overlap_text(row(overlap="skip", overlaps=unread), NOW, TZ) == (
+        "skip; its state cannot be read (service DB unavailable: refused)"
+    )
+
+
 def test_json_has_iso_times_and_plain_values() -> None:
     data = view.as_json(row(run_requested=NOW), NOW, TZ)
     assert data == {

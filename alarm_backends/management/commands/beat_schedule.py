@@ -5,6 +5,8 @@ patched RedBeat holds it in Redis, and an operator's controls over it.
   expires, state;
 * ``show NAME`` (``--json``): every field of one entry, with its definition and missed-run policy;
 * ``run NAME [--wait [SECONDS]]``: the leader publishes the entry once, now, on its next tick;
+* ``backfill NAME --from T1 --to T2 [--overlap sequential|allow|skip] [--limit N] [--dry-run]``: every slot of the
+  entry in that past range, published once under the scheduler's own slot ids (``schedule.backfill``);
 * ``pause NAME`` / ``resume NAME``: the leader skips the entry's slots until it is resumed.
 
 NAME is an entry's name, its job's dotted path (``alarm_backends.jobs.heartbeat``) or a unique last part of the name.
@@ -23,6 +25,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from alarm_backends.management.base.operator import OperatorCommand
+from alarm_backends.management.schedule import backfill as backfills
 from alarm_backends.management.schedule import view
 from alarm_backends.management.schedule.reader import Schedule
 from alarm_backends.management.utils import backend_app
@@ -40,7 +43,7 @@ class Command(OperatorCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON (list, show)")
-        actions = parser.add_subparsers(dest="action", title="actions", metavar="{list,show,run,pause,resume}")
+        actions = parser.add_subparsers(dest="action", title="actions", metavar="{list,show,run,backfill,pause,resume}")
         listing = actions.add_parser("list", help="every entry (the default)")
         show = actions.add_parser("show", help="every field of one entry")
         show.add_argument("name", help=NAME_HELP)
@@ -57,6 +60,30 @@ class Command(OperatorCommand):
             metavar="SECONDS",
             help=f"wait until the leader has published it (at most SECONDS, default {DEFAULT_WAIT:.0f})",
         )
+        backfill = actions.add_parser("backfill", help="publish every slot of an entry in a past range, once")
+        backfill.add_argument("name", help=NAME_HELP)
+        backfill.add_argument(
+            "--from",
+            dest="start",
+            required=True,
+            metavar="TIME",
+            help="the range's first time, ISO 8601 (without an offset: in TIME_ZONE)",
+        )
+        backfill.add_argument("--to", dest="end", required=True, metavar="TIME", help="its last time, at most now")
+        backfill.add_argument(
+            "--overlap",
+            choices=backfills.RULES,
+            default=backfills.SEQUENTIAL,
+            help="the backfill's runs: one after another (default), all at once, or all at once "
+            "skipping a slot while a run of the entry runs",
+        )
+        backfill.add_argument(
+            "--limit",
+            type=int,
+            default=backfills.DEFAULT_LIMIT,
+            help=f"refuse a range of more slots (default {backfills.DEFAULT_LIMIT}, at most {backfills.MAX_SLOTS})",
+        )
+        backfill.add_argument("--dry-run", action="store_true", help="list the slots, publish nothing")
         pause = actions.add_parser("pause", help="skip an entry's slots until it is resumed")
         pause.add_argument("name", help=NAME_HELP)
         resume = actions.add_parser("resume", help="run a paused entry again from its next slot")
@@ -104,7 +131,7 @@ class Command(OperatorCommand):
 
     def _show(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
         entry = schedule.resolve(snapshot, options["name"])
-        row = schedule.row(entry, schedule.definitions(snapshot))
+        row = schedule.with_overlap_state(schedule.row(entry, schedule.definitions(snapshot)))
         if options.get("json"):
             self.stdout.write(json.dumps(view.as_json(row, snapshot.now, self.tz, detailed=True), indent=2))
             return
@@ -141,6 +168,43 @@ class Command(OperatorCommand):
         delay = view.duration(published - outcome.stamp / 1000)
         at = view.stamp(published, self.tz)  # with its UTC offset
         self.stdout.write(f"published {task_id} at {at}, {delay} after the request")
+
+    def _backfill(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
+        entry = schedule.resolve(snapshot, options["name"])
+        if entry.definition is None:
+            raise CommandError(f"{entry.name} has no definition in the store: there is nothing to backfill")
+        definition = schedule.definitions(snapshot).get(entry.definition, schedule.store.key(entry.name))
+        # The configured schedule when there is one: it carries the entry's zone, which the stored crontab does not.
+        configured = (schedule.app.conf.beat_schedule or {}).get(entry.name, {}).get("schedule")
+        try:
+            start = backfills.parse_time(options["start"], self.tz)
+            end = backfills.parse_time(options["end"], self.tz)
+            sched = backfills.on_app(configured or definition.schedule, schedule.app)
+            sent = {"args": tuple(definition.args or ()), "kwargs": dict(definition.kwargs or {}),
+                    "options": dict(definition.options or {})}  # fmt: skip
+            planned = backfills.plan(entry.name, definition.task, sched, start, end, snapshot.now, options["overlap"],
+                                     options["limit"], **sent)  # fmt: skip
+        except backfills.BackfillError as exc:
+            raise CommandError(f"backfill of {entry.name}: {exc}") from None
+        span = f"{view.stamp(start, self.tz)} to {view.stamp(end, self.tz)}"
+        if not planned.slots:
+            self.stdout.write(f"{entry.name} has no slot from {span}: nothing to publish")
+            return
+        if options["dry_run"]:
+            for slot, run_id in zip(planned.slots, planned.ids, strict=True):
+                self.stdout.write(f"{view.stamp(slot, self.tz)}  {run_id}")
+            self.stdout.write(f"{len(planned.slots)} slot(s) from {span}; --dry-run: nothing published")
+            return
+        try:
+            backfills.publish(schedule.app, planned)
+        except Exception as exc:  # kombu's and the transport's errors alike: the broker refused
+            raise CommandError(f"backfill of {entry.name}: the broker refused it: {exc}") from None
+        how = {backfills.SEQUENTIAL: "one after another", "allow": "all at once",
+               "skip": "all at once, a slot skipped while a run of the entry runs"}[planned.rule]  # fmt: skip
+        self.stdout.write(
+            f"published {len(planned.slots)} slot(s) of {entry.name} from {span}, {how}: {planned.ids[0]} to "
+            f"{planned.ids[-1]}; a slot that already ran is dropped by the workers"
+        )
 
     def _pause(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:
         name = schedule.resolve(snapshot, options["name"]).name

@@ -9,12 +9,15 @@ import functools
 import weakref
 from typing import Any
 
+import redis
 from celery import Celery
 from django.core.management.base import CommandError
 
 from alarm_backends.checks import crontab_problems
 from alarm_backends.management.schedule import view
 from alarm_backends.service.scheduler.crontab import task_name
+from alarm_backends.service.scheduler.overlap import ALLOW
+from alarm_backends.service.scheduler.overlap.lease import state as overlap_state
 from patches.redbeat.client import get_redis, redact_url
 from patches.redbeat.config import SchedulerConfig
 from patches.redbeat.controls import Controls, Snapshot, StoredEntry
@@ -70,8 +73,11 @@ class Schedule:
         # its zone and its jitter, as the leader applies them.
         self.zones: dict[str, str] = {}
         self.jitters: dict[str, float] = {}
+        # And its overlap policy, which the workers apply (the loader puts it in the entry beside the jitter).
+        self.overlaps: dict[str, str] = {}
         for name, entry in (app.conf.beat_schedule or {}).items():
             self.zones[name] = view.schedule_zone(entry.get("schedule"))
+            self.overlaps[name] = str(entry.get("overlap") or ALLOW)
             try:
                 self.jitters[name] = entry_jitter(name, entry.get("jitter"), entry.get("schedule"))
                 self.policies[name] = MissedRun.parse(entry.get("missed_run"), self.conf.missed_run)
@@ -186,8 +192,18 @@ class Schedule:
         fields.update(decoded)
         policy = self.policies.get(entry.name, self.conf.missed_run)
         zone = self.zones.get(entry.name) or fields.get("zone", "")
-        fields.update(missed_run=dict(_policy_fields(policy)), zone=zone, jitter=self.jitters.get(entry.name, 0.0))
+        fields.update(missed_run=dict(_policy_fields(policy)), zone=zone, jitter=self.jitters.get(entry.name, 0.0),
+                      overlap=self.overlaps.get(entry.name, ALLOW))  # fmt: skip
         return view.Row(**fields)
+
+    @staticmethod
+    def with_overlap_state(row: view.Row) -> view.Row:
+        """``row`` with what the service DB says of its overlap now (one entry's page: three reads)."""
+        try:
+            found: dict[str, Any] = dict(overlap_state(row.name))
+        except redis.RedisError as exc:
+            found = {"problem": f"its state cannot be read (service DB unavailable: {exc})"}
+        return dataclasses.replace(row, overlaps=found)
 
     def decoded(self, raw: str, definitions: Definitions) -> dict[str, Any]:
         """The fields a stored definition gives a row (the same for every entry with that JSON), or its problem."""

@@ -50,6 +50,10 @@ class Row:
     options: Any = field(default_factory=dict)
     missed_run: dict[str, Any] = field(default_factory=dict)
     jitter: float = 0.0  # seconds each slot's publish may be delayed by
+    overlap: str = "allow"  # what a run does while the previous one runs (alarm_backends.service.scheduler.overlap)
+    # The overlap's state now (overlap.lease.state: running, worker, since, waiting, and the totals); read for one
+    # entry's page, not for the list.
+    overlaps: dict[str, Any] = field(default_factory=dict)
     problem: str = ""  # why the entry cannot be read or published, if it cannot
     status: str = ""  # NOT_SYNCED or ERROR: a state the row was given rather than read from the store
 
@@ -250,7 +254,24 @@ def details(row: Row, now: float, tz: dt.tzinfo, timezone: str) -> list[tuple[st
         ("missed_run", missed_run_text(policy)),
         ("jitter", f"up to {row.jitter:g}s after each slot (a fixed offset per slot; its id unchanged)"
                    if row.jitter else "none"),
+        ("overlap", overlap_text(row, now, tz)),
     ]  # fmt: skip
+
+
+def overlap_text(row: Row, now: float, tz: dt.tzinfo) -> str:
+    """``skip; running: <slot> on <worker> since <when>; waiting: <slot>; so far 2 skipped, …``."""
+    parts = [row.overlap]
+    found = row.overlaps
+    if found.get("running"):
+        parts.append(f"running: {found['running']} on {found.get('worker') or '?'} since "
+                     f"{when(float(found.get('since') or 0), now, tz)} (fence {found.get('fence')})")  # fmt: skip
+    if found.get("waiting"):
+        parts.append(f"waiting: {found['waiting']}")
+    if row.overlap != "allow" and "skipped" in found:
+        parts.append(f"so far {found['skipped']} skipped, {found['buffered']} buffered, {found['replaced']} replaced")
+    if found.get("problem"):
+        parts.append(str(found["problem"]))
+    return "; ".join(parts)
 
 
 def missed_run_text(policy: dict[str, Any]) -> str:
@@ -287,5 +308,5 @@ def as_json(row: Row, now: float, tz: dt.tzinfo, detailed: bool = False) -> dict
     }
     if detailed:
         data.update(key=row.key, schedule=row.schedule, args=row.args, kwargs=row.kwargs, options=row.options,
-                    missed_run=row.missed_run)  # fmt: skip
+                    missed_run=row.missed_run, overlap=row.overlap, overlaps=row.overlaps)  # fmt: skip
     return data

@@ -18,12 +18,13 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from alarm_backends.service.scheduler.overlap import check_overlap
 from patches.redbeat.policy import MissedRun
 from patches.redbeat.zoned import ZonedCrontab, zone_of
 
 RUN_TYPES = ("global", "cluster")
-# What an entry's fourth element may hold (see patches.redbeat.policy and patches.redbeat.zoned).
-ENTRY_OPTIONS = ("missed_run", "timezone", "jitter")
+# What an entry's fourth element may hold (see patches.redbeat.policy, patches.redbeat.zoned and .overlap).
+ENTRY_OPTIONS = ("missed_run", "timezone", "jitter", "overlap")
 CRON_MODULE = "alarm_backends.service.scheduler.tasks.cron"
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 MIN_EXPIRES, MAX_EXPIRES = 300, 3600
@@ -64,6 +65,7 @@ class CronEntry:
     missed_run: dict[str, Any] | None = None  # the entry's own missed-run policy (see patches.redbeat.policy)
     timezone: str | None = None  # the IANA zone its cron is evaluated in; None: CRON_DEFAULT_TIMEZONE
     jitter: float | None = None  # seconds a slot's publish may be delayed by; None: CRON_DEFAULT_JITTER
+    overlap: str | None = None  # what a run does while the previous one runs (.overlap); None: CRON_DEFAULT_OVERLAP
 
     @property
     def task_name(self) -> str:
@@ -169,7 +171,10 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
     if not isinstance(options, Mapping) or set(options) - set(ENTRY_OPTIONS):
         raise CronConfigError(f"{where} = {raw!r}: options must be a dict of {', '.join(ENTRY_OPTIONS)}")
     missed_run, zone, jitter = options.get("missed_run"), options.get("timezone"), options.get("jitter")
+    overlap = options.get("overlap")
     try:
+        if overlap is not None:
+            check_overlap(overlap)
         if missed_run is not None:
             MissedRun.parse(missed_run)
         if zone is not None:
@@ -198,6 +203,7 @@ def _entry(raw: Any, queue: str, source: str, index: int) -> CronEntry:
         missed_run=missed_run and dict(missed_run),
         timezone=zone,
         jitter=None if jitter is None else float(jitter),
+        overlap=overlap,
     )
 
 

@@ -49,20 +49,35 @@ def claim_key(task_id: str) -> str:
     return key("beat", "slot", task_id)
 
 
+def new_marker() -> str:
+    """A claim's own marker, so a retry of the script after a lost reply finds its own claim, not a duplicate
+    (claim.lua); "running:" first, as a redelivery's takeover looks for. An overlap policy's run lease is held
+    under it too (``overlap``)."""
+    return f"{RUNNING}:{uuid.uuid4().hex[:16]}"
+
+
 def claim(
-    task_name: str, task_id: str, ttl: int | None, redelivered: bool, deadline: float | None = None, queue: str = ""
+    task_name: str,
+    task_id: str,
+    ttl: int | None,
+    redelivered: bool,
+    deadline: float | None = None,
+    queue: str = "",
+    *,
+    marker: str | None = None,
+    buffered: bool = False,
 ) -> bool:
     """Whether this delivery should run: not past its ``deadline`` (epoch seconds on the Redis clock, the
     ``bkm_deadline`` header: decided by the server, so a worker whose own clock is off neither drops a timely run nor
     runs a late one) and not a second delivery of its slot. A service DB that cannot be reached lets the run go
-    ahead: a rare duplicate is better than a scheduled job silently not running."""
+    ahead: a rare duplicate is better than a scheduled job silently not running.
+
+    ``buffered``: a start of a run an overlap policy buffered (``overlap``), which may take its slot back from
+    'buffered'; a start that finds its slot already run is one of its reminders, dropped without a word."""
     try:
         client = get_client(SERVICE)
-        # A marker of this claim's own, so a retry of the script after a lost reply finds its own claim, not a
-        # duplicate (claim.lua); "running:" first, as a redelivery's takeover looks for.
-        marker = f"{RUNNING}:{uuid.uuid4().hex[:16]}"
-        args: list[str | int] = [marker, claim_ttl(ttl), "" if deadline is None else repr(float(deadline)),
-                                 int(redelivered)]  # fmt: skip
+        limit = "" if deadline is None else repr(float(deadline))
+        args: list[str | int] = [marker or new_marker(), claim_ttl(ttl), limit, int(redelivered), int(buffered)]
         outcome, *detail = CLAIM(client, [claim_key(task_id)], args)
     except redis.RedisError as exc:
         logger.warning("[Cron Task](%s) %s not deduplicated (service DB unavailable: %s)", task_name, task_id, exc)
@@ -77,6 +92,9 @@ def claim(
         late = float(detail[0]) - float(deadline or 0)
         logger.warning("[Cron Task](%s) %s expired %.1fs ago (on the Redis clock): not run", task_name, task_id, late)
         runlog.record_run(task_name, queue, runlog.EXPIRED, 0.0, slot=task_id)
+        return False
+    if buffered:
+        logger.debug("[Cron Task](%s) %s: the buffered run already started (%s)", task_name, task_id, detail)
         return False
     DUPLICATES_DROPPED.labels(task_name=task_name).inc()
     logger.warning("[Cron Task](%s) %s already ran or is running: duplicate delivery dropped", task_name, task_id)

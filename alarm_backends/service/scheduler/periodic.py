@@ -10,6 +10,7 @@ from django.conf import settings
 
 from alarm_backends.core import runlog
 from alarm_backends.service.scheduler import dedupe
+from alarm_backends.service.scheduler.overlap import ALLOW, BUFFERED_HEADER, OVERLAP_HEADER, guard, run_policy
 from patches.redbeat.publisher import DEADLINE_HEADER
 
 
@@ -30,6 +31,8 @@ class PeriodicTask(Task):
     missed_run: dict[str, Any] | None = None
     # Seconds each slot's publish may be delayed by, the same for every beat (patches.redbeat.policy.jitter_offset).
     jitter: float = 0.0
+    # What a run does when the entry's previous run is still running (alarm_backends.service.scheduler.overlap).
+    overlap: str = ALLOW
 
     @property
     def expires_on_redis_clock(self) -> bool:
@@ -52,12 +55,22 @@ class PeriodicTask(Task):
         delivery = self.request.delivery_info or {}
         deadline = getattr(self.request, DEADLINE_HEADER, None)
         queue = str(delivery.get("routing_key") or "")
-        if not dedupe.claim(self.name, task_id, ttl, bool(delivery.get("redelivered")), deadline, queue):
+        buffered = bool(getattr(self.request, BUFFERED_HEADER, None))
+        marker = dedupe.new_marker()
+        redelivered = bool(delivery.get("redelivered"))
+        if not dedupe.claim(self.name, task_id, ttl, redelivered, deadline, queue, marker=marker, buffered=buffered):
             return None
+        lease = None
+        policy = run_policy(getattr(self.request, OVERLAP_HEADER, None), self.overlap)
+        if policy != ALLOW:  # the entry's previous run may still be running (overlap/)
+            goes, lease = guard.enter(self, policy, task_id, marker, ttl, queue, buffered)
+            if not goes:
+                return None
         deferred = runlog.defer()  # the run's run-log entry goes with the slot's release: one round trip
         try:
             return super().__call__(*args, **kwargs)
         finally:
+            waiting = lease.release() if lease is not None else ""
             runs = runlog.collect(deferred)
             # Which slot ran, and when beat published it: the deadline header is the publish on the Redis clock
             # plus the task's expires (patches/redbeat/publisher.py).
@@ -67,6 +80,8 @@ class PeriodicTask(Task):
                 if published:
                     fields["published"] = published
             dedupe.finish(task_id, ttl, runs)
+            if waiting:
+                guard.start_buffered(self, waiting)
 
     @classmethod
     def on_bound(cls, app: Celery) -> None:
@@ -82,6 +97,8 @@ class PeriodicTask(Task):
             entry["missed_run"] = cls.missed_run
         if cls.jitter:
             entry["jitter"] = cls.jitter
+        if cls.overlap != ALLOW:  # read by the schedule's views; the workers apply it
+            entry["overlap"] = cls.overlap
         app.conf.beat_schedule[cls.name] = entry
 
 

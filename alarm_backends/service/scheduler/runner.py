@@ -58,7 +58,7 @@ def resolve(path: str) -> Callable[[], Any]:
 
 @dataclass
 class _Outcome:
-    error: Exception | None = None
+    error: BaseException | None = None
 
 
 def due_after(schedule: Any, now: float) -> float | None:
@@ -85,6 +85,13 @@ def _observed(label: str, queue: str, task: str | None = None, schedule: Any = N
         outcome.error = exc
         # An unimportable path is a configuration error: its message says all, a traceback adds noise.
         logger.error("![Cron Task](%s) error: %s", label, exc, exc_info=not isinstance(exc, CronJobImportError))
+    except BaseException as exc:
+        # The run was stopped, not finished: SystemExit from a pool process told to terminate (a replace of the
+        # overlap policy, `celery control revoke --terminate`, a worker's shutdown). It goes on up, and is logged and
+        # counted as what it is; it used to be counted as a success.
+        outcome.error = exc
+        logger.error("![Cron Task](%s) stopped: %s", label, type(exc).__name__)
+        raise
     finally:
         cost = time.perf_counter() - start
         logger.info("$[Cron Task](%s) cost: %s", label, cost)

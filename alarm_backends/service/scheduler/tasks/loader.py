@@ -52,6 +52,7 @@ def make_task(app: Celery, entry: CronEntry, queue: str, name: str, expires: int
         expires=expires,
         missed_run=entry.missed_run,
         jitter=effective_jitter(entry.jitter, settings.CRON_DEFAULT_JITTER, entry.cron),
+        overlap=entry.overlap or settings.CRON_DEFAULT_OVERLAP,
         # An unimportable job is already logged once, clearly, by run_job: Celery logs an expected error at INFO
         # without its traceback (the task still fails).
         throws=(CronJobImportError,),
