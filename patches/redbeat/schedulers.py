@@ -110,6 +110,9 @@ class RedBeatScheduler(Scheduler):
             missed = raw.pop("missed_run", None)
             policy = MissedRun.parse(missed, self.conf.missed_run, where=f"entry {name}: ")
             jitter = entry_jitter(name, raw.pop("jitter", None), raw.get("schedule"))
+            # The workers apply an entry's overlap policy (the platform's scheduler/overlap); beat publishes its
+            # slots as any other's. Not a field of Celery's entry, which refuses unknown ones.
+            raw.pop("overlap", None)
             # Only the entries whose policy is not the default are listed (one dict slot per entry otherwise).
             if policy == self.conf.missed_run:
                 self.definitions.policies.pop(name, None)

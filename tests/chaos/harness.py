@@ -125,7 +125,7 @@ class Scenario:
         persistent_broker: bool = False,
         persistent_store: bool = False,
         overlap: str = "allow",
-        run_lease: float = 60.0,
+        run_lease: int = 60,
     ) -> None:
         self.name, self.tmp = name, tmp
         self.entries, self.interval, self.lock_timeout = entries, interval, lock_timeout
@@ -155,7 +155,7 @@ class Scenario:
             "CHAOS_LOCK_TIMEOUT": str(self.lock_timeout),
             "CHAOS_JOB_SECONDS": str(self.job_seconds),
             "CHAOS_OVERLAP": self.overlap,
-            "BKAPP_SETTINGS_CRON_RUN_LEASE": str(self.run_lease),
+            "BKAPP_SETTINGS_CRON_RUN_LEASE": str(int(self.run_lease)),
             # The platform's storage (the workers' dedupe claims in the service DB) on the events server.
             "BK_MONITOR_REDIS_HOST": self.events.host,
             "BK_MONITOR_REDIS_PORT": str(self.events.port),

@@ -24,7 +24,7 @@ from tests.conftest import TEST_DB_PLAN
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
-INTERVAL, JOB_SECONDS, LOCK_TIMEOUT, LEASE = 2.0, 5.0, 3.0, 3.0
+INTERVAL, JOB_SECONDS, LOCK_TIMEOUT, LEASE = 2.0, 5.0, 3.0, 3
 
 
 def skipped_slots(scenario: Scenario) -> list[str]:

@@ -24,8 +24,11 @@ def enter(
     could not be reached, and the run goes ahead without one, as its claim does). ``buffered``: this delivery starts
     a buffered run (its hand-off or a reminder), whose waiting was already counted and logged."""
     seconds = float(settings.CRON_RUN_LEASE)
+    # The lease is the entry's, named by the slot id (<entry>@<due>): entries of one task (a beat_schedule of one
+    # task with different arguments) overlap only themselves. A cron entry's name is its task's.
+    entry = slot.rpartition("@")[0]
     try:
-        decision = acquire(task.name, slot, marker, policy, seconds, dedupe.claim_key(""), dedupe.claim_ttl(expires))
+        decision = acquire(entry, slot, marker, policy, seconds, dedupe.claim_key(""), dedupe.claim_ttl(expires))
     except redis.RedisError as exc:
         logger.warning("[Cron Task](%s) %s: overlap %s not applied (service DB unavailable: %s)", task.name, slot,
                        policy, exc)  # fmt: skip
@@ -55,7 +58,7 @@ def enter(
             task.app.control.revoke(decision.holder, terminate=True, signal="SIGTERM")
         except Exception as exc:  # the broker is down: the old run goes on, fenced off its lease
             logger.error("[Cron Task](%s) could not terminate %s: %s", task.name, decision.holder, exc)
-    return True, HeldLease(task.name, slot, marker, seconds, decision.fence)
+    return True, HeldLease(entry, slot, marker, seconds, decision.fence)
 
 
 def start_buffered(task: Any, slot: str, countdown: float | None = None) -> None:
