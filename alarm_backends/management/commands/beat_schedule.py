@@ -24,11 +24,11 @@ import redis
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from alarm_backends.management import utils
 from alarm_backends.management.base.operator import OperatorCommand
 from alarm_backends.management.schedule import backfill as backfills
 from alarm_backends.management.schedule import view
 from alarm_backends.management.schedule.reader import Schedule
-from alarm_backends.management.utils import backend_app
 from patches.redbeat.controls import Snapshot, run_now_id
 from patches.redbeat.entries import decode_meta
 
@@ -37,7 +37,7 @@ NAME_HELP = "the entry's name, its job's dotted path, or a unique last part of i
 
 
 class Command(OperatorCommand):
-    help = "List the backend beat schedule as stored in Redis; show, run now, pause or resume one entry."
+    help = "List the backend beat schedule as stored in Redis; show, run now, backfill, pause or resume one entry."
     # This command is how an operator sees a malformed crontab entry (an error row): no check stops it.
     requires_system_checks: list[str] = []
 
@@ -60,30 +60,7 @@ class Command(OperatorCommand):
             metavar="SECONDS",
             help=f"wait until the leader has published it (at most SECONDS, default {DEFAULT_WAIT:.0f})",
         )
-        backfill = actions.add_parser("backfill", help="publish every slot of an entry in a past range, once")
-        backfill.add_argument("name", help=NAME_HELP)
-        backfill.add_argument(
-            "--from",
-            dest="start",
-            required=True,
-            metavar="TIME",
-            help="the range's first time, ISO 8601 (without an offset: in TIME_ZONE)",
-        )
-        backfill.add_argument("--to", dest="end", required=True, metavar="TIME", help="its last time, at most now")
-        backfill.add_argument(
-            "--overlap",
-            choices=backfills.RULES,
-            default=backfills.SEQUENTIAL,
-            help="the backfill's runs: one after another (default), all at once, or all at once "
-            "skipping a slot while a run of the entry runs",
-        )
-        backfill.add_argument(
-            "--limit",
-            type=int,
-            default=backfills.DEFAULT_LIMIT,
-            help=f"refuse a range of more slots (default {backfills.DEFAULT_LIMIT}, at most {backfills.MAX_SLOTS})",
-        )
-        backfill.add_argument("--dry-run", action="store_true", help="list the slots, publish nothing")
+        backfills.add_parser(actions, NAME_HELP)
         pause = actions.add_parser("pause", help="skip an entry's slots until it is resumed")
         pause.add_argument("name", help=NAME_HELP)
         resume = actions.add_parser("resume", help="run a paused entry again from its next slot")
@@ -92,7 +69,7 @@ class Command(OperatorCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         action = options.get("action") or "list"
         try:
-            schedule = Schedule(backend_app())
+            schedule = Schedule(utils.backend_app())  # looked up when called: the tests give theirs
         except ValueError as exc:  # a bad redbeat_* setting: the message names it
             raise CommandError(str(exc)) from None
         # Django's TIME_ZONE, by name (the process's local zone is the same, set by Django, but nameless).

@@ -34,6 +34,21 @@ RULES = (SEQUENTIAL, ALLOW, SKIP)
 DEFAULT_LIMIT, MAX_SLOTS = 100, 1000
 
 
+def add_parser(actions: Any, name_help: str) -> None:
+    """``beat_schedule backfill``'s arguments, under the command's ``actions``."""
+    parser = actions.add_parser("backfill", help="publish every slot of an entry in a past range, once")
+    parser.add_argument("name", help=name_help)
+    time_help = "ISO 8601 (without an offset: in TIME_ZONE)"
+    parser.add_argument("--from", dest="start", required=True, metavar="TIME", help=f"the range's start, {time_help}")
+    parser.add_argument("--to", dest="end", required=True, metavar="TIME", help=f"its end, at most now, {time_help}")
+    parser.add_argument("--overlap", choices=RULES, default=SEQUENTIAL,
+                        help="one after another (default), all at once, or all at once skipping a slot while a run "
+                             "of the entry runs")  # fmt: skip
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                        help=f"refuse more slots than this (default {DEFAULT_LIMIT}, at most {MAX_SLOTS})")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="list the slots, publish nothing")
+
+
 class BackfillError(ValueError):
     """A range or a bound the backfill refuses; the message says which and why."""
 

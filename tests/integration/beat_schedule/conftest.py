@@ -7,17 +7,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery import Celery
 
-from alarm_backends.management.commands import beat_schedule
 from patches.redbeat.schedulers import RedBeatScheduler
-from tests.integration.beat_schedule.helpers import schedule_app
+from tests.integration.beat_schedule.helpers import as_backend_app
 
 
 @pytest.fixture
 def app(redis_dbs: None, monkeypatch: pytest.MonkeyPatch) -> Celery:
     """The app the command reads instead of the backend app."""
-    made = schedule_app()
-    monkeypatch.setattr(beat_schedule, "backend_app", lambda: made)
-    return made
+    return as_backend_app(monkeypatch)
 
 
 @pytest.fixture

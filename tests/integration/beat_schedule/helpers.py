@@ -7,10 +7,12 @@ import io
 import time
 from pathlib import Path
 
+import pytest
 from celery import Celery
 from celery.schedules import crontab, schedule
 from django.core.management import call_command
 
+from alarm_backends.management import utils
 from alarm_backends.service.scheduler.crontab import make_crontab
 from patches.redbeat.entries import decode_meta
 from tests.integration.redbeat_helpers import make_app, store
@@ -34,6 +36,13 @@ def schedule_app(**changes: dict[str, object]) -> Celery:
         """Its queue and expires are attributes of the task, as the cron loader makes them."""
 
     return app
+
+
+def as_backend_app(monkeypatch: pytest.MonkeyPatch, **changes: dict[str, object]) -> Celery:
+    """``schedule_app(**changes)``, made the app the operator commands and the console read as the backend's."""
+    made = schedule_app(**changes)
+    monkeypatch.setattr(utils, "backend_app", lambda: made)
+    return made
 
 
 def cli(*args: str) -> tuple[str, str]:

@@ -15,10 +15,9 @@ from celery.schedules import crontab
 from django.core.management.base import CommandError
 
 from alarm_backends.core.storage.redis import SERVICE, get_client
-from alarm_backends.management.commands import beat_schedule
 from alarm_backends.service.scheduler import dedupe
 from patches.redbeat.schedulers import RedBeatScheduler
-from tests.integration.beat_schedule.helpers import QUEUE, cli, schedule_app
+from tests.integration.beat_schedule.helpers import QUEUE, as_backend_app, cli
 from tests.integration.conftest import Worker, wait_for
 from tests.integration.redbeat_helpers import ids, published
 from tests.integration.test_overlap import WORKER_ENV, events, most_at_once, outcomes
@@ -96,8 +95,8 @@ def test_on_a_worker_a_sequential_backfill_runs_one_at_a_time_and_a_slot_that_ra
     most: int,
 ) -> None:
     # The platform's slow job (one second a run) as a minutely entry on the worker's queue.
-    made = schedule_app(slow={"task": SLOW, "schedule": crontab(minute="*"), "options": {"queue": "celery_cron"}})
-    monkeypatch.setattr(beat_schedule, "backend_app", lambda: made)
+    made = as_backend_app(monkeypatch, slow={"task": SLOW, "schedule": crontab(minute="*"),
+                                             "options": {"queue": "celery_cron"}})  # fmt: skip
     beats(made).tick()
     start_worker(concurrency=4, **(WORKER_ENV | {"SLOW_JOB_SECONDS": "1"}))
     now = get_client(SERVICE).time()[0]

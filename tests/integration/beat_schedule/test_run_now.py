@@ -16,7 +16,7 @@ from celery.schedules import schedule
 from django.core.management.base import CommandError
 
 from alarm_backends.core.storage.redis import SERVICE, get_client
-from alarm_backends.management.commands import beat_schedule
+from alarm_backends.management import utils
 from alarm_backends.service.scheduler import dedupe
 from patches.redbeat.controls import Controls
 from patches.redbeat.schedulers import RedBeatScheduler
@@ -179,7 +179,7 @@ def test_a_real_worker_runs_a_request_published_twice_once(
     record = "alarm_backends.service.scheduler.tasks.cron.tests_integration_jobs_record_effect"
     rec = {"task": record, "schedule": schedule(run_every=dt.timedelta(hours=1)), "options": {"queue": "celery_cron"}}
     app = make_app({"rec": rec}, redbeat_first_run="next")
-    monkeypatch.setattr(beat_schedule, "backend_app", lambda: app)
+    monkeypatch.setattr(utils, "backend_app", lambda: app)
     first = RedBeatScheduler(app=app)
     first.tick()
     task_id = cli("run", "rec")[0].split()[-1]

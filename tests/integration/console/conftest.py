@@ -14,9 +14,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from alarm_backends.console.models import AuditEntry
-from alarm_backends.management import utils
 from patches.redbeat.schedulers import RedBeatScheduler
-from tests.integration.beat_schedule.helpers import schedule_app
+from tests.integration.beat_schedule.helpers import as_backend_app
 
 PASSWORD = "a-test-password-1"
 
@@ -38,9 +37,7 @@ def users(redis_dbs: None) -> Iterator[None]:
 @pytest.fixture
 def app(users: None, monkeypatch: pytest.MonkeyPatch) -> Celery:
     """The schedule the console reads (``leader`` syncs it into the store), as the console's backend app."""
-    made = schedule_app()
-    monkeypatch.setattr(utils, "backend_app", lambda: made)
-    return made
+    return as_backend_app(monkeypatch)
 
 
 @pytest.fixture
