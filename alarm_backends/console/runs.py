@@ -132,7 +132,7 @@ _NOT_RUN_OUTCOMES = (
 
 
 def _outcome(row: SlotRuns) -> str:
-    if row.run is None:
+    if row.run is None or row.dropped.get(REPLACED):  # a replaced run's own end is its stop (SystemExit)
         said = (text for status, text in _NOT_RUN_OUTCOMES if row.dropped.get(status))
         return next(said, "not run: only duplicate deliveries logged")
     waited = ", after waiting (buffered)" if row.dropped.get(BUFFERED) else ""

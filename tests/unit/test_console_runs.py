@@ -61,6 +61,27 @@ def test_one_row_per_slot_with_its_drops_and_lateness() -> None:
     assert (cells[2]["slot"], cells[2]["outcome"]) == ("-", "failed (ValueError)")
 
 
+def test_what_an_overlap_policy_made_of_each_slot() -> None:
+    # Newest first: 10:03 replaced 10:02 (whose stopped run failed), 10:01 was skipped, 10:00 waited and then ran.
+    window = [
+        ("6-0", entry("t.job", "replaced", 1_795_000_185.0, slot="job@1795000120")),
+        ("5-0", entry("t.job", "failed", 1_795_000_185.5, cost=5.0, exception="SystemExit", slot="job@1795000120")),
+        ("4-0", entry("t.job", "skipped", 1_795_000_060.1, slot="job@1795000060")),
+        ("3-0", entry("t.job", "success", 1_795_000_030.0, cost=20.0, slot="job@1795000000")),
+        ("2-0", entry("t.job", "buffered", 1_795_000_000.1, slot="job@1795000000")),
+        ("1-0", entry("t.job", "buffered", 1_794_999_940.1, slot="job@1794999940")),
+    ]
+    outcomes = [(cell["slot"], cell["outcome"]) for cell in runs.table(runs.slots(window, "job", "t.job"), UTC)]
+    assert outcomes == [
+        ("job@1795000120", "replaced: terminated for a newer run (overlap)"),  # its own end: stopped (SystemExit)
+        ("job@1795000060", "not run: skipped, the previous run still running (overlap)"),
+        ("job@1795000000", "success, after waiting (buffered)"),
+        ("job@1794999940", "waiting: buffered until the previous run ends (overlap)"),
+    ]
+    # None of them is a run in the report's totals but the runs themselves.
+    assert {task: (t.runs, t.failures) for task, t in aggregate(window).items()} == {"t.job": (2, 1)}
+
+
 def test_the_limit_keeps_the_newest_slots() -> None:
     assert [row.slot for row in runs.slots(WINDOW, "job", "t.job", limit=2)] == ["job@1795000000", "job@1794999940"]
 

@@ -22,7 +22,12 @@ ENTRIES = {
     "minutely": {"task": "t.minutely", "schedule": crontab(minute="*")},
     "hourly": {"task": "t.hourly", "schedule": schedule(run_every=dt.timedelta(hours=1)), "args": (1, "x")},
     # "0 0 1 * *" in the crontab lists' (Celery's) order: Mondays at 00:00, not the 1st of the month.
-    "mondays": {"task": "t.mondays", "schedule": make_crontab("0 0 1 * *"), "missed_run": {"policy": "skip"}},
+    "mondays": {
+        "task": "t.mondays",
+        "schedule": make_crontab("0 0 1 * *"),
+        "missed_run": {"policy": "skip"},
+        "overlap": "buffer_one",
+    },
 }
 QUEUE = "bkm-test-schedule-q"
 

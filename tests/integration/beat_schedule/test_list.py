@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from alarm_backends.core.storage.redis import SERVICE, get_client
+from alarm_backends.service.scheduler import dedupe
+from alarm_backends.service.scheduler.overlap.lease import acquire
 from patches.redbeat.schedulers import RedBeatScheduler
 from tests.integration.beat_schedule.helpers import ENTRIES, QUEUE, REPO, cli
 from tests.integration.conftest import wait_for
@@ -123,6 +127,19 @@ def test_show_prints_every_field_with_the_definition_and_policy(
     assert fields["missed_run"] == "skip (grace 0s, max_catchup 10)"
     assert fields["total runs"] == "1" and fields["paused"] == "no" and fields["run requested"] == "no"
     assert fields["leader"].startswith("a beat leads")
+    assert fields["overlap"] == "buffer_one; so far 0 skipped, 0 buffered, 0 replaced"
+    # A run holding the entry's lease and one buffered behind it, as the workers' scripts write them.
+    for n, marker in enumerate(("running:a", "running:b")):
+        slot = f"mondays@{1_795_000_000 + 60 * n}"
+        dedupe.claim("t.mondays", slot, 300, False, marker=marker)
+        acquire("mondays", slot, marker, "buffer_one", 60, dedupe.claim_key(""), 3900)
+    fields = dict(line.split(": ", 1) for line in cli("show", "mondays")[0].splitlines())
+    assert re.fullmatch(rf"buffer_one; running: mondays@1795000000 on {socket.gethostname()}:{os.getpid()} since .* "
+                        r"\(fence 1\); waiting: mondays@1795000060; so far 0 skipped, 1 buffered, 0 replaced",
+                        fields["overlap"].strip()), fields["overlap"]  # fmt: skip
+    overlaps = json.loads(cli("show", "mondays", "--json")[0])["overlaps"]
+    assert (overlaps["running"], overlaps["waiting"], overlaps["buffered"]) == ("mondays@1795000000",
+                                                                                "mondays@1795000060", 1)  # fmt: skip
     detailed = json.loads(cli("show", "hourly", "--json")[0])
     assert detailed["args"] == [1, "x"] and detailed["kwargs"] == {} and detailed["options"] == {}
     assert detailed["missed_run"] == {"policy": "once", "grace": 0.0, "max_catchup": 10}
