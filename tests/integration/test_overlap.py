@@ -178,30 +178,61 @@ def test_each_policy_with_a_job_running_two_and_a_half_periods(
 def test_a_worker_killed_mid_run_frees_its_entry_within_one_lease(
     broker: Broker, start_worker: Callable[..., Worker]
 ) -> None:
+    """The dead run's lease keeps the entry for at most one lease: the slots published meanwhile are skipped, and the
+    entry runs again (a newer slot, or the killed slot's redelivery, retried when the lease ran out) within one lease
+    of the kill and a slot's wait — never two runs at once, never stuck."""
     task = TASKS["skip"]
     first = start_worker(concurrency=2, **WORKER_ENV, **broker.env)
     base = 1_796_000_000 + random.randrange(1_000_000) * 10
-    # Valid for one second: its redelivery after the kill is past its deadline, so only the lease can free the entry.
-    killed_slot = publish(broker.sender, task, base, valid=1.0)
+    killed_slot = publish(broker.sender, task, base)
     wait_for(lambda: "start" in events().get(killed_slot, {}), 30, "the first run to start")
     wait_for(lambda: get_client(SERVICE).pttl(lease_key(task)) > 0, 10, "its lease")
     os.killpg(first.proc.pid, signal.SIGKILL)  # the worker and its pool, mid-run: no release
     first.proc.wait(10)
     killed, killed_at = time.monotonic(), time.time()
+    first_start = events()[killed_slot]["start"]
     start_worker(concurrency=2, **WORKER_ENV, **broker.env)
-    # A slot a second, as a beat of a one-second entry would publish: those within the dead run's lease are
-    # skipped; the first after it runs.
+    # A slot a second, as a beat of a one-second entry would publish, until a run starts after the kill.
     sent: list[str] = []
-    ran: list[str] = []
-    while not ran and time.monotonic() - killed < 3 * LEASE:
+
+    def restarted() -> list[str]:
+        seen = events()
+        return [slot for slot in [killed_slot, *sent] if seen.get(slot, {}).get("start", 0) > killed_at]
+
+    while not restarted() and time.monotonic() - killed < 3 * LEASE:
         sent.append(publish(broker.sender, task, base + 10 * (len(sent) + 1)))
         time.sleep(max(0.0, killed + len(sent) - time.monotonic()))  # the slots' own pace, as above
-        ran = [slot for slot in sent if "start" in events().get(slot, {})]
-    assert ran, f"no run in {3 * LEASE}s after the kill: {outcomes()}"
-    said = outcomes()
-    assert said.get(killed_slot, []) in ([], ["expired"])  # it was not run again: the lease did the freeing
-    first_run = ran[0]
-    before = sent[: sent.index(first_run)]
-    assert before and all(said.get(slot) == ["skipped"] for slot in before), said  # the dead run's lease held
+    found = restarted()
+    assert found, f"no run in {3 * LEASE}s after the kill: {outcomes()}"
+    again = found[0]
     # Within one lease of the kill (its last renewal was at most a third of a lease before it), plus a slot's wait.
-    assert events()[first_run]["start"] - killed_at < LEASE + 1.5
+    started = events()[again]["start"]
+    assert started - killed_at < LEASE + 1.5
+    # Until then the dead run's lease held: every slot published before the restart was skipped, none ran.
+    said = outcomes()
+    waited = [slot for slot in sent if slot != again and said.get(slot)]
+    assert waited and all(said[slot] == ["skipped"] for slot in waited), said
+    # Not at once: the lease had at least two thirds of its length left at the kill (renewed every third).
+    assert started > killed_at + LEASE / 3 > first_start
+
+
+def test_a_redelivery_while_its_run_lives_is_not_run_beside_it(
+    broker: Broker, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """A long job's message delivered again while it runs (a broker's consumer timeout, a restarted worker's ETA
+    reminder): the claim would let it take the slot over, but the run's lease is alive, so it waits for the lease and,
+    that run having ended, is dropped — the slot runs once, and no duplicate delivery is counted."""
+    task = TASKS["skip"]
+    worker = start_worker(concurrency=2, **WORKER_ENV, **broker.env)
+    slot = publish(broker.sender, task, 1_797_000_000 + random.randrange(1_000_000) * 10)
+    wait_for(lambda: "start" in events().get(slot, {}), 30, "the run to start")
+    # As the platform's retry of a redelivery carries it (the broker's own redelivered flag cannot be sent).
+    broker.sender.send_task(task, queue="celery_cron", task_id=slot, headers={"bkm_takeover": 1})
+    retried = "redelivered while its run holds the entry"
+    wait_for(lambda: retried in worker.log(), 10, "the redelivery to wait for the lease")
+    # Retried when the lease (3 s, renewed while the 5 s job runs) could run out, until the run has ended: dropped.
+    wait_for(lambda: f"{slot}: already run or running" in worker.log(), 30, "the copy's last retry to be dropped")
+    assert events()[slot].keys() == {"start", "end"}
+    assert outcomes()[slot] == ["success"]
+    samples = metric_samples(tmp_path / "metrics")
+    assert not samples.get(("bkmonitor_beat_duplicate_dropped_total", (("task_name", task),)))

@@ -3,6 +3,7 @@ each policy decides, fencing, expiry, the buffered run's hand-off and its claim.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -41,7 +42,7 @@ def renew(marker: str) -> int:
 
 
 def release(marker: str) -> list[object]:
-    return list(RELEASE(get_client(SERVICE), [lease_key(ENTRY), buffered_key(ENTRY)], [marker]))
+    return list(RELEASE(get_client(SERVICE), [lease_key(ENTRY), buffered_key(ENTRY)], [marker, int(LEASE * 1000)]))
 
 
 def claim_of(n: int) -> str | None:
@@ -69,14 +70,18 @@ def test_skip_and_fencing(redis_dbs: None) -> None:
 @pytest.mark.redis
 def test_a_lease_not_renewed_expires_and_a_redelivery_takes_its_own_over(redis_dbs: None) -> None:
     assert take(0, "skip").outcome == "acquired"
-    # The worker died: its slot is redelivered and taken over (claim.lua), and the lease with it.
+    # Its slot redelivered (a long job past the broker's timeout, or its worker died): the claim lets it take the
+    # slot over, but the lease is still held, maybe by a live run: not run beside it, retried when the lease ends.
     assert dedupe.claim(ENTRY, slot(0), 300, True, marker="running:new")
-    assert acquire(ENTRY, slot(0), "running:new", "skip", LEASE, dedupe.claim_key(""), 60).fence == 2
-    assert renew("running:m0") == 0  # the dead run's renewals are fenced off
-    # Not redelivered, the lease runs out by itself.
+    held = acquire(ENTRY, slot(0), "running:new", "skip", LEASE, dedupe.claim_key(""), 60)
+    assert (held.outcome, held.holder) == ("held", slot(0)) and 0 < held.retry <= LEASE
+    # Not renewed (the worker died), the lease runs out; the retry then takes the slot and the lease over.
     get_client(SERVICE).pexpire(lease_key(ENTRY), 50)
     wait_for(lambda: not get_client(SERVICE).exists(lease_key(ENTRY)), 5, "the lease to expire")
-    assert take(1, "skip").outcome == "acquired"
+    assert dedupe.claim(ENTRY, slot(0), 300, True, marker="running:retry")
+    assert acquire(ENTRY, slot(0), "running:retry", "skip", LEASE, dedupe.claim_key(""), 60).fence == 2
+    assert renew("running:m0") == 0  # the dead run's renewals are fenced off
+    assert take(1, "skip").outcome == "skipped"
 
 
 @pytest.mark.redis
@@ -89,16 +94,19 @@ def test_buffer_one_keeps_one_waiting_and_hands_over(redis_dbs: None) -> None:
     assert dedupe.claim(ENTRY, slot(1), 300, False, marker="running:r1", buffered=True)
     assert acquire(ENTRY, slot(1), "running:r1", "buffer_one", LEASE, dedupe.claim_key(""), 60).outcome == "buffered"
     assert claim_of(1) == "buffered"
-    # The first ends: its release names the waiting slot, whose start then takes the lease and clears the buffer.
+    # The first ends: its release hands the lease to the waiting slot and names it (sent again: named again).
     assert release("running:m0") == [1, slot(1)]
+    assert release("running:m0") == [0, slot(1)]
+    # A newer slot coming before the buffered one's start finds the entry taken: the buffered run goes first.
+    assert take(3, "buffer_one") == Decision("skipped", holder=slot(1), waiting=slot(1))
     assert dedupe.claim(ENTRY, slot(1), 300, False, marker="running:h1", buffered=True)
     assert acquire(ENTRY, slot(1), "running:h1", "buffer_one", LEASE, dedupe.claim_key(""), 60).outcome == "acquired"
     assert not get_client(SERVICE).exists(buffered_key(ENTRY))
     # A second start of it (the reminder, late) is dropped quietly: not a duplicate delivery of the schedule.
     dropped = dedupe.DUPLICATES_DROPPED.labels(task_name=ENTRY)._value.get()
-    assert not dedupe.claim(ENTRY, slot(1), 300, False, marker="running:late", buffered=True)
+    assert not dedupe.claim(ENTRY, slot(1), 300, False, marker="running:late", buffered=True, quiet=True)
     assert dedupe.DUPLICATES_DROPPED.labels(task_name=ENTRY)._value.get() == dropped
-    assert state(ENTRY)["buffered"] == 1 and state(ENTRY)["skipped"] == 1
+    assert state(ENTRY)["buffered"] == 1 and state(ENTRY)["skipped"] == 2
 
 
 @pytest.mark.redis
@@ -110,11 +118,21 @@ def test_replace_takes_the_lease_and_marks_the_old_slot(redis_dbs: None) -> None
     assert claim_of(0) == "replaced"  # the terminated run's redelivery is dropped: it cannot come back
     assert not dedupe.claim(ENTRY, slot(0), 300, True, marker="running:back")
     assert renew("running:m0") == 0 and release("running:m0") == [0, ""]  # fenced off
+    # This very call sent again (its reply lost): the old run is still named, so it is still stopped.
+    again = acquire(ENTRY, slot(1), "running:m1", "replace", LEASE, dedupe.claim_key(""), 60)
+    assert (again.outcome, again.holder, again.fence) == ("replaced", slot(0), 2)
     assert release("running:m1") == [1, ""]
 
 
 @pytest.mark.redis
-def test_a_held_lease_renews_itself_and_says_when_it_is_lost(redis_dbs: None, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_held_lease_renews_itself_and_says_when_it_is_lost(
+    redis_dbs: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Heard whatever logging configuration an earlier test left (a dictConfig disables the loggers it does not name).
+    cron = logging.getLogger("cron")
+    monkeypatch.setattr(cron, "disabled", False)
+    monkeypatch.setattr(cron, "propagate", True)
+    caplog.set_level(logging.ERROR, logger="cron")
     decision = take(0, "skip")
     client = get_client(SERVICE)
     client.pexpire(lease_key(ENTRY), 600)  # as taken with a lease of 0.6 s

@@ -8,6 +8,7 @@ import zoneinfo
 
 import pytest
 from celery import Celery
+from celery.schedules import schedule
 from croniter import croniter
 
 from alarm_backends.management.schedule.backfill import (
@@ -17,6 +18,7 @@ from alarm_backends.management.schedule.backfill import (
     parse_time,
     plan,
     slots_between,
+    without_runs,
 )
 from alarm_backends.service.scheduler.crontab import make_crontab as make
 
@@ -97,6 +99,19 @@ def test_plan_publishes_the_scheduler_s_slot_ids() -> None:
 def test_plan_refuses_naming_why(start: float, end: float, rule: str, limit: int, message: str) -> None:
     with pytest.raises(BackfillError, match=message):
         plan("e", "t", make_crontab("0 * * * *"), start, end, epoch(2026, 12, 7), rule, limit)
+
+
+def test_an_interval_is_refused_and_the_run_log_leaves_out_what_ran() -> None:
+    with pytest.raises(BackfillError, match="is not a crontab"):
+        plan("e", "t", schedule(run_every=60), epoch(2026, 12, 6), epoch(2026, 12, 6, 1), epoch(2026, 12, 7), "allow",
+             100)  # fmt: skip
+    planned = plan("e", "t", make_crontab("0 * * * *"), epoch(2026, 12, 6, 1), epoch(2026, 12, 6, 3),
+                   epoch(2026, 12, 7), "allow", 100)  # fmt: skip
+    ran, skipped = planned.ids[0], planned.ids[1]
+    logged = [("1-0", {"slot": ran, "status": "failed"}), ("2-0", {"slot": skipped, "status": "skipped"}),
+              ("3-0", {"slot": "other@1", "status": "success"})]  # fmt: skip
+    kept, left_out = without_runs(planned, logged)
+    assert (kept.ids, left_out) == (planned.ids[1:], 1)  # a failed run ran; a skipped slot did not
 
 
 def test_times_without_an_offset_are_in_the_given_zone() -> None:

@@ -161,11 +161,14 @@ class Command(OperatorCommand):
                     "options": dict(definition.options or {})}  # fmt: skip
             planned = backfills.plan(entry.name, definition.task, sched, start, end, snapshot.now, options["overlap"],
                                      options["limit"], **sent)  # fmt: skip
+            planned, ran = backfills.without_runs(planned, backfills.logged_between(start, end))
         except backfills.BackfillError as exc:
             raise CommandError(f"backfill of {entry.name}: {exc}") from None
         span = f"{view.stamp(start, self.tz)} to {view.stamp(end, self.tz)}"
+        if ran:
+            self.stdout.write(f"{ran} slot(s) from {span} already ran (the run log): left out")
         if not planned.slots:
-            self.stdout.write(f"{entry.name} has no slot from {span}: nothing to publish")
+            self.stdout.write(f"{entry.name} has no slot left to run from {span}: nothing to publish")
             return
         if options["dry_run"]:
             for slot, run_id in zip(planned.slots, planned.ids, strict=True):
@@ -180,7 +183,7 @@ class Command(OperatorCommand):
                "skip": "all at once, a slot skipped while a run of the entry runs"}[planned.rule]  # fmt: skip
         self.stdout.write(
             f"published {len(planned.slots)} slot(s) of {entry.name} from {span}, {how}: {planned.ids[0]} to "
-            f"{planned.ids[-1]}; a slot that already ran is dropped by the workers"
+            f"{planned.ids[-1]}; one that ran meanwhile is dropped by the workers"
         )
 
     def _pause(self, schedule: Schedule, snapshot: Snapshot, options: dict[str, Any]) -> None:

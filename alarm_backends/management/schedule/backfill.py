@@ -1,5 +1,7 @@
 """``beat_schedule backfill``: every slot of an entry in a past range, published once, under the slot ids the scheduler
-gives them (``<entry>@<due epoch seconds>``), so a slot that already ran is dropped by the workers' dedupe.
+gives them (``<entry>@<due epoch seconds>``). A slot the run log says already ran is left out, and one that ran
+within its claim's life is dropped by the workers' dedupe; one older than both (the run log's retention) runs again.
+Crontab entries only: an interval's slots follow its last run, and their ids cannot be named again.
 
 Its own overlap rule, not the entry's:
 
@@ -20,12 +22,16 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import redis
 from celery import Celery, chain
+from celery.schedules import crontab
 
+from alarm_backends.core.runlog import NOT_RUN, stream_key
+from alarm_backends.core.storage.redis import LOG, get_client
 from alarm_backends.service.scheduler.overlap import ALLOW, OVERLAP_HEADER, SKIP
 from patches.redbeat.policy import NEVER, bind_clock, from_epoch, next_due, task_id
 
@@ -103,8 +109,8 @@ def slots_between(schedule: Any, start: float, end: float, limit: int) -> list[f
         if due == NEVER or due > end:
             break
         due = float(round(due, 6))
-        if found and due <= found[-1]:  # never loop on a schedule that answers the same time again
-            break
+        if found and due <= found[-1]:
+            raise BackfillError(f"the schedule answered {due} again after {found[-1]}: its slots cannot be listed")
         found.append(due)
         at = due
     return found
@@ -118,6 +124,9 @@ def plan(
     name: str, task: str, schedule: Any, start: float, end: float, now: float, rule: str, limit: int, **sent: Any
 ) -> Backfill:
     """The slots to publish, or BackfillError naming what is refused; ``sent``: the entry's args, kwargs, options."""
+    if not isinstance(schedule, crontab):
+        # An interval's slots follow its last run, not a grid: ids made here would match none the scheduler gave.
+        raise BackfillError(f"its schedule ({schedule!r}) is not a crontab: only a crontab's slots can be named again")
     if rule not in RULES:
         raise BackfillError(f"overlap {rule!r}: expected one of {', '.join(RULES)}")
     if not 1 <= limit <= MAX_SLOTS:
@@ -132,6 +141,25 @@ def plan(
             f"the range holds more than {limit} slots of {name} (the bound, --limit; at most {MAX_SLOTS}): narrow it"
         )
     return Backfill(name, task, tuple(found), rule, **sent)
+
+
+def without_runs(backfill: Backfill, logged: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[Backfill, int]:
+    """``backfill`` without the slots the run log (``logged``: its entries) says already ran, and how many those
+    were. The workers' dedupe drops a slot run within its claim's life (the task's expires plus an hour); the run log
+    remembers longer (its retention), so a backfill of last week does not run again what ran then."""
+    ran = {str(fields.get("slot")) for _, fields in logged if fields.get("status") not in NOT_RUN}
+    kept = tuple(slot for slot, run_id in zip(backfill.slots, backfill.ids, strict=True) if run_id not in ran)
+    return replace(backfill, slots=kept), len(backfill.slots) - len(kept)
+
+
+def logged_between(start: float, end: float) -> list[tuple[str, dict[str, Any]]]:
+    """The run log's entries written from ``start`` to an hour past ``end`` (a slot's run comes after it, within its
+    expires): the stream's ids are the Redis clock's milliseconds."""
+    try:
+        entries = get_client(LOG).xrange(stream_key(), min=f"{int(start * 1000)}", max=f"{int((end + 3600) * 1000)}")
+    except redis.RedisError as exc:
+        raise BackfillError(f"the run log cannot be read to leave out the slots that ran ({exc})") from None
+    return [(str(entry_id), {str(k): v for k, v in (fields or {}).items()}) for entry_id, fields in entries or []]
 
 
 def publish(app: Celery, backfill: Backfill) -> None:

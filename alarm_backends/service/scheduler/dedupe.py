@@ -66,6 +66,7 @@ def claim(
     *,
     marker: str | None = None,
     buffered: bool = False,
+    quiet: bool = False,
 ) -> bool:
     """Whether this delivery should run: not past its ``deadline`` (epoch seconds on the Redis clock, the
     ``bkm_deadline`` header: decided by the server, so a worker whose own clock is off neither drops a timely run nor
@@ -73,7 +74,8 @@ def claim(
     ahead: a rare duplicate is better than a scheduled job silently not running.
 
     ``buffered``: a start of a run an overlap policy buffered (``overlap``), which may take its slot back from
-    'buffered'; a start that finds its slot already run is one of its reminders, dropped without a word."""
+    'buffered'. ``quiet``: a copy the platform sent again (a buffered run's start or reminder, a takeover's retry):
+    one that finds its slot already run is dropped without a word, not counted as a duplicate delivery."""
     try:
         client = get_client(SERVICE)
         limit = "" if deadline is None else repr(float(deadline))
@@ -93,8 +95,8 @@ def claim(
         logger.warning("[Cron Task](%s) %s expired %.1fs ago (on the Redis clock): not run", task_name, task_id, late)
         runlog.record_run(task_name, queue, runlog.EXPIRED, 0.0, slot=task_id)
         return False
-    if buffered:
-        logger.debug("[Cron Task](%s) %s: the buffered run already started (%s)", task_name, task_id, detail)
+    if quiet:
+        logger.info("[Cron Task](%s) %s: already run or running (%s): this copy is dropped", task_name, task_id, detail)
         return False
     DUPLICATES_DROPPED.labels(task_name=task_name).inc()
     logger.warning("[Cron Task](%s) %s already ran or is running: duplicate delivery dropped", task_name, task_id)

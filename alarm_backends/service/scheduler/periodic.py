@@ -10,7 +10,14 @@ from django.conf import settings
 
 from alarm_backends.core import runlog
 from alarm_backends.service.scheduler import dedupe
-from alarm_backends.service.scheduler.overlap import ALLOW, BUFFERED_HEADER, OVERLAP_HEADER, guard, run_policy
+from alarm_backends.service.scheduler.overlap import (
+    ALLOW,
+    BUFFERED_HEADER,
+    OVERLAP_HEADER,
+    TAKEOVER_HEADER,
+    guard,
+    run_policy,
+)
 from patches.redbeat.publisher import DEADLINE_HEADER
 
 
@@ -55,15 +62,18 @@ class PeriodicTask(Task):
         delivery = self.request.delivery_info or {}
         deadline = getattr(self.request, DEADLINE_HEADER, None)
         queue = str(delivery.get("routing_key") or "")
+        # A copy the platform sent again (overlap/): a buffered run's start, or a redelivery's retry (a takeover).
         buffered = bool(getattr(self.request, BUFFERED_HEADER, None))
+        takeover = bool(getattr(self.request, TAKEOVER_HEADER, None))
         marker = dedupe.new_marker()
-        redelivered = bool(delivery.get("redelivered"))
-        if not dedupe.claim(self.name, task_id, ttl, redelivered, deadline, queue, marker=marker, buffered=buffered):
+        redelivered = bool(delivery.get("redelivered")) or takeover
+        if not dedupe.claim(self.name, task_id, ttl, redelivered, deadline, queue, marker=marker, buffered=buffered,
+                            quiet=buffered or takeover):  # fmt: skip
             return None
         lease = None
         policy = run_policy(getattr(self.request, OVERLAP_HEADER, None), self.overlap)
         if policy != ALLOW:  # the entry's previous run may still be running (overlap/)
-            goes, lease = guard.enter(self, policy, task_id, marker, ttl, queue, buffered)
+            goes, lease = guard.enter(self, policy, task_id, marker, ttl, queue, buffered or takeover)
             if not goes:
                 return None
         deferred = runlog.defer()  # the run's run-log entry goes with the slot's release: one round trip

@@ -14,6 +14,7 @@ from celery import Celery
 from celery.schedules import crontab
 from django.core.management.base import CommandError
 
+from alarm_backends.core import runlog
 from alarm_backends.core.storage.redis import SERVICE, get_client
 from alarm_backends.service.scheduler import dedupe
 from patches.redbeat.schedulers import RedBeatScheduler
@@ -42,15 +43,19 @@ def test_a_backfill_publishes_each_slot_once_under_the_scheduler_s_id(
     beat.tick()  # the leader syncs the entries into the store
     now = get_client(SERVICE).time()[0]
     start, end = minutes_ago(now, 5), minutes_ago(now, 1)
-    expected = [f"minutely@{int(start) + 60 * n}" for n in range(5)]  # the slot ids the scheduler gives
+    every = [f"minutely@{int(start) + 60 * n}" for n in range(5)]  # the slot ids the scheduler gives
+    # The run log says the second one ran (its claim long gone): it is left out, the others are published.
+    runlog.record_run("t.minutely", QUEUE, "success", 0.1, slot=every[1])
+    expected = [every[0], *every[2:]]
     before = len(ids(QUEUE))
 
     out, _ = cli("backfill", "minutely", "--from", iso(start), "--to", iso(end), "--dry-run")
-    assert [line.split()[-1] for line in out.splitlines()[:-1]] == expected
-    assert "5 slot(s)" in out and len(ids(QUEUE)) == before  # nothing published
+    assert out.splitlines()[0].startswith("1 slot(s) from ") and out.splitlines()[0].endswith("left out")
+    assert [line.split()[-1] for line in out.splitlines()[1:-1]] == expected
+    assert "4 slot(s)" in out and len(ids(QUEUE)) == before  # nothing published
 
     out, _ = cli("backfill", "minutely", "--from", iso(start), "--to", iso(end), "--overlap", "allow")
-    assert "published 5 slot(s) of minutely" in out and f"{expected[0]} to {expected[-1]}" in out
+    assert "published 4 slot(s) of minutely" in out and f"{expected[0]} to {expected[-1]}" in out
     messages = published(QUEUE)[before:]
     assert [m["headers"]["id"] for m in messages] == expected
     # No expiry (a pool that is down runs it when back), and the backfill's own policy over the entry's.
@@ -63,6 +68,12 @@ def test_a_backfill_publishes_each_slot_once_under_the_scheduler_s_id(
     assert first["headers"]["id"] == expected[0]
     _, _, embed = json.loads(base64.b64decode(first["body"]))
     assert [step["options"]["task_id"] for step in reversed(embed["chain"])] == expected[1:]
+
+
+def test_an_interval_entry_is_refused(app: Celery, beats: Callable[..., RedBeatScheduler]) -> None:
+    beats().tick()
+    with pytest.raises(CommandError, match=r"backfill of hourly: its schedule \(<freq: 1.00 hour>\) is not a crontab"):
+        cli("backfill", "hourly", "--from", "2026-01-01T00:00", "--to", "2026-01-02T00:00")
 
 
 @pytest.mark.parametrize(

@@ -11,18 +11,27 @@ from django.conf import settings
 
 from alarm_backends.core import runlog
 from alarm_backends.service.scheduler import dedupe
-from alarm_backends.service.scheduler.overlap import BUFFERED_HEADER
-from alarm_backends.service.scheduler.overlap.lease import BUFFERED, OVERLAP_RUNS, REPLACED, SKIPPED, HeldLease, acquire
+from alarm_backends.service.scheduler.overlap import BUFFERED_HEADER, TAKEOVER_HEADER
+from alarm_backends.service.scheduler.overlap.lease import (
+    BUFFERED,
+    HELD,
+    OVERLAP_RUNS,
+    REPLACED,
+    SKIPPED,
+    Decision,
+    HeldLease,
+    acquire,
+)
 
 logger = logging.getLogger("cron")
 
 
 def enter(
-    task: Any, policy: str, slot: str, marker: str, expires: int | None, queue: str, buffered: bool
+    task: Any, policy: str, slot: str, marker: str, expires: int | None, queue: str, resent: bool
 ) -> tuple[bool, HeldLease | None]:
     """Whether the run of ``slot`` goes ahead under ``policy``, and the lease it then holds (None: the service DB
-    could not be reached, and the run goes ahead without one, as its claim does). ``buffered``: this delivery starts
-    a buffered run (its hand-off or a reminder), whose waiting was already counted and logged."""
+    could not be reached, and the run goes ahead without one, as its claim does). ``resent``: this delivery is one
+    the platform sent again (a buffered run's start, a takeover's retry), whose waiting was already counted."""
     seconds = float(settings.CRON_RUN_LEASE)
     # The lease is the entry's, named by the slot id (<entry>@<due>): entries of one task (a beat_schedule of one
     # task with different arguments) overlap only themselves. A cron entry's name is its task's.
@@ -33,42 +42,70 @@ def enter(
         logger.warning("[Cron Task](%s) %s: overlap %s not applied (service DB unavailable: %s)", task.name, slot,
                        policy, exc)  # fmt: skip
         return True, None
+    if not decision.runs:
+        _wait_or_drop(task, policy, slot, queue, resent, decision, seconds)
+        return False, None
+    held = HeldLease(entry, slot, marker, seconds, decision.fence)  # renewed from now on, whatever follows
+    if decision.outcome == REPLACED:
+        _stop_replaced(task, policy, slot, queue, decision)
+    return True, held
+
+
+def _wait_or_drop(
+    task: Any, policy: str, slot: str, queue: str, resent: bool, decision: Decision, lease: float
+) -> None:
+    if decision.outcome == HELD:
+        # Sent again once the lease has run out: it runs then if that run died, and is dropped if it ended.
+        logger.info("[Cron Task](%s) %s redelivered while its run holds the entry: retried in %.1fs", task.name, slot,
+                    decision.retry + 1)  # fmt: skip
+        resend(task, slot, TAKEOVER_HEADER, countdown=decision.retry + 1)
+        return
     if decision.outcome == SKIPPED:
         OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=SKIPPED).inc()
         also = f", and {decision.waiting} already waits" if decision.waiting else ""
         logger.warning("[Cron Task](%s) %s skipped: %s is still running%s (overlap %s)", task.name, slot,
                        decision.holder, also, policy)  # fmt: skip
         runlog.record_run(task.name, queue, runlog.SKIPPED, 0.0, slot=slot)
-        return False, None
-    if decision.outcome == BUFFERED:
-        if not buffered:
-            OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=BUFFERED).inc()
-            logger.info("[Cron Task](%s) %s buffered: it runs when %s ends (overlap %s)", task.name, slot,
-                        decision.holder, policy)  # fmt: skip
-            runlog.record_run(task.name, queue, runlog.BUFFERED, 0.0, slot=slot)
-        # A reminder one lease from now: if the run it waits for dies without handing over, this starts it.
-        start_buffered(task, slot, countdown=seconds)
-        return False, None
-    if decision.outcome == REPLACED:
-        OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=REPLACED).inc()
-        logger.warning("[Cron Task](%s) %s replaces %s, still running on %s: terminating it (overlap %s)",
-                       task.name, slot, decision.holder, decision.holder_worker or "?", policy)  # fmt: skip
-        runlog.record_run(task.name, queue, runlog.REPLACED, 0.0, slot=decision.holder)
-        try:
-            task.app.control.revoke(decision.holder, terminate=True, signal="SIGTERM")
-        except Exception as exc:  # the broker is down: the old run goes on, fenced off its lease
-            logger.error("[Cron Task](%s) could not terminate %s: %s", task.name, decision.holder, exc)
-    return True, HeldLease(entry, slot, marker, seconds, decision.fence)
-
-
-def start_buffered(task: Any, slot: str, countdown: float | None = None) -> None:
-    """Send a start of the buffered run ``slot``: at once (its hand-off, by the run it waited for) or after
-    ``countdown`` seconds (a reminder). Either may find it started already, and is then dropped quietly."""
-    try:
-        # No expiry: a buffered run is valid until it has run, however long the run before it took.
-        task.apply_async(task_id=slot, countdown=countdown, expires=None, headers={BUFFERED_HEADER: 1})
-    except Exception as exc:  # the reminder sent when it was buffered starts it
-        logger.error("[Cron Task](%s) could not send the start of buffered run %s: %s", task.name, slot, exc)
         return
-    if countdown is None:
+    assert decision.outcome == BUFFERED
+    if not resent:
+        OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=BUFFERED).inc()
+        logger.info("[Cron Task](%s) %s buffered: it runs when %s ends (overlap %s)", task.name, slot,
+                    decision.holder, policy)  # fmt: skip
+        runlog.record_run(task.name, queue, runlog.BUFFERED, 0.0, slot=slot)
+    # A reminder one lease from now: if the run it waits for dies without handing over, this starts it.
+    resend(task, slot, BUFFERED_HEADER, countdown=lease)
+
+
+def _stop_replaced(task: Any, policy: str, slot: str, queue: str, decision: Decision) -> None:
+    """Terminate the run this one replaces, by Celery's remote control. Its pool process is signalled only while the
+    worker still has that task active: a prefork worker under ``-O fair`` (the platform's) gives the process no
+    other task until it has taken the old one's end, so the signal cannot reach another job."""
+    OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=REPLACED).inc()
+    logger.warning("[Cron Task](%s) %s replaces %s, still running on %s: terminating it (overlap %s)", task.name,
+                   slot, decision.holder, decision.holder_worker or "?", policy)  # fmt: skip
+    runlog.record_run(task.name, queue, runlog.REPLACED, 0.0, slot=decision.holder)
+    try:
+        task.app.control.revoke(decision.holder, terminate=True, signal="SIGTERM")
+    except Exception as exc:  # the broker is down: the old run goes on, fenced off its lease
+        logger.error("[Cron Task](%s) could not terminate %s: %s", task.name, decision.holder, exc)
+
+
+def start_buffered(task: Any, slot: str) -> None:
+    """Start the buffered run ``slot``, handed the lease by the run that just ended (release.lua)."""
+    if resend(task, slot, BUFFERED_HEADER):
         logger.info("[Cron Task](%s) starting buffered run %s", task.name, slot)
+
+
+def resend(task: Any, slot: str, header: str, countdown: float | None = None) -> bool:
+    """Send ``slot`` of the running task's entry again, with its arguments and ``header``: now, or after
+    ``countdown`` seconds. A copy that finds the slot already run is dropped quietly (dedupe.claim)."""
+    request = task.request
+    try:
+        # No expiry: such a run is valid until it has run, however long the run before it took.
+        task.apply_async(args=request.args, kwargs=request.kwargs, task_id=slot, countdown=countdown, expires=None,
+                         headers={header: 1})  # fmt: skip
+    except Exception as exc:  # a buffered run: its reminder (or the hand-off) starts it; a takeover: the broker's
+        logger.error("[Cron Task](%s) could not send %s again: %s", task.name, slot, exc)
+        return False
+    return True

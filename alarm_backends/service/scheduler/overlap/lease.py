@@ -18,7 +18,7 @@ from alarm_backends.core.storage.script import DirectScript
 logger = logging.getLogger("cron")
 
 # What acquire.lua answers.
-ACQUIRED, SKIPPED, BUFFERED, REPLACED = "acquired", "skipped", "buffered", "replaced"
+ACQUIRED, SKIPPED, BUFFERED, REPLACED, HELD = "acquired", "skipped", "buffered", "replaced", "held"
 
 OVERLAP_RUNS = Counter(
     "bkmonitor_cron_overlap",
@@ -57,11 +57,14 @@ def worker_name() -> str:
 class Decision:
     """What ``acquire.lua`` decided for one run."""
 
-    outcome: str  # ACQUIRED, SKIPPED, BUFFERED or REPLACED (the lease is this run's after ACQUIRED and REPLACED)
+    # ACQUIRED, REPLACED (the lease is this run's after both), SKIPPED, BUFFERED, or HELD: this very slot runs under
+    # another claim (a redelivery while that run may still be alive), for ``retry`` seconds more at most.
+    outcome: str
     fence: int = 0  # the lease's fence, when this run holds it
     holder: str = ""  # the slot of the run that held the lease
     holder_worker: str = ""  # where that run ran (REPLACED)
     waiting: str = ""  # the slot already buffered (SKIPPED under buffer_one)
+    retry: float = 0.0  # HELD: when the lease runs out unless renewed
 
     @property
     def runs(self) -> bool:
@@ -84,6 +87,8 @@ def acquire(
         return Decision(REPLACED, fence=int(fence), holder=_text(holder), holder_worker=_text(worker))
     if outcome == BUFFERED:
         return Decision(BUFFERED, holder=_text(detail[0]))
+    if outcome == HELD:
+        return Decision(HELD, holder=slot, retry=max(int(detail[0]), 0) / 1000)
     return Decision(SKIPPED, holder=_text(detail[0]), waiting=_text(detail[1]))
 
 
@@ -100,7 +105,7 @@ class HeldLease:
 
     def __init__(self, entry: str, slot: str, marker: str, seconds: float, fence: int) -> None:
         self.entry, self.slot, self.marker, self.seconds, self.fence = entry, slot, marker, seconds, fence
-        self.lost = False
+        self.lost = False  # set once a renewal finds the lease taken
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease {slot}", daemon=True)
         self._thread.start()
@@ -120,16 +125,16 @@ class HeldLease:
                 return
 
     def release(self) -> str:
-        """Give the lease back; the slot of the buffered run waiting for it, or ""."""
+        """Give the lease back; the slot of the buffered run waiting for it (handed the lease), or ""."""
         self._stop.set()
         self._thread.join()
         try:
-            released, waiting = RELEASE(get_client(SERVICE), [lease_key(self.entry), buffered_key(self.entry)],
-                                        [self.marker])  # fmt: skip
+            keys, args = [lease_key(self.entry), buffered_key(self.entry)], [self.marker, int(self.seconds * 1000)]
+            _, waiting = RELEASE(get_client(SERVICE), keys, args)  # released or not: the slot to start
         except redis.RedisError as exc:  # it expires within one lease
             logger.warning("[Cron Task](%s) %s could not release its run lease: %s", self.entry, self.slot, exc)
             return ""
-        return _text(waiting) if released else ""
+        return _text(waiting)  # also when not released: a hand-off this very call made, sent again
 
 
 def state(entry: str) -> dict[str, str | int | float]:

@@ -1,10 +1,27 @@
 -- The end of a run that held its entry's run lease.
--- KEYS[1]: the entry's lease; KEYS[2]: the entry's buffered slot. ARGV[1]: the run's marker.
--- Returns {released (1 or 0: no longer this run's), the buffered slot waiting for it or ''}. The buffered slot stays
--- recorded until its run takes the lease (acquire.lua), so a worker that dies before starting it loses nothing: the
--- buffered run's reminder (re-sent every lease while it waits) starts it.
-if redis.call('HGET', KEYS[1], 'marker') ~= ARGV[1] then
+-- KEYS[1]: the entry's lease; KEYS[2]: the entry's buffered slot. ARGV[1]: the run's marker; ARGV[2]: the lease in
+-- milliseconds.
+-- Returns {released (1 or 0: no longer this run's), the buffered slot to start now or ''}.
+-- A buffered slot waiting is handed the lease at once (marker 'handoff', one lease long): a newer slot arriving
+-- before its start finds the entry still taken, and the buffered run, not the newer one, runs next. It stays
+-- recorded until its run takes the lease (acquire.lua); a start that never comes (the worker died before sending it)
+-- is made good by its reminder, sent every lease while it waits, once the hand-off lease runs out.
+local held = redis.call('HMGET', KEYS[1], 'marker', 'slot')
+if held[1] ~= ARGV[1] then
+    -- Not this run's: taken (a replace, an expiry), or already handed over by this very call, sent again after a
+    -- lost reply, which then learns the slot to start again.
+    if held[1] == 'handoff' then
+        return {0, held[2]}
+    end
     return {0, ''}
 end
 redis.call('DEL', KEYS[1])
-return {1, redis.call('GET', KEYS[2]) or ''}
+local waiting = redis.call('GET', KEYS[2])
+if not waiting then
+    return {1, ''}
+end
+local time = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'slot', waiting, 'marker', 'handoff', 'fence', 0, 'worker', '(handed over, starting)',
+           'since', string.format('%d.%06d', time[1], time[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, waiting}
