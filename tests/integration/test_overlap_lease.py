@@ -42,7 +42,8 @@ def renew(marker: str) -> int:
 
 
 def release(marker: str) -> list[object]:
-    return list(RELEASE(get_client(SERVICE), [lease_key(ENTRY), buffered_key(ENTRY)], [marker, int(LEASE * 1000)]))
+    keys, args = [lease_key(ENTRY), buffered_key(ENTRY)], [marker, int(LEASE * 1000), dedupe.claim_key("")]
+    return list(RELEASE(get_client(SERVICE), keys, args))
 
 
 def claim_of(n: int) -> str | None:
@@ -107,6 +108,13 @@ def test_buffer_one_keeps_one_waiting_and_hands_over(redis_dbs: None) -> None:
     assert not dedupe.claim(ENTRY, slot(1), 300, False, marker="running:late", buffered=True, quiet=True)
     assert dedupe.DUPLICATES_DROPPED.labels(task_name=ENTRY)._value.get() == dropped
     assert state(ENTRY)["buffered"] == 1 and state(ENTRY)["skipped"] == 2
+    # A buffered slot that no longer waits (its claim says otherwise) is not handed over: the buffer is cleared.
+    assert take(4, "buffer_one").outcome == "buffered" and release("running:h1") == [1, slot(4)]
+    get_client(SERVICE).set(dedupe.claim_key(slot(5)), dedupe.DONE)
+    get_client(SERVICE).set(buffered_key(ENTRY), slot(5))
+    get_client(SERVICE).delete(lease_key(ENTRY))
+    assert take(6, "buffer_one").outcome == "acquired" and release("running:m6") == [1, ""]
+    assert not get_client(SERVICE).exists(buffered_key(ENTRY))
 
 
 @pytest.mark.redis
@@ -136,7 +144,7 @@ def test_a_held_lease_renews_itself_and_says_when_it_is_lost(
     decision = take(0, "skip")
     client = get_client(SERVICE)
     client.pexpire(lease_key(ENTRY), 600)  # as taken with a lease of 0.6 s
-    held = HeldLease(ENTRY, slot(0), "running:m0", 0.6, decision.fence)  # renewed every 0.2 s
+    held = HeldLease(ENTRY, slot(0), "running:m0", 0.6, decision.fence, dedupe.claim_key(""))  # renewed every 0.2 s
 
     seen = {"last": int(client.pttl(lease_key(ENTRY))), "renewals": 0}
 

@@ -161,7 +161,7 @@ class Command(OperatorCommand):
                     "options": dict(definition.options or {})}  # fmt: skip
             planned = backfills.plan(entry.name, definition.task, sched, start, end, snapshot.now, options["overlap"],
                                      options["limit"], **sent)  # fmt: skip
-            planned, ran = backfills.without_runs(planned, backfills.logged_between(start, end))
+            planned, ran = backfills.without_runs(planned, backfills.logged_since(start))
         except backfills.BackfillError as exc:
             raise CommandError(f"backfill of {entry.name}: {exc}") from None
         span = f"{view.stamp(start, self.tz)} to {view.stamp(end, self.tz)}"

@@ -152,11 +152,11 @@ def without_runs(backfill: Backfill, logged: Iterable[tuple[str, Mapping[str, An
     return replace(backfill, slots=kept), len(backfill.slots) - len(kept)
 
 
-def logged_between(start: float, end: float) -> list[tuple[str, dict[str, Any]]]:
-    """The run log's entries written from ``start`` to an hour past ``end`` (a slot's run comes after it, within its
-    expires): the stream's ids are the Redis clock's milliseconds."""
+def logged_since(start: float) -> list[tuple[str, dict[str, Any]]]:
+    """The run log's entries written since ``start`` (the stream's ids are the Redis clock's milliseconds): a slot's
+    run is written when it ends, which can be long after ``end`` (a long job, a buffered run, a catch-up)."""
     try:
-        entries = get_client(LOG).xrange(stream_key(), min=f"{int(start * 1000)}", max=f"{int((end + 3600) * 1000)}")
+        entries = get_client(LOG).xrange(stream_key(), min=f"{int(start * 1000)}", max="+")
     except redis.RedisError as exc:
         raise BackfillError(f"the run log cannot be read to leave out the slots that ran ({exc})") from None
     return [(str(entry_id), {str(k): v for k, v in (fields or {}).items()}) for entry_id, fields in entries or []]

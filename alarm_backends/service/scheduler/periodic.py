@@ -73,14 +73,14 @@ class PeriodicTask(Task):
         lease = None
         policy = run_policy(getattr(self.request, OVERLAP_HEADER, None), self.overlap)
         if policy != ALLOW:  # the entry's previous run may still be running (overlap/)
-            goes, lease = guard.enter(self, policy, task_id, marker, ttl, queue, buffered or takeover)
+            # A copy that was here before (re-sent, or the broker's redelivery) was counted then.
+            goes, lease = guard.enter(self, policy, task_id, marker, ttl, queue, buffered or redelivered)
             if not goes:
                 return None
         deferred = runlog.defer()  # the run's run-log entry goes with the slot's release: one round trip
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            waiting = lease.release() if lease is not None else ""
             runs = runlog.collect(deferred)
             # Which slot ran, and when beat published it: the deadline header is the publish on the Redis clock
             # plus the task's expires (patches/redbeat/publisher.py).
@@ -90,6 +90,8 @@ class PeriodicTask(Task):
                 if published:
                     fields["published"] = published
             dedupe.finish(task_id, ttl, runs)
+            # Released after the slot is marked done: a copy of it arriving in between finds it run, not free.
+            waiting = lease.release() if lease is not None else ""
             if waiting:
                 guard.start_buffered(self, waiting)
 

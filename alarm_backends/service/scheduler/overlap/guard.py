@@ -11,7 +11,7 @@ from django.conf import settings
 
 from alarm_backends.core import runlog
 from alarm_backends.service.scheduler import dedupe
-from alarm_backends.service.scheduler.overlap import BUFFERED_HEADER, TAKEOVER_HEADER
+from alarm_backends.service.scheduler.overlap import BUFFERED_HEADER, OVERLAP_HEADER, TAKEOVER_HEADER
 from alarm_backends.service.scheduler.overlap.lease import (
     BUFFERED,
     HELD,
@@ -22,8 +22,12 @@ from alarm_backends.service.scheduler.overlap.lease import (
     HeldLease,
     acquire,
 )
+from patches.redbeat.publisher import DEADLINE_HEADER
 
 logger = logging.getLogger("cron")
+
+# How many times a redelivered slot waits for its own run's lease before it is given up (see _wait_or_drop).
+MAX_TAKEOVERS = 5
 
 
 def enter(
@@ -45,7 +49,7 @@ def enter(
     if not decision.runs:
         _wait_or_drop(task, policy, slot, queue, resent, decision, seconds)
         return False, None
-    held = HeldLease(entry, slot, marker, seconds, decision.fence)  # renewed from now on, whatever follows
+    held = HeldLease(entry, slot, marker, seconds, decision.fence, dedupe.claim_key(""))  # renewed from now on
     if decision.outcome == REPLACED:
         _stop_replaced(task, policy, slot, queue, decision)
     return True, held
@@ -55,10 +59,16 @@ def _wait_or_drop(
     task: Any, policy: str, slot: str, queue: str, resent: bool, decision: Decision, lease: float
 ) -> None:
     if decision.outcome == HELD:
-        # Sent again once the lease has run out: it runs then if that run died, and is dropped if it ended.
+        # Sent again once the lease has run out: it runs then if that run died, and is dropped if it ended. A job
+        # that kills its own process each time would come back for ever: MAX_TAKEOVERS tries, then it is given up.
+        tries = int(getattr(task.request, TAKEOVER_HEADER, 0) or 0) + 1
+        if tries > MAX_TAKEOVERS:
+            logger.error("[Cron Task](%s) %s given up: its run died holding the entry %d times", task.name, slot,
+                         MAX_TAKEOVERS)  # fmt: skip
+            return
         logger.info("[Cron Task](%s) %s redelivered while its run holds the entry: retried in %.1fs", task.name, slot,
                     decision.retry + 1)  # fmt: skip
-        resend(task, slot, TAKEOVER_HEADER, countdown=decision.retry + 1)
+        resend(task, slot, TAKEOVER_HEADER, countdown=decision.retry + 1, value=tries)
         return
     if decision.outcome == SKIPPED:
         OVERLAP_RUNS.labels(task_name=task.name, policy=policy, outcome=SKIPPED).inc()
@@ -97,14 +107,23 @@ def start_buffered(task: Any, slot: str) -> None:
         logger.info("[Cron Task](%s) starting buffered run %s", task.name, slot)
 
 
-def resend(task: Any, slot: str, header: str, countdown: float | None = None) -> bool:
-    """Send ``slot`` of the running task's entry again, with its arguments and ``header``: now, or after
-    ``countdown`` seconds. A copy that finds the slot already run is dropped quietly (dedupe.claim)."""
+def resend(task: Any, slot: str, header: str, countdown: float | None = None, value: int = 1) -> bool:
+    """Send ``slot`` of the running task's entry again, as the running delivery came (its arguments, queue and
+    overlap rule), with ``header`` set to ``value``: now, or after ``countdown`` seconds. A copy that finds the slot
+    already run is dropped quietly (dedupe.claim)."""
     request = task.request
+    headers: dict[str, Any] = {header: value}
+    rule = getattr(request, OVERLAP_HEADER, None)
+    if rule is not None:
+        headers[OVERLAP_HEADER] = rule
+    deadline = getattr(request, DEADLINE_HEADER, None)
+    if header == TAKEOVER_HEADER and deadline is not None:
+        headers[DEADLINE_HEADER] = deadline  # the same slot: valid as long as the delivery it stands for
+    queue = (request.delivery_info or {}).get("routing_key") or None
     try:
-        # No expiry: such a run is valid until it has run, however long the run before it took.
+        # No expiry of Celery's: a buffered run is valid until it has run, however long the run before it took.
         task.apply_async(args=request.args, kwargs=request.kwargs, task_id=slot, countdown=countdown, expires=None,
-                         headers={header: 1})  # fmt: skip
+                         headers=headers, queue=queue)  # fmt: skip
     except Exception as exc:  # a buffered run: its reminder (or the hand-off) starts it; a takeover: the broker's
         logger.error("[Cron Task](%s) could not send %s again: %s", task.name, slot, exc)
         return False

@@ -103,8 +103,9 @@ class HeldLease:
     outlived its lease, e.g. a worker frozen longer than it, or a replace whose terminate did not reach it), and
     stops renewing; the job itself goes on (nothing here can stop it safely)."""
 
-    def __init__(self, entry: str, slot: str, marker: str, seconds: float, fence: int) -> None:
+    def __init__(self, entry: str, slot: str, marker: str, seconds: float, fence: int, claim_prefix: str) -> None:
         self.entry, self.slot, self.marker, self.seconds, self.fence = entry, slot, marker, seconds, fence
+        self.claim_prefix = claim_prefix  # where slot claims live: a buffered slot is handed over only if it waits
         self.lost = False  # set once a renewal finds the lease taken
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease {slot}", daemon=True)
@@ -129,7 +130,8 @@ class HeldLease:
         self._stop.set()
         self._thread.join()
         try:
-            keys, args = [lease_key(self.entry), buffered_key(self.entry)], [self.marker, int(self.seconds * 1000)]
+            keys = [lease_key(self.entry), buffered_key(self.entry)]
+            args = [self.marker, int(self.seconds * 1000), self.claim_prefix]
             _, waiting = RELEASE(get_client(SERVICE), keys, args)  # released or not: the slot to start
         except redis.RedisError as exc:  # it expires within one lease
             logger.warning("[Cron Task](%s) %s could not release its run lease: %s", self.entry, self.slot, exc)

@@ -1,6 +1,6 @@
 -- The end of a run that held its entry's run lease.
 -- KEYS[1]: the entry's lease; KEYS[2]: the entry's buffered slot. ARGV[1]: the run's marker; ARGV[2]: the lease in
--- milliseconds.
+-- milliseconds; ARGV[3]: the prefix of slot claim keys (the service DB is no Redis Cluster: see acquire.lua).
 -- Returns {released (1 or 0: no longer this run's), the buffered slot to start now or ''}.
 -- A buffered slot waiting is handed the lease at once (marker 'handoff', one lease long): a newer slot arriving
 -- before its start finds the entry still taken, and the buffered run, not the newer one, runs next. It stays
@@ -18,6 +18,11 @@ end
 redis.call('DEL', KEYS[1])
 local waiting = redis.call('GET', KEYS[2])
 if not waiting then
+    return {1, ''}
+end
+if redis.call('GET', ARGV[3] .. waiting) ~= 'buffered' then
+    -- No longer waiting (it ran some other way, its claim expired): nothing to hand over, and nothing waits.
+    redis.call('DEL', KEYS[2])
     return {1, ''}
 end
 local time = redis.call('TIME')
